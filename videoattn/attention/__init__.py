@@ -1,0 +1,29 @@
+"""Excitation / attention modules, built by name from one registry.
+
+Temporal modules (``tsm``, ``action*``, ``tam*``) map ``(N*T, C, H, W) -> (N*T, C, H, W)`` and
+mix frames of the same clip only; static modules act on every frame alone.
+"""
+
+from .encnet import se_loss
+from .registry import (
+    SLOTS,
+    AttentionSpec,
+    accepted_hparams,
+    build_attention,
+    get_spec,
+    list_attention,
+    no_weight_decay_names,
+)
+from .shift import temporal_shift
+
+__all__ = [
+    "SLOTS",
+    "AttentionSpec",
+    "accepted_hparams",
+    "build_attention",
+    "get_spec",
+    "list_attention",
+    "no_weight_decay_names",
+    "se_loss",
+    "temporal_shift",
+]

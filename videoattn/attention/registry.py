@@ -1,0 +1,174 @@
+"""The attention registry: one explicit table from name to module class and its metadata.
+
+``build_attention(name, channels, num_segments=None, **hparams)`` is the only way the models
+build an excitation module by name; ``list_attention()`` lists the names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from torch import nn
+
+from .action import Action
+from .bilinear import BilinearAttention
+from .dia import DIA
+from .eca import ECA
+from .encnet import EncModule
+from .fca import FcaAttention
+from .gct import GCT
+from .gsop import GSoP
+from .rcan import RCANChannelAttention
+from .scse import SCSE, ChannelSE, SpatialSE
+from .se import SqueezeExcitation
+from .shift import TemporalShift
+from .soca import SOCA
+from .srm import SRM
+from .tam import TAM
+
+Slot = Literal["input", "after_conv1", "before_last", "output", "head"]
+SLOTS: tuple[str, ...] = ("input", "after_conv1", "before_last", "output")
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """What the toolkit knows about one registered module.
+
+    ``temporal`` modules take ``num_segments`` and mix frames of a clip; static ones act on each
+    frame alone. ``slot`` is the default insertion slot in a residual block (``head`` for
+    modules that sit after the last stage). ``scope`` says which hook the model gives it:
+    ``block`` (an instance per block), ``stage`` (one instance shared by the blocks of a stage,
+    carrying state: DIANet) or ``head``. ``defaults`` are fixed hyper-parameters that make an
+    ablation variant of a shared class (``action_ste`` = ``Action(paths=("ste",))``).
+    """
+
+    name: str
+    cls: type[nn.Module]
+    temporal: bool
+    slot: Slot
+    paper: str
+    arxiv: str | None
+    venue: str
+    scope: Literal["block", "stage", "head"] = "block"
+    defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def kind(self) -> str:
+        return "temporal" if self.temporal else "static"
+
+
+def _spec(name, cls, temporal, slot, paper, arxiv, venue, scope="block", **defaults) -> AttentionSpec:
+    return AttentionSpec(
+        name, cls, temporal, slot, paper, arxiv, venue, scope, MappingProxyType(defaults)
+    )
+
+
+_TSM = "TSM: Temporal Shift Module for Efficient Video Understanding"
+_ACTION = "ACTION-Net: Multipath Excitation for Action Recognition"
+_TAM = "TAM: Temporal Adaptive Module for Video Recognition"
+_SCSE = "Concurrent Spatial and Channel Squeeze & Excitation in Fully Convolutional Networks"
+
+_REGISTRY: dict[str, AttentionSpec] = {
+    s.name: s
+    for s in (
+        # temporal
+        _spec("tsm", TemporalShift, True, "input", _TSM, "1811.08383", "ICCV 2019"),
+        _spec("action", Action, True, "input", _ACTION, "2103.07372", "CVPR 2021"),
+        _spec("action_ste", Action, True, "input", _ACTION, "2103.07372", "CVPR 2021", paths=("ste",)),
+        _spec("action_ce", Action, True, "input", _ACTION, "2103.07372", "CVPR 2021", paths=("ce",)),
+        _spec("action_me", Action, True, "input", _ACTION, "2103.07372", "CVPR 2021", paths=("me",)),
+        _spec("tam", TAM, True, "after_conv1", _TAM, "2005.06803", "ICCV 2021"),
+        _spec("tam_local", TAM, True, "after_conv1", _TAM, "2005.06803", "ICCV 2021", branches=("local",)),
+        _spec("tam_global", TAM, True, "after_conv1", _TAM, "2005.06803", "ICCV 2021", branches=("global",)),
+        # static
+        _spec("se", SqueezeExcitation, False, "output", "Squeeze-and-Excitation Networks", "1709.01507", "CVPR 2018"),
+        _spec("cse", ChannelSE, False, "output", _SCSE, "1803.02579", "MICCAI 2018"),
+        _spec("sse", SpatialSE, False, "output", _SCSE, "1803.02579", "MICCAI 2018"),
+        _spec("scse", SCSE, False, "output", _SCSE, "1803.02579", "MICCAI 2018"),
+        _spec("eca", ECA, False, "output", "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", "1910.03151", "CVPR 2020"),
+        _spec("rcan_ca", RCANChannelAttention, False, "output", "Image Super-Resolution Using Very Deep Residual Channel Attention Networks", "1807.02758", "ECCV 2018"),
+        _spec("srm", SRM, False, "output", "SRM: A Style-based Recalibration Module for Convolutional Neural Networks", "1903.10829", "ICCV 2019"),
+        _spec("gct", GCT, False, "before_last", "Gated Channel Transformation for Visual Recognition", "1909.11519", "CVPR 2020"),
+        _spec("fca", FcaAttention, False, "output", "FcaNet: Frequency Channel Attention Networks", "2012.11879", "ICCV 2021"),
+        _spec("encnet", EncModule, False, "head", "Context Encoding for Semantic Segmentation", "1803.08904", "CVPR 2018", scope="head"),
+        _spec("gsop", GSoP, False, "output", "Global Second-order Pooling Convolutional Networks", "1811.12006", "CVPR 2019"),
+        _spec("soca", SOCA, False, "output", "Second-order Attention Network for Single Image Super-Resolution", None, "CVPR 2019"),
+        _spec("bilinear", BilinearAttention, False, "output", "Bilinear Attention Networks for Person Retrieval", None, "ICCV 2019"),
+        _spec("dia", DIA, False, "output", "DIANet: Dense-and-Implicit Attention Network", "1905.10671", "AAAI 2020", scope="stage"),
+    )
+}
+
+
+def list_attention(kind: Literal["temporal", "static"] | None = None) -> list[str]:
+    """Registered names in table order, optionally only the ``temporal`` or ``static`` ones."""
+    return [n for n, s in _REGISTRY.items() if kind is None or s.kind == kind]
+
+
+def get_spec(name: str) -> AttentionSpec:
+    """The :class:`AttentionSpec` of ``name``; unknown names raise ``ValueError`` with close matches."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), _REGISTRY, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"unknown attention module {name!r}.{hint} Available: {', '.join(_REGISTRY)}"
+        ) from None
+
+
+def accepted_hparams(name: str) -> list[str]:
+    """Keyword hyper-parameters ``name`` accepts (besides ``channels`` and ``num_segments``)."""
+    spec = get_spec(name)
+    params = inspect.signature(spec.cls).parameters
+    return [
+        p for p, v in params.items()
+        if v.kind is inspect.Parameter.KEYWORD_ONLY and p not in ("num_segments", *spec.defaults)
+    ]
+
+
+def build_attention(
+    name: str, channels: int, num_segments: int | None = None, **hparams: Any
+) -> nn.Module:
+    """Build the module registered as ``name`` for ``channels`` input channels.
+
+    Temporal modules need ``num_segments``; static modules ignore it. Unknown
+    hyper-parameters raise ``ValueError`` naming the key and the accepted ones.
+    """
+    spec = get_spec(name)
+    if channels < 1:
+        raise ValueError(f"{name}: channels must be positive, got {channels}")
+    accepted = accepted_hparams(name)
+    unknown = sorted(set(hparams) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown hyper-parameter(s) {unknown}; {spec.cls.__name__} accepts "
+            f"{accepted or 'none'}"
+        )
+    kwargs = {**spec.defaults, **hparams}
+    if spec.temporal:
+        if num_segments is None:
+            raise ValueError(
+                f"{name!r} is a temporal module: build it with num_segments=T (the number of "
+                f"frames per clip), e.g. build_attention({name!r}, {channels}, num_segments=8)"
+            )
+        if num_segments < 1:
+            raise ValueError(f"{name}: num_segments must be >= 1, got {num_segments}")
+        kwargs["num_segments"] = num_segments
+    return spec.cls(channels, **kwargs)
+
+
+def no_weight_decay_names(model: nn.Module) -> set[str]:
+    """Full parameter names that modules inside ``model`` exclude from weight decay (a module
+    declares them with a ``no_weight_decay()`` method returning its local names, e.g. GCT's
+    ``beta``)."""
+    names: set[str] = set()
+    for prefix, module in model.named_modules():
+        fn = getattr(module, "no_weight_decay", None)
+        if callable(fn):
+            names |= {f"{prefix}.{n}" if prefix else n for n in fn()}
+    return names
