@@ -1,0 +1,82 @@
+"""TSN-style video classifier: a 2D backbone on every frame, averaged over the T frames."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from ..shapes import split_time
+
+
+class VideoClassifier(nn.Module):
+    """``(N, T, 3, H, W) -> (N, K)`` logits, the TSN / TSM / TAM / ACTION-Net head.
+
+    The backbone maps the ``N*T`` frames to feature maps; optional head modules (EncNet) act
+    on the last map; then global average pooling, dropout, the classifier ``fc`` on every
+    frame and the average consensus over T, in the order of the official TSN code (``fc``
+    initialised N(0, 0.001), bias 0, as there). ``partial_bn`` freezes every BatchNorm2d of
+    the backbone but the first one in training (TSN's partial BN). Multi-view test input
+    ``(N, V, T, 3, H, W)`` is averaged by the evaluation code, not here.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        num_classes: int,
+        num_segments: int,
+        num_features: int,
+        dropout: float = 0.5,
+        partial_bn: bool = False,
+        head: Sequence[tuple[str, nn.Module]] = (),
+    ) -> None:
+        super().__init__()
+        self.num_segments = num_segments
+        self.num_classes = num_classes
+        self.partial_bn = partial_bn
+        self.backbone = backbone
+        self.head = nn.ModuleDict(dict(head)) if head else None
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(num_features, num_classes)
+        nn.init.normal_(self.fc.weight, 0, 0.001)
+        nn.init.zeros_(self.fc.bias)
+
+    def check_input(self, x: Tensor) -> None:
+        if x.dim() != 5 or x.shape[1] != self.num_segments or x.shape[2] != 3:
+            shape = tuple(x.shape)
+            hint = ""
+            if x.dim() == 6:
+                hint = " Multi-view input (N, V, T, 3, H, W): fold the views into the batch and average the view logits in the evaluation code."
+            elif x.dim() == 5 and x.shape[2] == 3:
+                hint = f" The clip has T={x.shape[1]} frames; sample num_segments={self.num_segments} frames per clip or rebuild the model with that T."
+            raise ValueError(f"VideoClassifier expects (N, T={self.num_segments}, 3, H, W), got {shape}.{hint}")
+
+    def forward_with_aux(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Logits ``(N, K)`` and auxiliary outputs (``se_logits`` ``(N, K)`` of an EncNet head)."""
+        self.check_input(x)
+        fmap = self.backbone(x.flatten(0, 1))  # (N, T, 3, H, W) -> (N*T, 3, H, W) -> (N*T, F, h, w)
+        aux: dict[str, Tensor] = {}
+        for module in (self.head or {}).values():
+            if hasattr(module, "forward_with_se"):
+                fmap, se_logits = module.forward_with_se(fmap)
+                if se_logits is not None:  # (N*T, K) -> (N, T, K) -> (N, K)
+                    aux["se_logits"] = split_time(se_logits, self.num_segments).mean(1)
+            else:
+                fmap = module(fmap)
+        feats = fmap.mean((2, 3))  # (N*T, F, h, w) -> (N*T, F)
+        logits = self.fc(self.dropout(feats))  # (N*T, K)
+        return split_time(logits, self.num_segments).mean(1), aux  # (N, T, K) -> (N, K)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_aux(x)[0]
+
+    def train(self, mode: bool = True) -> VideoClassifier:
+        super().train(mode)
+        if mode and self.partial_bn:
+            bns = [m for m in self.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+            for bn in bns[1:]:
+                bn.eval()
+                bn.weight.requires_grad_(False)
+                bn.bias.requires_grad_(False)
+        return self

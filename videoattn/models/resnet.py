@@ -1,0 +1,253 @@
+"""ResNet-18/34/50/101 with four insertion slots in every residual block.
+
+The network is torchvision's (its ``BasicBlock`` / ``Bottleneck`` classes, its parameter names
+``conv1``, ``bn1``, ``layer1.0.conv1``, ...), so torchvision's ImageNet weights load with only
+the inserted modules missing. Each block gets, where an insert asks for it, an
+``Inserts`` container per slot:
+
+    x ──► [input] ─► conv1-bn1-relu ─► [after_conv1] ─► ... ─► [before_last] ─► conv_last-bn
+              │                                                                   │
+              └────────────────── shortcut (downsample) ──── + ◄── [output] ◄────┘
+
+``before_last`` is before conv3 in a Bottleneck and before conv2 in a BasicBlock (where it
+coincides with ``after_conv1``). Stage-scoped modules (DIANet) live once per stage
+(``layerX.dia``) and gate the ``output`` slot of its blocks, carrying their state from block to
+block. The backbone maps ``(N*T, 3, H, W)`` to the last feature map ``(N*T, F, H/32, W/32)``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
+
+from ..attention import build_attention, get_spec
+from .inserts import Insert
+
+ARCHS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
+    "resnet18": (BasicBlock, (2, 2, 2, 2)),
+    "resnet34": (BasicBlock, (3, 4, 6, 3)),
+    "resnet50": (Bottleneck, (3, 4, 6, 3)),
+    "resnet101": (Bottleneck, (3, 4, 23, 3)),
+}
+
+
+def stage_defaults(name: str, stage: int) -> dict:
+    """Stage-dependent hyper-parameters of the official ResNet integrations, used when the
+    insert's kwargs do not set them: FcaNet's DCT size 56/28/14/7 (its ``c2wh`` table for
+    224 px input) and GSoP's stride-2 reduction conv in the first stage."""
+    if name == "fca":
+        return {"dct_size": 56 >> (stage - 1)}
+    if name == "gsop" and stage == 1:
+        return {"stride": 2}
+    return {}
+
+
+class Inserts(nn.Sequential):
+    """The modules inserted in one slot, applied in order; named by registry name."""
+
+
+def _slot_channels(block_cls: type[nn.Module], inplanes: int, planes: int) -> dict[str, int]:
+    expansion = block_cls.expansion
+    return {"input": inplanes, "after_conv1": planes, "before_last": planes, "output": planes * expansion}
+
+
+def _named(mods: list[tuple[str, nn.Module]]) -> Inserts | None:
+    if not mods:
+        return None
+    names: dict[str, int] = {}
+    out = OrderedDict()
+    for name, m in mods:
+        k = names.get(name, 0)
+        names[name] = k + 1
+        out[name if k == 0 else f"{name}_{k}"] = m
+    return Inserts(out)
+
+
+class _SlotsMixin:
+    """Slot containers (``att_input``, ``att_after_conv1``, ``att_before_last``,
+    ``att_output``); each is absent (``None``) when nothing is inserted there."""
+
+    att_input: Inserts | None
+    att_after_conv1: Inserts | None
+    att_before_last: Inserts | None
+    att_output: Inserts | None
+
+    def _init_slots(self, slots: dict[str, Inserts | None]) -> None:
+        for slot in ("input", "after_conv1", "before_last", "output"):
+            setattr(self, f"att_{slot}", slots.get(slot))
+
+    @staticmethod
+    def _apply(slot: Inserts | None, x: Tensor) -> Tensor:
+        return x if slot is None else slot(x)
+
+
+class SlotBasicBlock(_SlotsMixin, BasicBlock):
+    """torchvision's BasicBlock with insertion slots."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 *, slots: dict[str, Inserts | None] | None = None) -> None:  # fmt: skip
+        super().__init__(inplanes, planes, stride, downsample)
+        self._init_slots(slots or {})
+
+    def forward_with_state(self, x: Tensor, dia: nn.Module | None = None, state=None):
+        out = self._apply(self.att_input, x)
+        out = self.relu(self.bn1(self.conv1(out)))
+        out = self._apply(self.att_after_conv1, out)
+        out = self._apply(self.att_before_last, out)
+        out = self.bn2(self.conv2(out))
+        out = self._apply(self.att_output, out)
+        if dia is not None:
+            out, state = dia.step(out, state)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity), state
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_state(x)[0]
+
+
+class SlotBottleneck(_SlotsMixin, Bottleneck):
+    """torchvision's Bottleneck (ResNet v1.5, stride on conv2) with insertion slots."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 *, slots: dict[str, Inserts | None] | None = None) -> None:  # fmt: skip
+        super().__init__(inplanes, planes, stride, downsample)
+        self._init_slots(slots or {})
+
+    def forward_with_state(self, x: Tensor, dia: nn.Module | None = None, state=None):
+        out = self._apply(self.att_input, x)
+        out = self.relu(self.bn1(self.conv1(out)))
+        out = self._apply(self.att_after_conv1, out)
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self._apply(self.att_before_last, out)
+        out = self.bn3(self.conv3(out))
+        out = self._apply(self.att_output, out)
+        if dia is not None:
+            out, state = dia.step(out, state)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity), state
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_state(x)[0]
+
+
+class Stage(nn.Sequential):
+    """The blocks of one stage (``layerX.0``, ``layerX.1``, ...), plus the stage-shared module
+    (``layerX.dia``) when one is inserted; it threads that module's state through the blocks."""
+
+    def __init__(self, blocks: Sequence[nn.Module], shared: nn.Module | None = None) -> None:
+        super().__init__(*blocks)
+        self.num_blocks = len(blocks)
+        if shared is not None:
+            self.dia = shared
+
+    def forward(self, x: Tensor) -> Tensor:
+        shared = getattr(self, "dia", None)
+        state = None
+        for i in range(self.num_blocks):
+            x, state = self[i].forward_with_state(x, shared, state)
+        return x
+
+
+class ResNet(nn.Module):
+    """A torchvision-compatible ResNet trunk (no ``fc``) whose blocks carry the inserts.
+
+    ``widths`` narrows the network for tests (default 64, 128, 256, 512 as torchvision);
+    ``num_segments`` is handed to the temporal modules. Backbone convs and BNs get
+    torchvision's init (Kaiming normal, fan_out; BN weight 1, bias 0); inserted modules keep
+    the init of their papers.
+    """
+
+    def __init__(
+        self,
+        block: type[nn.Module],
+        layers: Sequence[int],
+        *,
+        num_segments: int,
+        inserts: Sequence[Insert] = (),
+        widths: Sequence[int] = (64, 128, 256, 512),
+        stem_width: int | None = None,
+    ) -> None:
+        super().__init__()
+        slot_block = {BasicBlock: SlotBasicBlock, Bottleneck: SlotBottleneck}[block]
+        self.num_segments = num_segments
+        self.inplanes = stem_width or widths[0]
+        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self._init_backbone()  # before any insert exists
+        for stage, (planes, n) in enumerate(zip(widths, layers, strict=True), start=1):
+            stride = 1 if stage == 1 else 2
+            setattr(self, f"layer{stage}", self._make_stage(slot_block, planes, n, stride, stage, inserts))
+        self.num_features = widths[-1] * block.expansion
+
+    def _init_backbone(self, modules: Sequence[nn.Module] | None = None) -> None:
+        for m in modules if modules is not None else self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _make_stage(self, block, planes, n, stride, stage, inserts) -> Stage:
+        blocks, shared = [], None
+        for i in range(n):
+            downsample = None
+            s = stride if i == 0 else 1
+            if i == 0 and (s != 1 or self.inplanes != planes * block.expansion):
+                downsample = nn.Sequential(
+                    conv1x1(self.inplanes, planes * block.expansion, s),
+                    nn.BatchNorm2d(planes * block.expansion),
+                )
+            channels = _slot_channels(block, self.inplanes, planes)
+            slots: dict[str, list] = {}
+            for ins in inserts:
+                if ins.slot == "head" or not ins.applies(stage, i, n):
+                    continue
+                if get_spec(ins.name).scope == "stage":
+                    if shared is None:
+                        kw = {**stage_defaults(ins.name, stage), **ins.kwargs}
+                        shared = build_attention(ins.name, channels["output"], self.num_segments, **kw)
+                    continue
+                kw = {**stage_defaults(ins.name, stage), **ins.kwargs}
+                module = build_attention(ins.name, channels[ins.slot], self.num_segments, **kw)
+                slots.setdefault(ins.slot, []).append((ins.name, module))
+            # build the plain block first, init it as torchvision does, then attach the slots
+            b = block(self.inplanes, planes, s, downsample)
+            self._init_backbone(list(b.modules()))
+            b._init_slots({k: _named(v) for k, v in slots.items()})
+            blocks.append(b)
+            self.inplanes = planes * block.expansion
+        return Stage(blocks, shared)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N*T, 64, H/4, W/4)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        return self.layer4(x)  # (N*T, F, H/32, W/32)
+
+
+def build_resnet(
+    arch: str,
+    *,
+    num_segments: int,
+    inserts: Sequence[Insert] = (),
+    layers: Sequence[int] | None = None,
+    widths: Sequence[int] | None = None,
+) -> ResNet:
+    """``resnet18/34/50/101``; ``layers`` / ``widths`` override depth and width (tiny test nets)."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown ResNet arch {arch!r}; choose one of {sorted(ARCHS)}")
+    block, default_layers = ARCHS[arch]
+    return ResNet(
+        block,
+        tuple(layers or default_layers),
+        num_segments=num_segments,
+        inserts=inserts,
+        widths=tuple(widths or (64, 128, 256, 512)),
+    )
+
