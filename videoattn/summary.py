@@ -69,3 +69,16 @@ def attention_table(*, channels: int = 256, size: int = 56, num_segments: int = 
             )
         )
     return rows
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    params: int
+    macs_per_clip: int
+
+
+def model_summary(model: nn.Module, *, size: int = 224, name: str = "") -> ModelSummary:
+    """Parameters and multiply-adds per clip (``1 x T x 3 x size x size``) of a VideoClassifier."""
+    x = torch.zeros(1, model.num_segments, 3, size, size)  # (N, T, 3, H, W)
+    return ModelSummary(name, count_params(model), count_macs(model, x))
