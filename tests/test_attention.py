@@ -49,6 +49,13 @@ def randomize_(module: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
     return module
 
 
+def perturbed(m: torch.nn.Module, x: torch.Tensor, index, new: torch.Tensor):
+    """Outputs of ``m`` before and after replacing ``x[index]`` by ``new``."""
+    x2 = x.clone()
+    x2[index] = new
+    return m(x), m(x2)
+
+
 def clips(n: int = 2, channels: int = C, hw: int = HW, seed: int = 2, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n * T, channels, hw, hw, generator=g, dtype=dtype)  # (N*T, C, H, W)
@@ -134,11 +141,7 @@ def test_finite_gradient_for_every_parameter(name):
 def test_batch_isolation_in_eval(name):
     """Changing one video never changes another video's output."""
     m = randomize_(make(name)).eval()
-    x = clips(n=3)
-    y = m(x)
-    x2 = x.clone()
-    x2[T : 2 * T] = torch.randn(T, C, HW, HW)  # replace video 1
-    y2 = m(x2)
+    y, y2 = perturbed(m, clips(n=3), slice(T, 2 * T), torch.randn(T, C, HW, HW))  # video 1
     others = torch.cat([torch.arange(0, T), torch.arange(2 * T, 3 * T)])
     torch.testing.assert_close(y2[others], y[others], rtol=1e-5, atol=1e-6)
     assert not torch.allclose(y2[T : 2 * T], y[T : 2 * T])
@@ -147,11 +150,7 @@ def test_batch_isolation_in_eval(name):
 @pytest.mark.parametrize("name", STATIC)
 def test_static_modules_never_mix_frames(name):
     m = randomize_(make(name)).eval()
-    x = clips()
-    y = m(x)
-    x2 = x.clone()
-    x2[1] = torch.randn(C, HW, HW)  # frame 1 of video 0
-    y2 = m(x2)
+    y, y2 = perturbed(m, clips(), 1, torch.randn(C, HW, HW))  # frame 1 of video 0
     rest = [i for i in range(2 * T) if i != 1]
     torch.testing.assert_close(y2[rest], y[rest], rtol=1e-5, atol=1e-6)
     assert not torch.allclose(y2[1], y[1])
@@ -160,11 +159,7 @@ def test_static_modules_never_mix_frames(name):
 @pytest.mark.parametrize("name", TEMPORAL)
 def test_temporal_modules_mix_only_inside_a_clip(name):
     m = randomize_(make(name)).eval()
-    x = clips(n=2)
-    y = m(x)
-    x2 = x.clone()
-    x2[1] = 3 * torch.randn(C, HW, HW)  # frame 1 of video 0
-    y2 = m(x2)
+    y, y2 = perturbed(m, clips(n=2), 1, 3 * torch.randn(C, HW, HW))  # frame 1 of video 0
     torch.testing.assert_close(y2[T:], y[T:], rtol=1e-5, atol=1e-6)  # video 1 untouched
     neighbours = [0, 2]  # frames 0 and 2 of video 0 see frame 1
     assert not torch.allclose(y2[neighbours], y[neighbours]), "no temporal mixing at all"

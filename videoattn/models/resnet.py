@@ -68,12 +68,18 @@ def _named(mods: list[tuple[str, nn.Module]]) -> Inserts | None:
 
 class _SlotsMixin:
     """Slot containers (``att_input``, ``att_after_conv1``, ``att_before_last``,
-    ``att_output``); each is absent (``None``) when nothing is inserted there."""
+    ``att_output``) on top of a torchvision block; each is absent (``None``) when nothing is
+    inserted there. Subclasses define the residual branch in :meth:`_branch`."""
 
     att_input: Inserts | None
     att_after_conv1: Inserts | None
     att_before_last: Inserts | None
     att_output: Inserts | None
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 *, slots: dict[str, Inserts | None] | None = None) -> None:  # fmt: skip
+        super().__init__(inplanes, planes, stride, downsample)
+        self._init_slots(slots or {})
 
     def _init_slots(self, slots: dict[str, Inserts | None]) -> None:
         for slot in ("input", "after_conv1", "before_last", "output"):
@@ -83,22 +89,13 @@ class _SlotsMixin:
     def _apply(slot: Inserts | None, x: Tensor) -> Tensor:
         return x if slot is None else slot(x)
 
-
-class SlotBasicBlock(_SlotsMixin, BasicBlock):
-    """torchvision's BasicBlock with insertion slots."""
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 *, slots: dict[str, Inserts | None] | None = None) -> None:  # fmt: skip
-        super().__init__(inplanes, planes, stride, downsample)
-        self._init_slots(slots or {})
+    def _branch(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
 
     def forward_with_state(self, x: Tensor, dia: nn.Module | None = None, state=None):
-        out = self._apply(self.att_input, x)
-        out = self.relu(self.bn1(self.conv1(out)))
-        out = self._apply(self.att_after_conv1, out)
-        out = self._apply(self.att_before_last, out)
-        out = self.bn2(self.conv2(out))
-        out = self._apply(self.att_output, out)
+        """The block, with a stage-shared module (DIANet) gating the branch output and
+        carrying ``state`` to the next block."""
+        out = self._apply(self.att_output, self._branch(x))
         if dia is not None:
             out, state = dia.step(out, state)
         identity = x if self.downsample is None else self.downsample(x)
@@ -106,31 +103,29 @@ class SlotBasicBlock(_SlotsMixin, BasicBlock):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_with_state(x)[0]
+
+
+class SlotBasicBlock(_SlotsMixin, BasicBlock):
+    """torchvision's BasicBlock with insertion slots (``before_last`` = before conv2)."""
+
+    def _branch(self, x: Tensor) -> Tensor:
+        out = self._apply(self.att_input, x)
+        out = self.relu(self.bn1(self.conv1(out)))
+        out = self._apply(self.att_after_conv1, out)
+        out = self._apply(self.att_before_last, out)
+        return self.bn2(self.conv2(out))
 
 
 class SlotBottleneck(_SlotsMixin, Bottleneck):
     """torchvision's Bottleneck (ResNet v1.5, stride on conv2) with insertion slots."""
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 *, slots: dict[str, Inserts | None] | None = None) -> None:  # fmt: skip
-        super().__init__(inplanes, planes, stride, downsample)
-        self._init_slots(slots or {})
-
-    def forward_with_state(self, x: Tensor, dia: nn.Module | None = None, state=None):
+    def _branch(self, x: Tensor) -> Tensor:
         out = self._apply(self.att_input, x)
         out = self.relu(self.bn1(self.conv1(out)))
         out = self._apply(self.att_after_conv1, out)
         out = self.relu(self.bn2(self.conv2(out)))
         out = self._apply(self.att_before_last, out)
-        out = self.bn3(self.conv3(out))
-        out = self._apply(self.att_output, out)
-        if dia is not None:
-            out, state = dia.step(out, state)
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity), state
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_with_state(x)[0]
+        return self.bn3(self.conv3(out))
 
 
 class Stage(nn.Sequential):
