@@ -143,12 +143,42 @@ def test_bad_model_configs_name_the_key(cfg, match):
         build_model(cfg)
 
 
+MOBILE_CASES = [(n, s) for n in list_attention() if get_spec(n).scope == "block" for s in ("input", "output")]
+
+
+@pytest.mark.parametrize("name, slot", MOBILE_CASES)
+def test_every_block_module_runs_in_mobilenet_v2(name, slot):
+    torch.manual_seed(0)
+    model = build_model({"arch": "mobilenet_v2", "num_classes": 5, "num_segments": T,
+                         "inserts": [{"name": name, "slot": slot, "stages": [3, 4]}]}).train()  # fmt: skip
+    logits = model(video(n=1))
+    logits.sum().backward()
+    inserted = [p for n, p in model.named_parameters() if ".att_" in n]
+    assert inserted or name == "tsm"
+    assert all(p.grad is not None for p in inserted)
+
+
+def test_mobilenet_v2_is_tsm_online_layout_and_loads_torchvision_weights(tmp_path):
+    m = build_model({"arch": "mobilenet_v2", "num_classes": 5, "num_segments": T, "inserts": ["tsm"]})
+    shifted = sorted(int(n.split(".")[2]) for n, _ in m.named_modules() if n.endswith("att_input"))
+    assert shifted == [3, 5, 6, 8, 9, 10, 12, 13, 15, 16]  # the blocks with an identity shortcut
+    path = tmp_path / "mbv2.pth"
+    torch.save(torchvision.models.mobilenet_v2(weights=None).state_dict(), path)
+    report = load_pretrained(m, path)
+    assert report.not_initialised == ["fc.weight", "fc.bias"] and report.ignored == ["classifier.1.bias", "classifier.1.weight"]
+    with pytest.raises(ValueError, match="slots"):
+        build_model({"arch": "mobilenet_v2", "num_classes": 5, "num_segments": T, "inserts": ["tam"]})
+    with pytest.raises(ValueError, match="ResNet stages"):
+        build_model({"arch": "mobilenet_v2", "num_classes": 5, "num_segments": T, "inserts": ["dia"]})
+
+
 # ----------------------------------------------------------------------------- configs
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_model_configs_build(path):
     cfg = yaml.safe_load(path.read_text())
     assert cfg["name"] == path.stem
-    model = build_model({**cfg, "num_classes": 5, "num_segments": T, "pretrained": None, **TINY})
+    small = TINY if cfg["arch"].startswith("resnet") else {}
+    model = build_model({**cfg, "num_classes": 5, "num_segments": T, "pretrained": None, **small})
     with torch.no_grad():
         assert model.eval()(video()).shape == (2, 5)
 

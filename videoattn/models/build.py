@@ -15,7 +15,10 @@ from torch import nn
 from ..attention import build_attention
 from .classifier import VideoClassifier
 from .inserts import parse_inserts
+from .mobilenet import MobileNetV2Trunk
 from .resnet import ARCHS, Inserts, build_resnet
+
+ALL_ARCHS = (*ARCHS, "mobilenet_v2")
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,8 @@ def normalize_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"model config: missing required key(s) {missing}")
     out = {k: cfg.get(k, default) for k, default in MODEL_KEYS.items()}
-    if out["arch"] not in ARCHS:
-        raise ValueError(f"model config: unknown arch {out['arch']!r}; choose one of {sorted(ARCHS)}")
+    if out["arch"] not in ALL_ARCHS:
+        raise ValueError(f"model config: unknown arch {out['arch']!r}; choose one of {list(ALL_ARCHS)}")
     for k in ("num_classes", "num_segments"):
         if not isinstance(out[k], int) or out[k] < 1:
             raise ValueError(f"model config: {k} must be a positive integer, got {out[k]!r}")
@@ -66,7 +69,12 @@ def build_model(cfg: Mapping[str, Any]) -> VideoClassifier:
     cfg = normalize_config(cfg)
     inserts = parse_inserts(cfg["inserts"])
     t = cfg["num_segments"]
-    backbone = build_resnet(cfg["arch"], num_segments=t, inserts=inserts, layers=cfg["layers"], widths=cfg["widths"])
+    if cfg["arch"] == "mobilenet_v2":
+        if cfg["layers"] or cfg["widths"]:
+            raise ValueError("model config: layers / widths apply to ResNets only")
+        backbone = MobileNetV2Trunk(num_segments=t, inserts=inserts)
+    else:
+        backbone = build_resnet(cfg["arch"], num_segments=t, inserts=inserts, layers=cfg["layers"], widths=cfg["widths"])
     head = []
     for ins in inserts:
         if ins.slot == "head":
@@ -91,7 +99,9 @@ def build_model(cfg: Mapping[str, Any]) -> VideoClassifier:
 
 # ----------------------------------------------------------------------------- pretrained weights
 _TV_WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights",
-               "resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights"}  # fmt: skip
+               "resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights",
+               "mobilenet_v2": "MobileNet_V2_Weights"}  # fmt: skip
+_TV_HEADS = ("fc.", "classifier.")  # torchvision's 1000-class classifiers (ResNet, MobileNetV2)
 _TV_VERSIONS = {"imagenet": "IMAGENET1K_V1", "imagenet_v2": "IMAGENET1K_V2"}
 
 
@@ -168,8 +178,8 @@ def load_pretrained(model: VideoClassifier, pretrained: str | Path) -> LoadRepor
     else:
         source = str(pretrained)
         sd = read_state_dict(pretrained)
-    ignored = sorted(k for k in sd if k.startswith("fc."))  # torchvision's 1000-class classifier
-    sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+    ignored = sorted(k for k in sd if k.startswith(_TV_HEADS))  # the 1000-class classifier
+    sd = {k: v for k, v in sd.items() if not k.startswith(_TV_HEADS)}
     own = model.backbone.state_dict()
     mismatched = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items() if k in own and v.shape != own[k].shape]
     unexpected = sorted(k for k in sd if k not in own)
