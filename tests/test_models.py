@@ -21,7 +21,7 @@ from videoattn.summary import count_macs, count_params, model_summary
 
 T = 4
 TINY = {"layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128]}
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_state_dicts"
+SHARED = Path(__file__).resolve().parent / "data" / "official_state_dicts"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
 
 
