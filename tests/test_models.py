@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import reference
 import torch
@@ -84,6 +85,19 @@ def test_stages_every_and_blocks_select_blocks():
     assert bb.layer1[0].att_output is None and bb.layer3[5].att_output is not None
     assert [bb.layer3[i].att_input is not None for i in range(6)] == [True, False] * 3
     assert [bb.layer2[i].att_before_last is not None for i in range(4)] == [False] * 3 + [True]
+
+
+def test_official_stage_dependent_defaults():
+    """FcaNet's DCT size follows the stage (56/28/14/7), GSoP reduces with stride 2 in stage 1;
+    explicit kwargs win."""
+    m = build_model({"arch": "resnet50", "num_classes": 3, "num_segments": T,
+                     "inserts": [{"name": "fca"}, {"name": "gsop", "blocks": [-1]}]})  # fmt: skip
+    bb = m.backbone
+    assert [getattr(bb, f"layer{s}")[0].att_output.fca.dct_size for s in (1, 2, 3, 4)] == [(56, 56), (28, 28), (14, 14), (7, 7)]
+    assert bb.layer1[2].att_output.gsop.conv_for_DR.stride == (2, 2)
+    assert bb.layer2[3].att_output.gsop.conv_for_DR.stride == (1, 1)
+    m = tiny([{"name": "fca", "kwargs": {"dct_size": 7}}])
+    assert m.backbone.layer1[0].att_output.fca.dct_size == (7, 7)
 
 
 def test_dia_is_one_lstm_per_stage_shared_by_its_blocks():
@@ -257,7 +271,8 @@ def official_state_dict(source: str, seed: int = 0) -> dict[str, torch.Tensor]:
 def test_official_layouts_convert_and_load_strictly(source, tmp_path):
     sd = official_state_dict(source)
     src = tmp_path / f"{source.upper()}_something_RGB_resnet50_segment8_e45.pth"
-    torch.save({"state_dict": sd, "epoch": 45, "arch": "resnet50", "best_prec1": 0.0}, src)
+    # the official scripts store best_prec1 as a numpy scalar: not loadable with weights_only
+    torch.save({"state_dict": sd, "epoch": 45, "arch": "resnet50", "best_prec1": np.float64(61.2)}, src)
     ckpt = convert_checkpoint(src, tmp_path / "out.pth", source=source)  # T from the file name
     assert ckpt["model_config"]["num_segments"] == 8 and ckpt["model_config"]["num_classes"] == 174
     saved = torch.load(tmp_path / "out.pth", weights_only=False)

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .attention import build_attention, get_spec, list_attention
+
 
 def count_params(module: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
@@ -48,8 +50,6 @@ class AttentionRow:
 def attention_table(*, channels: int = 256, size: int = 56, num_segments: int = 8) -> list[AttentionRow]:
     """One row per registered module: parameters at ``channels`` and the multiply-adds it adds
     per frame on a ``channels x size x size`` feature map (one clip of ``num_segments`` frames)."""
-    from .attention import build_attention, get_spec, list_attention
-
     rows = []
     x = torch.randn(num_segments, channels, size, size)  # one clip, (T, C, H, W)
     for name in list_attention():

@@ -79,7 +79,7 @@ def build_model(cfg: Mapping[str, Any]) -> VideoClassifier:
     for ins in inserts:
         if ins.slot == "head":
             kw = dict(ins.kwargs)
-            if ins.name == "encnet":
+            if ins.name == "encnet":  # its SE-loss head predicts the dataset's classes
                 kw.setdefault("num_classes", cfg["num_classes"])
             head.append((ins.name, build_attention(ins.name, backbone.num_features, t, **kw)))
     model = VideoClassifier(

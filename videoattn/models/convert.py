@@ -24,12 +24,15 @@ rebuilds the official model.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("tsm", "tam", "action")
 _DEPTHS = {(3, 4, 6, 3): "resnet50", (3, 4, 23, 3): "resnet101"}
@@ -150,7 +153,11 @@ def convert_checkpoint(
     src = Path(src)
     if not src.is_file():
         raise FileNotFoundError(f"checkpoint {src} not found")
-    obj = torch.load(src, map_location="cpu", weights_only=False)
+    try:
+        obj = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception:  # official checkpoints may pickle numpy scalars (best_prec1): trusted files only
+        log.warning("%s: not loadable with weights_only=True; loading it as a full pickle", src)
+        obj = torch.load(src, map_location="cpu", weights_only=False)
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict):
         raise ValueError(f"{src}: expected a dict with a 'state_dict' (the official checkpoint format)")

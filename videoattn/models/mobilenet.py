@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torchvision.models.mobilenetv2 import InvertedResidual, MobileNetV2
 
-from ..attention import build_attention, get_spec
+from ..attention import get_spec
 from .inserts import Insert
-from .resnet import Inserts, _named, stage_defaults
+from .resnet import Inserts, _named
 
 MOBILENET_SLOTS = ("input", "output")
 
@@ -68,10 +68,8 @@ class MobileNetV2Trunk(nn.Module):
                 slots: dict[str, list] = {}
                 for ins in inserts:
                     if ins.slot != "head" and ins.applies(stage, j, len(in_stage)):
-                        kw = {**stage_defaults(ins.name, stage), **ins.kwargs}
-                        slots.setdefault(ins.slot, []).append(
-                            (ins.name, build_attention(ins.name, m.out_channels, num_segments, **kw))
-                        )
+                        module = ins.build(m.out_channels, stage=stage, num_segments=num_segments)
+                        slots.setdefault(ins.slot, []).append((ins.name, module))
                 m.att_input = _named(slots.get("input", []))
                 m.att_output = _named(slots.get("output", []))
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
-from ..attention import build_attention, get_spec
+from ..attention import get_spec
 from .inserts import Insert
 
 ARCHS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
@@ -32,17 +32,6 @@ ARCHS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
     "resnet50": (Bottleneck, (3, 4, 6, 3)),
     "resnet101": (Bottleneck, (3, 4, 23, 3)),
 }
-
-
-def stage_defaults(name: str, stage: int) -> dict:
-    """Stage-dependent hyper-parameters of the official ResNet integrations, used when the
-    insert's kwargs do not set them: FcaNet's DCT size 56/28/14/7 (its ``c2wh`` table for
-    224 px input) and GSoP's stride-2 reduction conv in the first stage."""
-    if name == "fca":
-        return {"dct_size": 56 >> (stage - 1)}
-    if name == "gsop" and stage == 1:
-        return {"stride": 2}
-    return {}
 
 
 class Inserts(nn.Sequential):
@@ -76,10 +65,9 @@ class _SlotsMixin:
     att_before_last: Inserts | None
     att_output: Inserts | None
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 *, slots: dict[str, Inserts | None] | None = None) -> None:  # fmt: skip
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
         super().__init__(inplanes, planes, stride, downsample)
-        self._init_slots(slots or {})
+        self._init_slots({})  # the builder attaches the slots after torchvision's init
 
     def _init_slots(self, slots: dict[str, Inserts | None]) -> None:
         for slot in ("input", "after_conv1", "before_last", "output"):
@@ -163,12 +151,11 @@ class ResNet(nn.Module):
         num_segments: int,
         inserts: Sequence[Insert] = (),
         widths: Sequence[int] = (64, 128, 256, 512),
-        stem_width: int | None = None,
     ) -> None:
         super().__init__()
         slot_block = {BasicBlock: SlotBasicBlock, Bottleneck: SlotBottleneck}[block]
         self.num_segments = num_segments
-        self.inplanes = stem_width or widths[0]
+        self.inplanes = widths[0]
         self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
@@ -202,13 +189,11 @@ class ResNet(nn.Module):
             for ins in inserts:
                 if ins.slot == "head" or not ins.applies(stage, i, n):
                     continue
-                if get_spec(ins.name).scope == "stage":
+                if get_spec(ins.name).scope == "stage":  # one module shared by the stage
                     if shared is None:
-                        kw = {**stage_defaults(ins.name, stage), **ins.kwargs}
-                        shared = build_attention(ins.name, channels["output"], self.num_segments, **kw)
+                        shared = ins.build(channels["output"], stage=stage, num_segments=self.num_segments)
                     continue
-                kw = {**stage_defaults(ins.name, stage), **ins.kwargs}
-                module = build_attention(ins.name, channels[ins.slot], self.num_segments, **kw)
+                module = ins.build(channels[ins.slot], stage=stage, num_segments=self.num_segments)
                 slots.setdefault(ins.slot, []).append((ins.name, module))
             # build the plain block first, init it as torchvision does, then attach the slots
             b = block(self.inplanes, planes, s, downsample)
