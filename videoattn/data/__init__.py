@@ -1,0 +1,1 @@
+"""Data: annotation parsers, video readers, samplers, transforms and datasets."""

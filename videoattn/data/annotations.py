@@ -1,0 +1,1157 @@
+"""Annotation parsers for Something-Something v1/v2, Kinetics-400 and TSM-style list files.
+
+Every parser returns an :class:`Annotations`: one :class:`VideoRecord` per usable video (absolute
+path, class index, frame count when known), the class names, and what was skipped.
+
+Conventions shared by all parsers:
+
+* **Class indices are the sorted class names** (the convention of the TSM / TAM / TDN
+  checkpoints), not the indices written in the release's label files (SSv2's ``labels.json``
+  numbers its classes differently). A model trained here and an official checkpoint therefore
+  agree on the meaning of every logit. The one exception is :func:`load_list`, whose labels are
+  already integers: there ``classes`` is taken in the order given.
+* ``split`` is ``"train"``, ``"val"`` (also ``"validation"`` / ``"validate"``) or ``"test"``.
+  Unlabelled videos (the test splits) get label ``-1``.
+* ``on_error="raise"`` (default) stops at the first malformed line or missing video with an
+  :class:`AnnotationError` naming the file and the line; ``on_error="skip"`` records a
+  :class:`Skipped` and goes on, and one warning with the count is logged at the end.
+* ``check_files=False`` skips every existence check (and the frame counting of SSv1), which
+  makes loading fast on huge datasets or before the videos are downloaded.
+* Existence checks list each directory once and look names up in memory, so checking the
+  ~220k SSv2 videos costs one directory listing rather than 220k ``stat`` calls.
+* A missing annotation file raises :class:`FileNotFoundError` naming the paths tried.
+
+The class lists do not depend on which videos are present, so indices are stable across
+partial downloads.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "AnnotationError",
+    "Annotations",
+    "Skipped",
+    "VideoRecord",
+    "flip_label_map",
+    "has_left_right",
+    "load_annotations",
+    "load_kinetics",
+    "load_list",
+    "load_ssv1",
+    "load_ssv2",
+    "swap_left_right",
+]
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+OnError = Literal["raise", "skip"]
+
+# Canonical split name -> accepted spellings (also the spellings tried in file names).
+_SPLITS: dict[str, tuple[str, ...]] = {
+    "train": ("train",),
+    "val": ("val", "validation", "validate"),
+    "test": ("test",),
+}
+_SSV2_VIDEO_DIRS = ("20bn-something-something-v2", "videos")
+_SSV1_FRAME_DIRS = ("20bn-something-something-v1", "frames")
+_ANNOTATION_SUBDIRS = ("labels", "annotations")  # where the official archives unpack their lists
+_KINETICS_CSV_PATTERNS = (
+    "{}.csv",
+    "kinetics-400_{}.csv",
+    "kinetics_400_{}.csv",
+    "kinetics400_{}.csv",
+    "kinetics_{}.csv",
+)
+_KINETICS_EXTS = (".mp4", ".mkv", ".webm")  # same stem, tried in this order
+_FOLDER_EXTS = frozenset({".mp4", ".webm", ".mkv", ".avi"})
+_INT_RE = re.compile(r"[+-]?\d+")
+
+
+# --------------------------------------------------------------------------------------------
+# Public data types
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One video of a split.
+
+    Attributes:
+        path: absolute path to the video file or to the JPEG frame folder.
+        label: class index into :attr:`Annotations.classes`; ``-1`` when unlabelled.
+        num_frames: frame count when the annotations know it (list file, counted SSv1 frame
+            folder), else ``None`` and the video reader decides.
+        video_id: SSv2 id, Kinetics ``youtube_id``, SSv1 folder id, or the path as written in a
+            list file.
+    """
+
+    path: Path
+    label: int
+    num_frames: int | None = None
+    video_id: str = ""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A malformed line or missing video skipped with ``on_error="skip"``.
+
+    ``line`` is 1-based: the text line, or the 1-based position of an entry in a JSON list;
+    ``0`` when no line applies (a file found by walking a folder layout).
+    """
+
+    file: str
+    line: int
+    reason: str
+
+
+@dataclass
+class Annotations:
+    """The parsed split: records, class names (index -> name), and what was skipped."""
+
+    records: list[VideoRecord]
+    classes: list[str]
+    skipped: list[Skipped]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def summary(self) -> str:
+        """One line: ``"<source>: N records, K classes, S skipped"``."""
+        return (
+            f"{self.source}: {len(self.records)} records, {len(self.classes)} classes, "
+            f"{len(self.skipped)} skipped"
+        )
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation line or a missing video.
+
+    The message names the file and the line (or JSON entry) and says what to fix; the same
+    facts are available as the attributes ``file``, ``line`` (1-based, 0 when not applicable)
+    and ``reason``.
+    """
+
+    def __init__(self, message: str, *, file: str = "", line: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line
+        self.reason = reason or message
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _error(file: PathLike, line: int, reason: str, *, unit: str = "line") -> AnnotationError:
+    where = f"{file}, {unit} {line}" if line > 0 else f"{file}"
+    return AnnotationError(f"{where}: {reason}", file=str(file), line=line, reason=reason)
+
+
+class _Problems:
+    """Applies the ``on_error`` policy and collects what was skipped."""
+
+    def __init__(self, on_error: str, source: str) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.on_error = on_error
+        self.source = source
+        self.skipped: list[Skipped] = []
+
+    def report(self, file: PathLike, line: int, reason: str, *, unit: str = "line") -> None:
+        """Raise with ``on_error="raise"``, else remember the problem and return."""
+        if self.on_error == "raise":
+            raise _error(file, line, reason, unit=unit)
+        self.skipped.append(Skipped(str(file), line, reason))
+
+    def finish(self, records: list[VideoRecord], classes: list[str]) -> Annotations:
+        annotations = Annotations(records, classes, self.skipped, self.source)
+        if self.skipped:
+            first = self.skipped[0]
+            log.warning(
+                "%s: skipped %d malformed entries or missing videos (on_error='skip'); "
+                "first: %s, line %d: %s",
+                self.source,
+                len(self.skipped),
+                first.file,
+                first.line,
+                first.reason,
+            )
+        log.debug("%s", annotations.summary())
+        return annotations
+
+
+class _DirCache:
+    """Existence checks by name lookup in cached directory listings (one listdir per folder)."""
+
+    def __init__(self) -> None:
+        self._names: dict[Path, frozenset[str]] = {}
+        self._is_dir: dict[Path, bool] = {}
+
+    def names(self, directory: Path) -> frozenset[str]:
+        names = self._names.get(directory)
+        if names is None:
+            try:
+                names = frozenset(os.listdir(directory))
+            except OSError:  # missing, not a directory, unreadable: nothing in it
+                names = frozenset()
+            self._names[directory] = names
+        return names
+
+    def exists(self, path: Path) -> bool:
+        return path.name in self.names(path.parent)
+
+    def is_dir(self, path: Path) -> bool:
+        known = self._is_dir.get(path)
+        if known is None:
+            known = self._is_dir[path] = path.is_dir()
+        return known
+
+
+def _abs(path: PathLike) -> Path:
+    """Absolute path without resolving symlinks (datasets are often symlinked into place)."""
+    return Path(path).expanduser().absolute()
+
+
+def _canonical_split(split: str) -> str:
+    key = str(split).strip().lower()
+    for canonical, spellings in _SPLITS.items():
+        if key in spellings:
+            return canonical
+    raise ValueError(
+        f"unknown split {split!r}; expected 'train', 'val' (or 'validation' / 'validate') or 'test'"
+    )
+
+
+def _annotation_dirs(root: Path) -> list[Path]:
+    return [root, *(root / sub for sub in _ANNOTATION_SUBDIRS)]
+
+
+def _first_file(dirs: Sequence[Path], names: Sequence[str]) -> Path | None:
+    """The first existing ``dir/name``, folders outer and names inner."""
+    for directory in dirs:
+        for name in names:
+            candidate = directory / name
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _tried(dirs: Sequence[Path], names: Sequence[str]) -> str:
+    """The paths :func:`_first_file` tried, compactly: ``"a.csv, b.csv in /x, /x/labels"``."""
+    return f"{', '.join(names)} in {', '.join(str(d) for d in dirs)}"
+
+
+def _find_file(dirs: Sequence[Path], names: Sequence[str], *, what: str, expect: str) -> Path:
+    found = _first_file(dirs, names)
+    if found is None:
+        raise FileNotFoundError(f"no {what} found; tried {_tried(dirs, names)}. {expect}")
+    return found
+
+
+def _pick_dir(
+    explicit: PathLike | None, root: Path, subdirs: Sequence[str], *, what: str, check: bool
+) -> Path:
+    """``explicit`` if given (checked to exist with ``check``), else the first existing
+    ``root/<subdir>``, else ``root``."""
+    if explicit is not None:
+        directory = _abs(explicit)
+        if check and not directory.is_dir():
+            raise FileNotFoundError(f"{what} {directory} does not exist or is not a directory")
+        return directory
+    for sub in subdirs:
+        if (root / sub).is_dir():
+            return root / sub
+    return root
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")  # tolerate a BOM from spreadsheet exports
+    except UnicodeDecodeError as exc:
+        raise _error(path, 0, f"not UTF-8 text ({exc}); re-save the file as UTF-8") from exc
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise _error(
+            path,
+            exc.lineno,
+            f"invalid JSON ({exc.msg}, column {exc.colno}); the file is "
+            "truncated or not the official release file, download it again",
+        ) from exc
+
+
+def _lines(path: Path, *, comments: bool = False) -> Iterator[tuple[int, str]]:
+    """``(1-based line number, stripped line)`` for non-blank lines (and non-``#`` lines)."""
+    for number, raw in enumerate(_read_text(path).splitlines(), start=1):
+        line = raw.strip()
+        if not line or (comments and line.startswith("#")):
+            continue
+        yield number, line
+
+
+def _parse_int(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if _INT_RE.fullmatch(text) else None
+
+
+def _read_class_names(path: Path, problems: _Problems) -> list[str]:
+    """One class name per line, in file order; duplicated names are malformed lines."""
+    names: list[str] = []
+    first_line: dict[str, int] = {}
+    for number, name in _lines(path):
+        if name in first_line:
+            problems.report(
+                path,
+                number,
+                f"duplicated class name {name!r} (first at line "
+                f"{first_line[name]}); each class must be listed once",
+            )
+            continue
+        first_line[name] = number
+        names.append(name)
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# Something-Something v2
+# --------------------------------------------------------------------------------------------
+
+
+def ssv2_class_name(template: str) -> str:
+    """SSv2 class of an entry: its template with the brackets removed.
+
+    ``"Holding [something] next to [something]"`` -> ``"Holding something next to something"``.
+    """
+    return template.replace("[", "").replace("]", "")
+
+
+def _read_ssv2_labels(path: Path) -> list[str]:
+    data = _read_json(path)
+    if not isinstance(data, dict) or not data:
+        raise _error(
+            path,
+            0,
+            'expected a JSON object {"class name": "index", ...}; this is not the '
+            "official labels.json",
+        )
+    names = [str(name).strip() for name in data]
+    if any(not name for name in names):
+        raise _error(path, 0, "contains an empty class name; fix or re-download the file")
+    return sorted(set(names))
+
+
+def load_ssv2(
+    root: PathLike,
+    split: str,
+    *,
+    video_dir: PathLike | None = None,
+    on_error: OnError = "raise",
+    check_files: bool = True,
+) -> Annotations:
+    """Something-Something v2 annotations.
+
+    Reads ``labels.json`` (or ``something-something-v2-labels.json``) and the split's
+    ``train.json`` / ``validation.json`` / ``test.json`` (or the official long names
+    ``something-something-v2-<split>.json``) from ``root`` or ``root/labels``. An entry's class is
+    its ``template`` with the brackets removed; test entries, which have only an ``id``, get
+    label ``-1`` (a test entry that does carry a template is labelled from it).
+
+    Class indices are the **sorted** class names of ``labels.json``, not the indices written in
+    it: the order of the TSM / TAM checkpoints.
+
+    Videos are ``<id>.webm`` in ``video_dir`` if given, else the first existing of
+    ``root/20bn-something-something-v2``, ``root/videos``, ``root``.
+
+    Malformed entries (not an object, no/duplicated ``id``, no ``template`` outside the test
+    split, a template whose class is not in ``labels.json``) and missing videos are reported
+    with their 1-based position in the JSON list.
+    """
+    split = _canonical_split(split)
+    root = _abs(root)
+    problems = _Problems(on_error, "ssv2")
+    dirs = _annotation_dirs(root)
+    labels_file = _find_file(
+        dirs,
+        ("labels.json", "something-something-v2-labels.json"),
+        what="Something-Something v2 label file",
+        expect="The dataset root (or its labels/ folder) should hold labels.json and "
+        "train.json / validation.json / test.json from the official release.",
+    )
+    classes = _read_ssv2_labels(labels_file)
+    split_file = _find_file(
+        dirs,
+        [f"{s}.json" for s in _SPLITS[split]]
+        + [f"something-something-v2-{s}.json" for s in _SPLITS[split]],
+        what=f"Something-Something v2 {split} list",
+        expect=f"Put the official {split} list (train.json, validation.json or test.json) "
+        f"next to {labels_file.name}.",
+    )
+    entries = _read_json(split_file)
+    if not isinstance(entries, list):
+        raise _error(
+            split_file,
+            0,
+            'expected a JSON list of {"id", "label", "template", '
+            f'"placeholders"}} objects, got a {type(entries).__name__}',
+        )
+    videos = _pick_dir(video_dir, root, _SSV2_VIDEO_DIRS, what="video_dir", check=check_files)
+    index = {name: i for i, name in enumerate(classes)}
+    listing = _DirCache()
+    first_seen: dict[str, int] = {}
+    records: list[VideoRecord] = []
+
+    def report(position: int, reason: str) -> None:
+        problems.report(split_file, position, reason, unit="entry")
+
+    for position, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            report(position, f"expected a JSON object with an 'id', got {json.dumps(entry)[:60]}")
+            continue
+        raw_id = entry.get("id")
+        if (
+            isinstance(raw_id, bool)
+            or not isinstance(raw_id, (str, int))
+            or not str(raw_id).strip()
+        ):
+            report(position, "missing or invalid 'id' (expected a string like \"78687\")")
+            continue
+        video_id = str(raw_id).strip()
+        template = entry.get("template")
+        if template is None:
+            if split != "test":
+                report(
+                    position,
+                    f"missing field 'template' for id {video_id!r}; every {split} entry needs "
+                    "the template its class is read from",
+                )
+                continue
+            label = -1
+        elif not isinstance(template, str):
+            report(position, f"'template' of id {video_id!r} is not a string: {template!r}")
+            continue
+        else:
+            name = ssv2_class_name(template).strip()
+            found = index.get(name)
+            if found is None:
+                report(
+                    position,
+                    f"template {template!r} gives the class {name!r}, which is not in "
+                    f"{labels_file.name}; use the label file of the same release",
+                )
+                continue
+            label = found
+        if video_id in first_seen:
+            report(
+                position,
+                f"duplicated id {video_id!r} (first at entry {first_seen[video_id]}); "
+                "remove one of them",
+            )
+            continue
+        first_seen[video_id] = position
+        path = videos / f"{video_id}.webm"
+        if check_files and not listing.exists(path):
+            report(
+                position,
+                f"video {path} not found; pass video_dir= to where the .webm files are, or "
+                "check_files=False",
+            )
+            continue
+        records.append(VideoRecord(path=path, label=label, video_id=video_id))
+    return problems.finish(records, classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Something-Something v1
+# --------------------------------------------------------------------------------------------
+
+
+def _count_frames(folder: Path, template: str) -> int:
+    """Frames ``template.format(1)``, ``template.format(2)``, ... present without a gap.
+
+    Counting stops at the first missing index: a reader addresses frames by index, so frames
+    after a gap could not be read anyway.
+    """
+    try:
+        names = set(os.listdir(folder))
+    except OSError:
+        return 0
+    count = 0
+    while template.format(count + 1) in names:
+        count += 1
+    return count
+
+
+def load_ssv1(
+    root: PathLike,
+    split: str,
+    *,
+    frame_dir: PathLike | None = None,
+    on_error: OnError = "raise",
+    check_files: bool = True,
+    frame_template: str = "{:05d}.jpg",
+) -> Annotations:
+    """Something-Something v1 annotations (JPEG frame folders).
+
+    Reads ``labels.csv`` (or ``something-something-v1-labels.csv``: one class name per line)
+    and the split's ``train.csv`` / ``validation.csv`` / ``test.csv`` (or
+    ``something-something-v1-<split>.csv``: lines ``100218;Something falling like a feather or
+    paper``, test lines just the id -> label ``-1``) from ``root`` or ``root/labels``.
+
+    Class indices are the sorted class names. Frames are ``<frames>/<id>/00001.jpg, ...`` where
+    ``<frames>`` is ``frame_dir`` if given, else the first existing of
+    ``root/20bn-something-something-v1``, ``root/frames``, ``root``. With ``check_files``
+    ``num_frames`` is the number of frames named by ``frame_template`` (1-based, counted up to
+    the first gap) and a folder without frames is a missing video; without it ``num_frames``
+    is ``None``.
+    """
+    split = _canonical_split(split)
+    root = _abs(root)
+    try:
+        frame_template.format(1)
+    except (IndexError, KeyError, ValueError) as exc:
+        raise ValueError(
+            f"frame_template {frame_template!r} must format one integer, like '{{:05d}}.jpg'"
+        ) from exc
+    problems = _Problems(on_error, "ssv1")
+    dirs = _annotation_dirs(root)
+    labels_file = _find_file(
+        dirs,
+        ("labels.csv", "something-something-v1-labels.csv"),
+        what="Something-Something v1 label file",
+        expect="The dataset root (or its labels/ folder) should hold labels.csv (one class "
+        "per line) and train.csv / validation.csv / test.csv ('id;class' lines).",
+    )
+    classes = sorted(_read_class_names(labels_file, problems))
+    split_file = _find_file(
+        dirs,
+        [f"{s}.csv" for s in _SPLITS[split]]
+        + [f"something-something-v1-{s}.csv" for s in _SPLITS[split]],
+        what=f"Something-Something v1 {split} list",
+        expect=f"Put the official split file ('id;class' lines) next to {labels_file.name}.",
+    )
+    frames_root = _pick_dir(frame_dir, root, _SSV1_FRAME_DIRS, what="frame_dir", check=check_files)
+    index = {name: i for i, name in enumerate(classes)}
+    first_seen: dict[str, int] = {}
+    records: list[VideoRecord] = []
+    expected = "'id'" if split == "test" else "'id;class name'"
+    for number, line in _lines(split_file):
+        fields = [part.strip() for part in line.split(";")]
+        if len(fields) > 2 or (len(fields) == 1 and split != "test"):
+            problems.report(
+                split_file,
+                number,
+                f"expected {expected} (fields separated by ';'), got "
+                f"{len(fields)} field(s): {line[:80]!r}",
+            )
+            continue
+        video_id = fields[0]
+        if not video_id or "/" in video_id or "\\" in video_id:
+            problems.report(split_file, number, f"invalid video id {video_id!r}: {line[:80]!r}")
+            continue
+        label = -1
+        if len(fields) == 2:
+            found = index.get(fields[1])
+            if found is None:
+                problems.report(
+                    split_file,
+                    number,
+                    f"class {fields[1]!r} is not in {labels_file.name}; "
+                    "use the label file of the same release",
+                )
+                continue
+            label = found
+        if video_id in first_seen:
+            problems.report(
+                split_file,
+                number,
+                f"duplicated id {video_id!r} (first at line "
+                f"{first_seen[video_id]}); remove one of them",
+            )
+            continue
+        first_seen[video_id] = number
+        folder = frames_root / video_id
+        num_frames: int | None = None
+        if check_files:
+            num_frames = _count_frames(folder, frame_template)
+            if num_frames == 0:
+                problems.report(
+                    split_file,
+                    number,
+                    f"frame folder {folder} is missing or holds no "
+                    f"{frame_template.format(1)!r}; pass frame_dir= / frame_template= to match "
+                    "the extracted frames, or check_files=False",
+                )
+                continue
+        records.append(
+            VideoRecord(path=folder, label=label, num_frames=num_frames, video_id=video_id)
+        )
+    return problems.finish(records, classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Kinetics-400
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _KineticsRow:
+    line: int
+    label: str  # "" when unlabelled
+    youtube_id: str
+    start: int
+    end: int
+
+    @property
+    def stem(self) -> str:
+        return f"{self.youtube_id}_{self.start:06d}_{self.end:06d}"
+
+
+def _parse_seconds(text: str) -> int | None:
+    """An integer number of seconds, also written as an integral float (``"14.0"``)."""
+    text = text.strip()
+    value = _parse_int(text)
+    if value is None:
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        if not number.is_integer():  # also rejects inf / nan
+            return None
+        value = int(number)
+    return value if value >= 0 else None
+
+
+def _kinetics_csv_names(split: str) -> list[str]:
+    return [pattern.format(s) for s in _SPLITS[split] for pattern in _KINETICS_CSV_PATTERNS]
+
+
+def _read_kinetics_csv(
+    path: Path, split: str, problems: _Problems | None
+) -> tuple[list[_KineticsRow], set[str]]:
+    """Parsed rows and every non-empty label seen (the latter also from otherwise bad rows).
+
+    With ``problems=None`` (reading the train CSV only for its class list) bad rows are ignored.
+    """
+
+    def report(line: int, reason: str) -> None:
+        if problems is not None:
+            problems.report(path, line, reason)
+
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    header: list[str] | None = None
+    header_line = 0
+    for row in reader:
+        if any(cell.strip() for cell in row):
+            header = [cell.strip().lower() for cell in row]
+            header_line = reader.line_num
+            break
+    if header is None:
+        raise _error(path, 0, "empty file; expected 'label,youtube_id,time_start,time_end,split'")
+    required = ["youtube_id", "time_start", "time_end"]
+    if split != "test":
+        required.insert(0, "label")
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise _error(
+            path,
+            header_line,
+            f"header {','.join(header)!r} lacks {', '.join(missing)}; "
+            "expected 'label,youtube_id,time_start,time_end,split'",
+        )
+    column = {
+        name: header.index(name)
+        for name in ("label", "youtube_id", "time_start", "time_end")
+        if name in header
+    }
+    rows: list[_KineticsRow] = []
+    labels: set[str] = set()
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        while len(row) > len(header) and not row[-1].strip():  # tolerate trailing commas
+            row = row[:-1]
+        if len(row) != len(header):
+            report(
+                line,
+                f"expected {len(header)} comma-separated fields like the header, got "
+                f"{len(row)} (quote labels that contain commas)",
+            )
+            continue
+        label = row[column["label"]].strip() if "label" in column else ""
+        if label:
+            labels.add(label)
+        elif split != "test":
+            report(line, f"empty label in the {split} split; every labelled row needs its class")
+            continue
+        youtube_id = row[column["youtube_id"]].strip()
+        if not youtube_id or "/" in youtube_id:
+            report(line, f"invalid youtube_id {youtube_id!r}")
+            continue
+        start = _parse_seconds(row[column["time_start"]])
+        end = _parse_seconds(row[column["time_end"]])
+        if start is None or end is None:
+            report(
+                line,
+                f"time_start/time_end must be non-negative whole seconds, got "
+                f"{row[column['time_start']]!r}/{row[column['time_end']]!r}",
+            )
+            continue
+        if end <= start:
+            report(line, f"time_end {end} is not after time_start {start}")
+            continue
+        rows.append(_KineticsRow(line, label, youtube_id, start, end))
+    return rows, labels
+
+
+def _locate_kinetics(
+    dirs: Sequence[Path], row: _KineticsRow, listing: _DirCache, *, check_files: bool
+) -> Path | None:
+    """Flat ``<dir>/<stem>.<ext>`` or class-folder ``<dir>/<label>/<stem>.<ext>`` layouts."""
+    folders = [row.label] if row.label else []
+    if row.label and " " in row.label:
+        folders.append(row.label.replace(" ", "_"))
+    if not check_files:  # no per-video checks: guess the layout from the class folders, .mp4
+        for folder in folders:
+            if listing.is_dir(dirs[0] / folder):
+                return dirs[0] / folder / f"{row.stem}.mp4"
+        return dirs[0] / f"{row.stem}.mp4"
+    for directory in dirs:
+        for where in (directory, *(directory / folder for folder in folders)):
+            for ext in _KINETICS_EXTS:
+                candidate = where / f"{row.stem}{ext}"
+                if listing.exists(candidate):
+                    return candidate
+    return None
+
+
+def _subdir_names(directory: Path) -> list[str]:
+    return sorted(entry.name for entry in directory.iterdir() if entry.is_dir())
+
+
+def _load_kinetics_folders(
+    root: Path, split: str, split_dir: Path, problems: _Problems, *, explicit_dir: bool
+) -> Annotations:
+    """CSV-free layout ``<split_dir>/<class>/<anything>.mp4|.webm|.mkv|.avi``."""
+    classes = _subdir_names(split_dir)
+    train_dir = root / "train"
+    if split != "train" and not explicit_dir and train_dir.is_dir() and train_dir != split_dir:
+        train_classes = _subdir_names(train_dir)
+        if train_classes:  # indices must agree with the train split
+            classes = train_classes
+    index = {name: i for i, name in enumerate(classes)}
+    first_seen: dict[str, Path] = {}
+    records: list[VideoRecord] = []
+
+    def add(video: Path, label: int) -> None:
+        if video.stem in first_seen:
+            problems.report(
+                video,
+                0,
+                f"duplicated video id {video.stem!r} (also {first_seen[video.stem]}); "
+                "remove one of them",
+            )
+            return
+        first_seen[video.stem] = video
+        records.append(VideoRecord(path=video, label=label, video_id=video.stem))
+
+    for entry in sorted(split_dir.iterdir()):
+        if entry.is_dir():
+            label = index.get(entry.name)
+            if label is None:
+                problems.report(
+                    entry,
+                    0,
+                    f"class folder {entry.name!r} is not a class of {train_dir}; "
+                    "rename or remove it so class indices agree with the train split",
+                )
+                continue
+            for video in sorted(entry.iterdir()):
+                if video.suffix.lower() in _FOLDER_EXTS and video.is_file():
+                    add(video, label)
+        elif entry.suffix.lower() in _FOLDER_EXTS:
+            if split == "test":
+                add(entry, -1)
+            else:
+                problems.report(
+                    entry,
+                    0,
+                    f"video outside a class folder in the {split} split; move it "
+                    f"into {split_dir}/<class>/",
+                )
+    return problems.finish(records, classes)
+
+
+def load_kinetics(
+    root: PathLike,
+    split: str,
+    *,
+    video_dir: PathLike | None = None,
+    on_error: OnError = "raise",
+    check_files: bool = True,
+) -> Annotations:
+    """Kinetics-400 annotations.
+
+    **CSV layout.** The split's CSV (header ``label,youtube_id,time_start,time_end,split``) is
+    ``<split>.csv``, ``kinetics-400_<split>.csv`` or ``kinetics_400_<split>.csv`` (also
+    ``kinetics400_``/``kinetics_`` prefixes; the val split as ``val``, ``validation`` or
+    ``validate``) in ``root`` or ``root/annotations``. Test CSVs may lack the label column or
+    leave it empty -> label ``-1``. Times may be written as integral floats (``14.0``).
+
+    Class indices are the sorted labels of the train CSV when it lies next to the split's CSV
+    (so val/test indices agree with train), else the sorted labels of the split's own CSV.
+
+    Videos ``<youtube_id>_<start:06d>_<end:06d>.mp4`` (or ``.mkv`` / ``.webm``) are looked up in
+    ``video_dir`` if given, else in the existing ones of ``root/<split>`` (``train``, ``val``,
+    ``validation``, ``validate``, ``test``), ``root/videos`` and ``root``; in each both flat
+    (``<dir>/<file>``) and per-class (``<dir>/<label>/<file>``, also with spaces in the folder
+    name replaced by ``_``). With ``check_files=False`` the extension is assumed ``.mp4`` and
+    the layout is guessed from the class folders present in the first directory.
+
+    **Folder layout.** Without a CSV, ``root/<split>/<class>/<anything>.mp4|.webm|.mkv|.avi``
+    (or ``video_dir/<class>/...``) is read: classes are the sorted folder names (of
+    ``root/train`` for the val/test splits when it exists), ``video_id`` is the file stem, and
+    loose videos of the test split get label ``-1``.
+    """
+    split = _canonical_split(split)
+    root = _abs(root)
+    problems = _Problems(on_error, "kinetics")
+    dirs = _annotation_dirs(root)
+    csv_names = _kinetics_csv_names(split)
+    csv_file = _first_file(dirs, csv_names)
+    if csv_file is None:
+        split_dirs = (
+            [_abs(video_dir)] if video_dir is not None else [root / s for s in _SPLITS[split]]
+        )
+        for split_dir in split_dirs:
+            if split_dir.is_dir():
+                return _load_kinetics_folders(
+                    root, split, split_dir, problems, explicit_dir=video_dir is not None
+                )
+        raise FileNotFoundError(
+            f"no Kinetics-400 {split} annotations found; tried the CSVs "
+            f"{_tried(dirs, csv_names)} and the folder layout "
+            f"{' or '.join(str(d) for d in split_dirs)}. The root should hold "
+            f"{split}.csv (label,youtube_id,time_start,time_end,split) or "
+            f"{split}/<class>/<video>.mp4 folders."
+        )
+
+    rows, labels = _read_kinetics_csv(csv_file, split, problems)
+    class_source = csv_file
+    if split != "train":
+        train_csv = _first_file([csv_file.parent], _kinetics_csv_names("train"))
+        if train_csv is not None:
+            _, train_labels = _read_kinetics_csv(train_csv, "train", None)
+            if train_labels:
+                labels, class_source = train_labels, train_csv
+    classes = sorted(labels)
+    index = {name: i for i, name in enumerate(classes)}
+
+    if video_dir is not None:
+        video_dirs = [_pick_dir(video_dir, root, (), what="video_dir", check=check_files)]
+    else:
+        candidates = [root / s for s in _SPLITS[split]] + [root / "videos"]
+        video_dirs = [d for d in candidates if d.is_dir()] + [root]
+    listing = _DirCache()
+    first_seen: dict[str, int] = {}
+    records: list[VideoRecord] = []
+    for row in rows:
+        label = -1
+        if row.label:
+            found = index.get(row.label)
+            if found is None:
+                problems.report(
+                    csv_file,
+                    row.line,
+                    f"class {row.label!r} is not a class of "
+                    f"{class_source.name}; fix the label or use matching train/{split} CSVs",
+                )
+                continue
+            label = found
+        if row.stem in first_seen:
+            problems.report(
+                csv_file,
+                row.line,
+                f"duplicated clip {row.stem!r} (first at line "
+                f"{first_seen[row.stem]}); remove one of them",
+            )
+            continue
+        first_seen[row.stem] = row.line
+        path = _locate_kinetics(video_dirs, row, listing, check_files=check_files)
+        if path is None:
+            problems.report(
+                csv_file,
+                row.line,
+                f"video {row.stem}.mp4 (or .mkv/.webm) not found in "
+                f"{', '.join(str(d) for d in video_dirs)} (flat or in a class folder); pass "
+                "video_dir= or check_files=False",
+            )
+            continue
+        records.append(VideoRecord(path=path, label=label, video_id=row.youtube_id))
+    return problems.finish(records, classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Generic TSM-style list
+# --------------------------------------------------------------------------------------------
+
+
+def _resolve_classes(
+    classes: Sequence[str] | PathLike | None, problems: _Problems
+) -> list[str] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, (str, os.PathLike)):
+        path = _abs(classes)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"class file {path} not found; it should hold one class name per line"
+            )
+        return _read_class_names(path, problems)
+    names = [str(name) for name in classes]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ValueError(f"classes contains duplicated names: {duplicated}")
+    return names
+
+
+def load_list(
+    list_file: PathLike,
+    *,
+    root: PathLike | None = None,
+    classes: Sequence[str] | PathLike | None = None,
+    on_error: OnError = "raise",
+    check_files: bool = True,
+) -> Annotations:
+    """A TSM-style list: one ``path num_frames label`` line per video.
+
+    Fields are whitespace-separated; a path containing spaces is everything before the last two
+    fields. ``path`` is relative to ``root`` (default: the list file's folder) or absolute and
+    may name a video file or a frame folder. ``num_frames`` is a non-negative integer, ``0``
+    meaning unknown (-> ``None``). ``label`` is a class index, ``-1`` for unlabelled videos.
+    Blank lines and lines starting with ``#`` are ignored.
+
+    ``classes`` is a list of names or the path of a text file with one name per line, taken in
+    the order given (the labels already are indices into it); a label out of its range is
+    malformed. Without it the names are ``"0" .. "K-1"`` with ``K`` = max label + 1.
+    ``video_id`` is the path as written in the list.
+    """
+    list_file = _abs(list_file)
+    if not list_file.is_file():
+        raise FileNotFoundError(
+            f"list file {list_file} not found; it should hold one 'path num_frames label' line "
+            "per video"
+        )
+    base = _abs(root) if root is not None else list_file.parent
+    problems = _Problems(on_error, "list")
+    names = _resolve_classes(classes, problems)
+    listing = _DirCache()
+    first_seen: dict[str, int] = {}
+    records: list[VideoRecord] = []
+    max_label = -1
+    for number, line in _lines(list_file, comments=True):
+        fields = line.rsplit(None, 2)
+        if len(fields) != 3:
+            problems.report(
+                list_file,
+                number,
+                f"expected 'path num_frames label' (3 whitespace-separated "
+                f"fields), got {len(fields)}: {line[:80]!r}",
+            )
+            continue
+        written, frames_text, label_text = fields
+        num_frames = _parse_int(frames_text)
+        if num_frames is None or num_frames < 0:
+            problems.report(
+                list_file,
+                number,
+                f"num_frames {frames_text!r} is not a non-negative integer (use 0 when unknown)",
+            )
+            continue
+        label = _parse_int(label_text)
+        if label is None or label < -1:
+            problems.report(
+                list_file,
+                number,
+                f"label {label_text!r} is not a class index (an integer >= 0, "
+                "or -1 for unlabelled)",
+            )
+            continue
+        if names is not None and label >= len(names):
+            problems.report(
+                list_file,
+                number,
+                f"label {label} is out of range for the {len(names)} given "
+                f"classes (0..{len(names) - 1}); fix the label or the class list",
+            )
+            continue
+        if written in first_seen:
+            problems.report(
+                list_file,
+                number,
+                f"duplicated path {written!r} (first at line "
+                f"{first_seen[written]}); remove one of them",
+            )
+            continue
+        first_seen[written] = number
+        max_label = max(max_label, label)
+        path = Path(written).expanduser()
+        path = path if path.is_absolute() else base / path
+        if check_files and not listing.exists(path):
+            problems.report(
+                list_file,
+                number,
+                f"{path} not found; pass root= to the folder the paths are "
+                "relative to, or check_files=False",
+            )
+            continue
+        records.append(
+            VideoRecord(path=path, label=label, num_frames=num_frames or None, video_id=written)
+        )
+    if names is None:
+        names = [str(i) for i in range(max_label + 1)]
+    return problems.finish(records, names)
+
+
+def _load_list_split(
+    root: PathLike,
+    split: str,
+    *,
+    list_file: PathLike | None = None,
+    classes: Sequence[str] | PathLike | None = None,
+    on_error: OnError = "raise",
+    check_files: bool = True,
+) -> Annotations:
+    """``load_annotations("list", ...)``: ``root`` is the list file itself, or the folder the
+    paths are relative to, holding ``<split>.txt`` / ``<split>_videofolder.txt`` /
+    ``<split>list.txt`` / ``<split>_list.txt`` (or pass ``list_file=``)."""
+    split = _canonical_split(split)
+    base = _abs(root)
+    if list_file is None:
+        if base.is_file():
+            return load_list(base, classes=classes, on_error=on_error, check_files=check_files)
+        list_file = _find_file(
+            [base],
+            [
+                pattern.format(s)
+                for s in _SPLITS[split]
+                for pattern in ("{}.txt", "{}_videofolder.txt", "{}list.txt", "{}_list.txt")
+            ],
+            what=f"{split} list file",
+            expect="Pass the list file as root or list_file=; it holds 'path num_frames label' "
+            "lines.",
+        )
+    return load_list(
+        list_file, root=base, classes=classes, on_error=on_error, check_files=check_files
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Dispatch
+# --------------------------------------------------------------------------------------------
+
+_LOADERS: dict[str, Callable[..., Annotations]] = {
+    "ssv2": load_ssv2,
+    "ssv1": load_ssv1,
+    "kinetics": load_kinetics,
+    "list": _load_list_split,
+}
+_SOURCE_ALIASES = {
+    "something-something-v2": "ssv2",
+    "somethingv2": "ssv2",
+    "sthv2": "ssv2",
+    "something-something-v1": "ssv1",
+    "somethingv1": "ssv1",
+    "sthv1": "ssv1",
+    "kinetics400": "kinetics",
+    "kinetics-400": "kinetics",
+    "k400": "kinetics",
+}
+
+
+def load_annotations(source: str, root: PathLike, split: str, **kw: Any) -> Annotations:
+    """Dispatch by name: ``"ssv2"``, ``"ssv1"``, ``"kinetics"`` or ``"list"`` (plus aliases such
+    as ``"sthv2"`` / ``"k400"``); ``kw`` goes to the loader.
+
+    For ``"list"``, ``root`` is the list file, or the folder holding ``<split>.txt`` /
+    ``<split>_videofolder.txt`` that the paths are relative to (``list_file=`` to name it).
+    """
+    key = str(source).strip().lower()
+    key = _SOURCE_ALIASES.get(key, key)
+    loader = _LOADERS.get(key)
+    if loader is None:
+        close = difflib.get_close_matches(key, [*_LOADERS, *_SOURCE_ALIASES], n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"unknown annotation source {source!r}; allowed: "
+            f"{', '.join(repr(name) for name in _LOADERS)} (aliases: "
+            f"{', '.join(_SOURCE_ALIASES)}){hint}"
+        )
+    return loader(root, split, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Left/right classes (horizontal flip)
+# --------------------------------------------------------------------------------------------
+
+# "left"/"right" as whole words; letters only count as word characters, so "left_to_right"
+# and "left-handed" match but "leftover" does not.
+_LEFT_RIGHT = re.compile(r"(?<![A-Za-z])(left|right)(?![A-Za-z])", re.IGNORECASE)
+
+
+def _swap_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    other = "right" if word.lower() == "left" else "left"
+    if word.isupper():
+        return other.upper()
+    if word[0].isupper():
+        return other.capitalize()
+    return other
+
+
+def swap_left_right(name: str) -> str:
+    """``name`` with the words "left" and "right" swapped (case-insensitive, case kept)."""
+    return _LEFT_RIGHT.sub(_swap_word, name)
+
+
+def flip_label_map(classes: Sequence[str]) -> list[int]:
+    """Label permutation for a horizontal flip: ``i`` -> the class named like ``classes[i]`` with
+    "left" and "right" swapped, or ``i`` itself when no such class exists.
+
+    E.g. SSv2 "Pushing something from left to right" <-> "Pushing something from right to
+    left". The result is an involution (``m[m[i]] == i``).
+    """
+    names = list(classes)
+    index = {name: i for i, name in enumerate(names)}
+    if len(index) != len(names):
+        raise ValueError("classes contains duplicated names; a flip label map needs unique names")
+    mapping: list[int] = []
+    for i, name in enumerate(names):
+        j = index.get(swap_left_right(name), i)
+        if swap_left_right(names[j]) != name:  # odd casing: keep the map an involution
+            j = i
+        mapping.append(j)
+    return mapping
+
+
+def has_left_right(classes: Sequence[str]) -> bool:
+    """Whether any class has a left/right partner (then a horizontal flip must swap labels)."""
+    return any(j != i for i, j in enumerate(flip_label_map(classes)))
