@@ -1,1 +1,24 @@
 """Data: annotation parsers, video readers, samplers, transforms and datasets."""
+
+from .annotations import Annotations, AnnotationError, VideoRecord, flip_label_map, has_left_right, load_annotations
+from .dataset import VideoDataset, read_report
+from .sampling import Sampling
+from .transforms import EvalTransform, TrainTransform
+from .video import DecodeError, open_video, read_clip
+
+__all__ = [
+    "AnnotationError",
+    "Annotations",
+    "DecodeError",
+    "EvalTransform",
+    "Sampling",
+    "TrainTransform",
+    "VideoDataset",
+    "VideoRecord",
+    "flip_label_map",
+    "has_left_right",
+    "load_annotations",
+    "open_video",
+    "read_clip",
+    "read_report",
+]

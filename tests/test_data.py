@@ -1,0 +1,402 @@
+"""Video readers, samplers, transforms and the dataset, on real video files written by PyAV."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+from videos import bars, decode_bars, write_frame_folder, write_video
+
+from videoattn.data import video as video_mod
+from videoattn.data.annotations import VideoRecord, flip_label_map
+from videoattn.data.dataset import VideoDataset, read_report
+from videoattn.data.sampling import (
+    Sampling,
+    dense_sample,
+    dense_test_clips,
+    segment_sample,
+    segment_test_clips,
+)
+from videoattn.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EvalTransform,
+    TrainTransform,
+    fixed_offsets,
+    multiscale_crop_params,
+    random_resized_crop_params,
+)
+from videoattn.data.video import DecodeError, open_video, read_clip
+
+N_FRAMES = 40
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    return {
+        "webm": write_video(root / "a.webm", N_FRAMES),
+        "mp4": write_video(root / "a.mp4", N_FRAMES),
+        "frames": write_frame_folder(root / "a_frames", N_FRAMES),
+    }
+
+
+# ----------------------------------------------------------------------------- readers
+
+READERS = [("webm", "decord"), ("webm", "pyav"), ("mp4", "decord"), ("mp4", "pyav"), ("frames", "frames"), ("frames", "auto")]
+
+
+@pytest.mark.parametrize("kind, backend", READERS)
+def test_readers_are_frame_exact(videos, kind, backend):
+    with open_video(videos[kind], backend=backend) as reader:
+        assert reader.num_frames == N_FRAMES
+        idx = [0, 1, 7, 20, 39, 3, 3]
+        frames = reader.read(idx)
+    assert frames.shape == (len(idx), 3, 64, 96) and frames.dtype == torch.uint8
+    assert [decode_bars(f) for f in frames] == idx
+
+
+@pytest.mark.parametrize("kind, backend", READERS)
+def test_reads_past_the_end_are_clamped(videos, kind, backend):
+    with open_video(videos[kind], backend=backend) as reader:
+        frames = reader.read([N_FRAMES - 1, N_FRAMES, 10 * N_FRAMES])
+    assert [decode_bars(f) for f in frames] == [N_FRAMES - 1] * 3
+
+
+def test_read_clip_keeps_the_sampler_shape(videos):
+    clip, idx = read_clip(videos["webm"], lambda n: segment_test_clips(n, 4, num_clips=2))
+    assert clip.shape == (2, 4, 3, 64, 96) and idx.shape == (2, 4)
+    assert [[decode_bars(f) for f in c] for c in clip] == idx.tolist()
+
+
+def test_fallback_to_pyav_on_a_file_decord_rejects(tmp_path, caplog):
+    # decord cannot read 16x16 streams; PyAV can. Frame i is the grey level 12 * i.
+    grey = np.stack([np.full((16, 16, 3), 12 * i, np.uint8) for i in range(12)])
+    path = write_video(tmp_path / "tiny.mp4", 12, height=16, width=16, frames=grey)
+    with pytest.raises(DecodeError, match="decord.*tiny.mp4"):
+        read_clip(path, lambda n: np.arange(n), backend="decord", fallback=False)
+    clip, idx = read_clip(path, lambda n: np.arange(0, n, 3), backend="decord")
+    assert idx.tolist() == [0, 3, 6, 9]
+    levels = clip.float().mean(dim=(1, 2, 3)) / 12
+    assert levels.round().tolist() == [0, 3, 6, 9]
+    assert "retrying with PyAV" in caplog.text and "tiny.mp4" in caplog.text
+
+
+def test_misreported_frame_count_never_reads_out_of_range(tmp_path):
+    # An MP4 with its index first, cut in half: the index promises 60 frames, fewer decode.
+    rng = np.random.default_rng(0)
+    noisy = np.stack([np.clip(bars(i).astype(int) + rng.integers(-30, 30, (64, 96, 3)), 0, 255).astype(np.uint8) for i in range(60)])
+    full = write_video(tmp_path / "full.mp4", 60, frames=noisy, container_options={"movflags": "faststart"})
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with open_video(cut, backend="pyav") as reader:
+        assert reader.num_frames == 60
+        frames = reader.read([0, 5, 59])
+        decodable = reader.num_frames
+    assert 5 < decodable < 60
+    assert [decode_bars(f) for f in frames] == [0, 5, decodable - 1]
+    # decord rejects the cut file; the dataset path falls back and clamps the sampled indices
+    clip, idx = read_clip(cut, lambda n: segment_sample(n, 8), backend="decord")
+    assert idx.max() < decodable and [decode_bars(f) for f in clip] == idx.tolist()
+
+
+def test_decord_reader_finds_the_real_end_when_the_count_is_wrong(videos):
+    """decord's count can exceed the decodable frames: the reader searches for the real end."""
+    with open_video(videos["mp4"], backend="decord") as reader:
+        real = reader._vr
+
+        class Shorter:  # the same stream, but frames >= 25 fail as in a truncated file
+            def get_batch(self, idx):
+                if max(idx) >= 25:
+                    raise RuntimeError("av_read_frame failed")
+                return real.get_batch(idx)
+
+            def seek_accurate(self, i):
+                if i >= 25:
+                    raise RuntimeError("seek failed")
+                real.seek_accurate(i)
+
+            def next(self):
+                return real.next()
+
+        reader._vr = Shorter()
+        frames = reader.read([0, 24, 30, 39])
+        assert reader.num_frames == 25
+    assert [decode_bars(f) for f in frames] == [0, 24, 24, 24]
+
+
+def test_missing_and_corrupt_files_raise_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.mp4"):
+        open_video(tmp_path / "nope.mp4")
+    bad = tmp_path / "bad.webm"
+    bad.write_bytes(b"\x1aE\xdf\xa3 not a video" * 50)
+    with pytest.raises(DecodeError, match="pyav: cannot decode .*bad.webm"):
+        read_clip(bad, lambda n: np.arange(2))
+    with pytest.raises(ValueError, match="unknown video backend"):
+        open_video(bad, backend="opencv")
+    empty = tmp_path / "empty_frames"
+    empty.mkdir()
+    with pytest.raises(DecodeError, match="no .*frames"):
+        open_video(empty)
+
+
+# ----------------------------------------------------------------------------- samplers
+
+NUM_FRAMES = [1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 64, 65, 100, 301]
+SEGMENTS = [1, 3, 8, 16]
+
+
+def _in_range_monotone(idx, n):
+    return idx.dtype == np.int64 and idx.min() >= 0 and idx.max() < n and (np.diff(idx) >= 0).all()
+
+
+@pytest.mark.parametrize("t", SEGMENTS)
+@pytest.mark.parametrize("n", NUM_FRAMES)
+def test_segment_sampling_properties(n, t):
+    rng = np.random.default_rng(n * 100 + t)
+    for _ in range(20):
+        idx = segment_sample(n, t, rng=rng)
+        assert idx.shape == (t,) and _in_range_monotone(idx, n)
+        if n >= t:  # one frame in each segment
+            seg = n // t
+            assert ((idx >= np.arange(t) * seg) & (idx < np.arange(1, t + 1) * seg)).all()
+    test = segment_sample(n, t)
+    assert _in_range_monotone(test, n) and np.array_equal(test, segment_sample(n, t))
+    if n >= t:
+        assert len(set(test.tolist())) == t  # distinct frames
+    else:
+        assert set(test.tolist()) == set(range(n))  # short videos: every frame, in order
+
+
+def test_segment_sampling_matches_the_tsn_formulas():
+    # test: int(tick / 2 + tick * t) with tick = n / T; train: t * (n // T) + offset
+    assert segment_sample(30, 4).tolist() == [3, 11, 18, 26]
+    rng = np.random.default_rng(0)
+    ref = np.random.default_rng(0)
+    assert segment_sample(30, 4, rng=rng).tolist() == (np.arange(4) * 7 + ref.integers(0, 7, 4)).tolist()
+    # TSM's twice_sample: centre of every segment, then start of every segment
+    assert segment_test_clips(30, 4, num_clips=2, twice_sample=True).tolist() == [[3, 11, 18, 26], [0, 7, 15, 22]]
+
+
+def test_training_draws_cover_every_frame_and_vary():
+    rng = np.random.default_rng(0)
+    draws = np.stack([segment_sample(40, 8, rng=rng) for _ in range(500)])
+    assert set(draws.reshape(-1).tolist()) == set(range(40))
+    assert len({tuple(d) for d in draws}) > 100
+
+
+@pytest.mark.parametrize("clips", [1, 2, 3, 10])
+@pytest.mark.parametrize("n", NUM_FRAMES)
+def test_multi_clip_test_views(n, clips):
+    views = segment_test_clips(n, 8, num_clips=clips)
+    assert views.shape == (clips, 8)
+    assert all(_in_range_monotone(v, n) for v in views)
+    if clips == 1:
+        assert np.array_equal(views[0], segment_sample(n, 8))
+    dense = dense_test_clips(n, 8, stride=4, num_clips=clips)
+    assert dense.shape == (clips, 8) and all(_in_range_monotone(v, n) for v in dense)
+    assert (np.diff(dense[:, 0]) >= 0).all()  # windows start in order
+
+
+@pytest.mark.parametrize("stride", [1, 2, 8])
+@pytest.mark.parametrize("n", NUM_FRAMES)
+def test_dense_sampling_properties(n, stride):
+    rng = np.random.default_rng(n)
+    for _ in range(10):
+        idx = dense_sample(n, 8, stride=stride, rng=rng)
+        assert idx.shape == (8,) and _in_range_monotone(idx, n)
+        if n >= 8 * stride:
+            assert (np.diff(idx) == stride).all()
+    looped = dense_sample(n, 8, stride=stride, loop=True)
+    assert looped.min() >= 0 and looped.max() < n
+    assert np.array_equal(dense_sample(n, 8, stride=stride), dense_sample(n, 8, stride=stride))
+
+
+def test_sampling_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="num_frames"):
+        segment_sample(0, 8)
+    with pytest.raises(ValueError, match="twice_sample"):
+        segment_test_clips(10, 4, num_clips=3, twice_sample=True)
+    with pytest.raises(ValueError, match="mode"):
+        Sampling(num_segments=8, mode="uniform")
+
+
+# ----------------------------------------------------------------------------- transforms
+
+
+def _clip(t=4, h=120, w=160, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (t, 3, h, w), generator=g, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("crop", ["multiscale", "random_resized"])
+def test_train_transform_applies_one_draw_to_every_frame(crop):
+    frame = _clip(t=1)
+    clip = frame.expand(6, -1, -1, -1)  # six identical frames
+    tf = TrainTransform(size=64, crop=crop, flip="on")
+    for seed in range(10):
+        out, label = tf(clip, 3, np.random.default_rng(seed))
+        assert out.shape == (6, 3, 64, 64) and out.dtype == torch.float32 and label == 3
+        assert all(torch.equal(out[0], o) for o in out[1:])
+
+
+def test_train_transform_is_a_function_of_the_rng():
+    clip = _clip()
+    tf = TrainTransform(size=64, flip="on")
+    a, _ = tf(clip, 0, np.random.default_rng(5))
+    b, _ = tf(clip, 0, np.random.default_rng(5))
+    c = [tf(clip, 0, np.random.default_rng(s))[0] for s in range(6)]
+    assert torch.equal(a, b) and not all(torch.equal(c[0], x) for x in c[1:])
+
+
+def test_multiscale_crop_follows_tsn():
+    assert len(fixed_offsets(340, 256, 224, 224)) == 13 and len(fixed_offsets(340, 256, 224, 224, more=False)) == 5
+    rng = np.random.default_rng(0)
+    sides = {int(256 * s) for s in (1, 0.875, 0.75, 0.66)} | {224}
+    seen = set()
+    for _ in range(400):
+        x, y, w, h = multiscale_crop_params(340, 256, 224, rng)
+        assert 0 <= x and x + w <= 340 and 0 <= y and y + h <= 256
+        assert w in sides and h in sides
+        seen.add((w, h))
+        assert (x, y) in fixed_offsets(340, 256, w, h)
+    # int(256 * .875) = 224 is snapped; pairs at most one scale step apart: 4 + 3 + 3 = 10
+    assert len(seen) == 10
+    x, y, w, h = random_resized_crop_params(340, 256, rng, scale=(0.3, 1.0))
+    assert 0 <= x and x + w <= 340 and 0 <= y and y + h <= 256 and w * h >= 0.3 * 340 * 256 * 0.95
+
+
+def test_normalisation_and_flip():
+    clip = _clip(h=64, w=64)
+    out, _ = TrainTransform(size=64, crop="multiscale", scales=(1.0,))(clip, 0, np.random.default_rng(0))
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    torch.testing.assert_close(out, (clip.float() / 255 - mean) / std)
+    flips = set()
+    for seed in range(20):
+        out, _ = TrainTransform(size=64, scales=(1.0,), flip="on")(clip, 0, np.random.default_rng(seed))
+        flipped = torch.allclose(out, (TF.horizontal_flip(clip).float() / 255 - mean) / std)
+        flips.add(flipped)
+    assert flips == {True, False}
+
+
+def test_flip_swaps_left_right_labels():
+    classes = sorted(["Pushing something from left to right", "Pushing something from right to left", "Dropping something", "Turning the camera left while filming something", "Turning the camera right while filming something"])
+    fmap = flip_label_map(classes)
+    tf = TrainTransform(size=64, scales=(1.0,), flip="swap", flip_map=fmap)
+    left = classes.index("Pushing something from left to right")
+    right = classes.index("Pushing something from right to left")
+    drop = classes.index("Dropping something")
+    clip = _clip(h=64, w=64)
+    results = {}
+    for seed in range(20):
+        out, label = tf(clip, left, np.random.default_rng(seed))
+        flipped = not torch.allclose(out, TrainTransform(size=64, scales=(1.0,))(clip, left, np.random.default_rng(0))[0])
+        results[flipped] = label
+        assert tf(clip, drop, np.random.default_rng(seed))[1] == drop
+    assert results == {True: right, False: left}
+    with pytest.raises(ValueError, match="flip label map"):
+        TrainTransform(flip="swap")
+
+
+def test_eval_views():
+    clip = _clip(t=4, h=120, w=160)
+    center = EvalTransform(size=64, resize=72)(clip, squeeze=True)
+    assert center.shape == (4, 3, 64, 64)
+    three = EvalTransform(size=72, resize=72, crops="three")(clip)
+    assert three.shape == (3, 4, 3, 72, 72)
+    resized = TF.resize(clip, [72, 96], antialias=True)
+    expect = [resized[..., :72], resized[..., 24:], resized[..., 12:84]]  # left, right, centre
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    for view, ref in zip(three, expect, strict=True):
+        torch.testing.assert_close(view, (ref.float() / 255 - mean) / std)
+    ten = EvalTransform(size=64, resize=72, crops="ten")(clip.unsqueeze(0).expand(2, -1, -1, -1, -1))
+    assert ten.shape == (2, 10, 4, 3, 64, 64)
+    torch.testing.assert_close(ten[:, 1], TF.horizontal_flip(ten[:, 0]))
+    with pytest.raises(ValueError, match="smaller than"):
+        EvalTransform(size=224, resize=None)(clip)
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+def _records(tmp_path, n=6, bad=True):
+    recs = [VideoRecord(path=write_video(tmp_path / f"v{i}.webm", 24 + i), label=i % 3, video_id=str(i)) for i in range(n)]
+    if bad:
+        corrupt = tmp_path / "corrupt.webm"
+        corrupt.write_bytes(b"\x1aE\xdf\xa3" + b"\x00garbage" * 200)
+        recs += [VideoRecord(path=corrupt, label=0, video_id="corrupt"), VideoRecord(path=tmp_path / "missing.webm", label=1, video_id="missing")]
+    return recs
+
+
+def test_dataset_items_in_every_mode(tmp_path):
+    recs = _records(tmp_path, n=3, bad=False)
+    sampling = Sampling(num_segments=4, num_clips=2)
+    train = VideoDataset(recs, sampling=sampling, transform=TrainTransform(size=48), mode="train")
+    clip, label, index = train[1]
+    assert clip.shape == (4, 3, 48, 48) and clip.dtype == torch.float32 and (label, index) == (1, 1)
+    val = VideoDataset(recs, sampling=sampling, transform=EvalTransform(size=48, resize=56), mode="val")
+    a, b = val[2][0], val[2][0]
+    assert a.shape == (4, 3, 48, 48) and torch.equal(a, b)
+    test = VideoDataset(recs, sampling=sampling, transform=EvalTransform(size=48, resize=56, crops="three"), mode="test")
+    views, label, index = test[0]
+    assert views.shape == (6, 4, 3, 48, 48) and (label, index) == (0, 0)
+    with pytest.raises(TypeError, match="EvalTransform"):
+        VideoDataset(recs, sampling=sampling, transform=TrainTransform(), mode="val")
+
+
+def test_train_clips_are_reproducible_per_epoch_and_vary_across_epochs(tmp_path):
+    recs = _records(tmp_path, n=1, bad=False)
+    ds = VideoDataset(recs, sampling=Sampling(num_segments=4), transform=TrainTransform(size=48), seed=1)
+    first = ds[0][0]
+    assert torch.equal(first, ds[0][0])
+    ds.set_epoch(1)
+    assert not torch.equal(first, ds[0][0])
+    ds.set_epoch(0)
+    assert torch.equal(first, ds[0][0])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_epoch_with_a_corrupt_and_a_missing_video_completes_and_reports_both(tmp_path, workers, caplog):
+    recs = _records(tmp_path)
+    report = tmp_path / "bad_files.jsonl"
+    ds = VideoDataset(recs, sampling=Sampling(num_segments=4), transform=TrainTransform(size=48), report=report)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=workers, shuffle=False)
+    seen = 0
+    for clips, labels, index in loader:
+        assert clips.shape[1:] == (4, 3, 48, 48) and torch.isfinite(clips).all()
+        assert index.max() < 6  # the bad records were replaced by good ones
+        seen += len(labels)
+    assert seen == len(recs)
+    bad = read_report(report)
+    assert set(bad) == {str(tmp_path / "corrupt.webm"), str(tmp_path / "missing.webm")}
+    assert "FileNotFoundError" in bad[str(tmp_path / "missing.webm")]
+    if workers == 0:
+        assert "corrupt.webm" in caplog.text and len(ds.failures) == 2
+
+
+def test_dataset_gives_up_after_max_retries(tmp_path):
+    bad = [VideoRecord(path=tmp_path / f"gone{i}.mp4", label=0) for i in range(3)]
+    ds = VideoDataset(bad, sampling=Sampling(num_segments=4), transform=TrainTransform(size=48), max_retries=3)
+    with pytest.raises(RuntimeError, match="could not be read.*gone"):
+        ds[0]
+
+
+def test_frame_folder_dataset(tmp_path):
+    recs = [VideoRecord(path=write_frame_folder(tmp_path / "100218", 20), label=0, num_frames=20)]
+    ds = VideoDataset(recs, sampling=Sampling(num_segments=5), transform=EvalTransform(size=64, resize=None), mode="val")
+    clip = ds[0][0]
+    assert clip.shape == (5, 3, 64, 64)
+    frames, idx = read_clip(recs[0].path, Sampling(num_segments=5).val)
+    assert [decode_bars(f) for f in frames] == idx.tolist() == [2, 6, 10, 14, 18]
+
+
+def test_video_module_is_the_only_decoder_import():
+    import pathlib
+
+    src = pathlib.Path(video_mod.__file__).parent
+    for f in src.glob("*.py"):
+        if f.name not in ("video.py", "synthetic.py"):
+            text = f.read_text()
+            assert "import decord" not in text and "import av" not in text, f.name

@@ -1,0 +1,157 @@
+"""``VideoDataset``: annotation records -> sampled, decoded, transformed clips.
+
+One item is ``(clip, label, index)``:
+
+- ``mode="train"``: ``(T, 3, S, S)`` float32, random segments / window and augmentation;
+- ``mode="val"``: ``(T, 3, S, S)``, the deterministic centre clip and centre crop;
+- ``mode="test"``: ``(V, T, 3, S, S)`` with ``V = num_clips * num_crops`` views, clip-major;
+
+and ``index`` is the record actually returned. A video that cannot be read (missing, corrupt,
+undecodable) is logged with its path, appended to the bad-file report, and replaced by another
+item, at most ``max_retries`` times: an epoch never stops on one bad video, and evaluation can
+tell from ``index`` which records were substituted.
+
+All randomness of an item comes from ``numpy.random.default_rng([seed, epoch, index, attempt])``,
+so a clip does not depend on the number of workers, and a resumed run sees the same clips.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .annotations import Annotations, VideoRecord
+from .sampling import Sampling
+from .transforms import EvalTransform, TrainTransform
+from .video import DecodeError, read_clip
+
+log = logging.getLogger(__name__)
+
+MODES = ("train", "val", "test")
+
+
+class VideoDataset(Dataset):
+    """Clips of the videos in ``records`` (a list of ``VideoRecord`` or parsed ``Annotations``).
+
+    ``transform``: a :class:`TrainTransform` for ``mode="train"``, an :class:`EvalTransform`
+    otherwise. ``backend``: the video reader (``"auto"``, ``"decord"``, ``"pyav"``,
+    ``"frames"``); with ``fallback``, files decord rejects are read with PyAV. ``report``: a
+    JSON-lines file that every process (DataLoader workers, DDP ranks) appends its bad files to.
+    """
+
+    def __init__(
+        self,
+        records: Annotations | Sequence[VideoRecord],
+        *,
+        sampling: Sampling,
+        transform: TrainTransform | EvalTransform,
+        mode: str = "train",
+        backend: str = "auto",
+        fallback: bool = True,
+        max_retries: int = 10,
+        seed: int = 0,
+        report: str | os.PathLike | None = None,
+        num_threads: int = 1,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"dataset mode {mode!r} is not one of {MODES}")
+        if (mode == "train") != isinstance(transform, TrainTransform):
+            want = "TrainTransform" if mode == "train" else "EvalTransform"
+            raise TypeError(f"mode={mode!r} needs a {want}, got {type(transform).__name__}")
+        if isinstance(records, Annotations):
+            self.classes: list[str] | None = list(records.classes)
+            records = records.records
+        else:
+            self.classes = None
+        self.records = list(records)
+        if not self.records:
+            raise ValueError("the dataset has no videos: check the annotation file and the video folder")
+        self.sampling, self.transform, self.mode = sampling, transform, mode
+        self.backend, self.fallback, self.num_threads = backend, fallback, num_threads
+        self.max_retries, self.seed, self.epoch = max_retries, seed, 0
+        self.report = Path(report) if report is not None else None
+        self.failures: list[dict[str, str]] = []  # bad files seen by this process
+        self._bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random draws of ``epoch`` (call before each epoch, like DistributedSampler)."""
+        self.epoch = epoch
+
+    @property
+    def labels(self) -> list[int]:
+        return [r.label for r in self.records]
+
+    def rng(self, index: int, attempt: int = 0) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index, attempt])
+
+    def load(self, index: int, rng: np.random.Generator) -> tuple[Tensor, int]:
+        """Read and transform record ``index``; raises on a bad video."""
+        record = self.records[index]
+        if self.mode == "train":
+            frames, _ = read_clip(record.path, lambda n: self.sampling.train(n, rng), **self._reader())
+            return self.transform(frames, record.label, rng)  # (T, 3, H, W) -> (T, 3, S, S)
+        if self.mode == "val":
+            frames, _ = read_clip(record.path, self.sampling.val, **self._reader())
+            return self.transform(frames, squeeze=True), record.label  # (T, 3, H, W) -> (T, 3, S, S)
+        frames, _ = read_clip(record.path, self.sampling.test, **self._reader())  # (clips, T, 3, H, W)
+        views = self.transform(frames)  # (clips, T, 3, H, W) -> (clips, crops, T, 3, S, S)
+        return views.flatten(0, 1), record.label  # -> (V, T, 3, S, S), clip-major
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+        tried = []
+        current = index
+        for attempt in range(self.max_retries + 1):
+            rng = self.rng(index, attempt)
+            if current not in self._bad:
+                try:
+                    clip, label = self.load(current, rng)
+                    return clip, label, current
+                except (DecodeError, OSError, ValueError, RuntimeError) as e:
+                    self._record_failure(current, e)
+                tried.append(str(self.records[current].path))
+            current = int(rng.integers(len(self)))
+        raise RuntimeError(
+            f"{len(tried)} videos in a row could not be read while loading item {index} "
+            f"(max_retries={self.max_retries}): {tried[:5]}; check the dataset with tools/prepare_data.py"
+        )
+
+    def _reader(self) -> dict:
+        return {"backend": self.backend, "fallback": self.fallback, "num_threads": self.num_threads}
+
+    def _record_failure(self, index: int, error: BaseException) -> None:
+        self._bad.add(index)
+        path = str(self.records[index].path)
+        entry = {"path": path, "error": f"{type(error).__name__}: {error}", "epoch": self.epoch}
+        self.failures.append(entry)
+        log.warning("skipping unreadable video %s (%s: %s); using another item", path, type(error).__name__, error)
+        if self.report is not None:
+            self.report.parent.mkdir(parents=True, exist_ok=True)
+            line = (json.dumps(entry) + "\n").encode()
+            fd = os.open(self.report, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:  # one write on an O_APPEND descriptor: lines of concurrent workers do not interleave
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+
+
+def read_report(path: str | os.PathLike) -> dict[str, str]:
+    """The bad files of a report written by :class:`VideoDataset`: ``{path: first error}``."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    bad: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            bad.setdefault(entry["path"], entry["error"])
+    return bad

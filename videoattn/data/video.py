@@ -1,0 +1,309 @@
+"""Video readers: decord (default), PyAV (fallback and selectable) and JPEG frame folders.
+
+The only module that imports a decoder. Every reader returns the frames at given 0-based
+indices as ``(len(indices), 3, H, W)`` uint8 (RGB), and is opened per item: readers are cheap
+to open, never created in a dataset's ``__init__`` and never shared across DataLoader workers.
+
+Containers misreport frame counts (VP9 ``.webm`` carries none, MP4 edit lists and truncated
+downloads disagree with the index). Readers therefore treat ``num_frames`` as an upper bound:
+an index past the last decodable frame reads the last frame, and ``num_frames`` shrinks to
+what was actually decoded. No read ever goes out of range.
+
+:func:`read_clip` is the entry point of the datasets: it opens the file, lets the sampler pick
+indices from the frame count, reads them, and falls back from decord to PyAV when decord
+cannot open or decode the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "decord", "pyav", "frames")
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+try:  # decord has wheels for x86_64 only; PyAV is the fallback everywhere
+    import decord
+
+    decord.logging.set_level(decord.logging.QUIET)
+except ImportError:  # pragma: no cover - depends on the platform
+    decord = None
+
+
+class DecodeError(RuntimeError):
+    """A video that cannot be opened or decoded; the message names the file and the backend."""
+
+    def __init__(self, path: str | os.PathLike, backend: str, cause: str) -> None:
+        super().__init__(f"{backend}: cannot decode {os.fspath(path)}: {cause}")
+        self.path = os.fspath(path)
+        self.backend = backend
+
+
+def _as_index_list(indices: Sequence[int] | np.ndarray) -> list[int]:
+    return [int(i) for i in np.asarray(indices).reshape(-1)]
+
+
+class VideoReader:
+    """Common interface: ``num_frames``, ``fps``, ``read(indices)``, context manager."""
+
+    backend = ""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.num_frames = 0
+        self.fps = 0.0
+
+    def read(self, indices: Sequence[int] | np.ndarray) -> Tensor:
+        """Frames at 0-based ``indices`` (clamped to ``[0, num_frames)``), ``(L, 3, H, W)`` uint8."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file."""
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({os.fspath(self.path)!r}, num_frames={self.num_frames})"
+
+    def _clamp(self, indices: Sequence[int] | np.ndarray) -> list[int]:
+        top = self.num_frames - 1
+        return [min(max(i, 0), top) for i in _as_index_list(indices)]
+
+
+class DecordReader(VideoReader):
+    """decord ``VideoReader`` (video stream only, no audio reader), ``num_threads`` decoding
+    threads (1 inside DataLoader workers, where the workers are the parallelism)."""
+
+    backend = "decord"
+
+    def __init__(self, path: str | os.PathLike, *, num_threads: int = 1) -> None:
+        super().__init__(path)
+        if decord is None:
+            raise DecodeError(path, self.backend, "decord is not installed on this platform")
+        try:
+            self._vr = decord.VideoReader(os.fspath(path), ctx=decord.cpu(0), num_threads=num_threads)
+            self.num_frames = len(self._vr)
+            self.fps = float(self._vr.get_avg_fps())
+        except Exception as e:  # decord raises DECORDError / RuntimeError with ffmpeg's text
+            raise DecodeError(path, self.backend, _short(e)) from e
+        if self.num_frames < 1:
+            raise DecodeError(path, self.backend, "no video frames")
+
+    def read(self, indices: Sequence[int] | np.ndarray) -> Tensor:
+        idx = self._clamp(indices)
+        try:
+            frames = self._vr.get_batch(idx).asnumpy()  # (L, H, W, 3)
+        except Exception as e:
+            # The index promised more frames than the stream holds: find the real end once,
+            # then read again with the indices clamped to it.
+            end = self._decodable_end()
+            if end == self.num_frames:
+                raise DecodeError(self.path, self.backend, _short(e)) from e
+            log.debug("%s: %d frames reported, %d decodable", self.path, self.num_frames, end)
+            self.num_frames = end
+            idx = self._clamp(idx)
+            try:
+                frames = self._vr.get_batch(idx).asnumpy()
+            except Exception as e2:
+                raise DecodeError(self.path, self.backend, _short(e2)) from e2
+        return torch.from_numpy(frames).permute(0, 3, 1, 2)  # (L, H, W, 3) -> (L, 3, H, W)
+
+    def _decodable_end(self) -> int:
+        """Number of frames that actually decode: binary search for the first frame that
+        does not (frames before it decode, frame ``num_frames`` does not exist)."""
+        lo, hi = 0, self.num_frames
+        while lo < hi:
+            mid = (lo + hi) // 2
+            try:
+                self._vr.seek_accurate(mid)
+                self._vr.next()
+                lo = mid + 1
+            except Exception:
+                hi = mid
+        if lo == 0:
+            raise DecodeError(self.path, self.backend, "no frame decodes")
+        return lo
+
+    def close(self) -> None:
+        self.__dict__.pop("_vr", None)
+
+
+class PyAVReader(VideoReader):
+    """PyAV (FFmpeg) reader. The frame count is the stream's, or the number of video packets
+    when the container has none (``.webm``); reading decodes sequentially up to the largest
+    index, so it is exact even when the count is wrong."""
+
+    backend = "pyav"
+
+    def __init__(self, path: str | os.PathLike, *, num_threads: int = 1) -> None:
+        super().__init__(path)
+        import av
+
+        try:
+            self._container = av.open(os.fspath(path))
+            if not self._container.streams.video:
+                raise ValueError("no video stream")
+            self._stream = self._container.streams.video[0]
+            self._stream.thread_count = max(1, num_threads)
+            rate = self._stream.average_rate or self._stream.guessed_rate
+            self.fps = float(rate) if rate else 0.0
+            self.num_frames = self._stream.frames or self._count_packets()
+        except DecodeError:
+            raise
+        except Exception as e:  # av.error.FFmpegError, ValueError, ...
+            self.close()
+            raise DecodeError(path, self.backend, _short(e)) from e
+        if self.num_frames < 1:
+            self.close()
+            raise DecodeError(path, self.backend, "no video frames")
+
+    def _count_packets(self) -> int:
+        n = sum(1 for p in self._container.demux(self._stream) if p.size > 0)
+        self._container.seek(0)
+        return n
+
+    def read(self, indices: Sequence[int] | np.ndarray) -> Tensor:
+        idx = self._clamp(indices)
+        wanted = set(idx)
+        last = max(idx)
+        got: dict[int, np.ndarray] = {}
+        frame = None
+        n = 0
+        try:
+            self._container.seek(0)
+            for n, f in enumerate(self._container.decode(self._stream)):
+                if n in wanted:
+                    got[n] = f.to_ndarray(format="rgb24")  # (H, W, 3)
+                frame = f
+                if n >= last:
+                    break
+        except Exception as e:
+            if frame is None:
+                raise DecodeError(self.path, self.backend, _short(e)) from e
+            log.debug("%s: decoding stopped at frame %d: %s", self.path, n, e)
+        if frame is None:
+            raise DecodeError(self.path, self.backend, "no frame decodes")
+        if n < last:  # the stream ended early: the last decoded frame stands in for the rest
+            self.num_frames = n + 1
+            if n not in got:
+                got[n] = frame.to_ndarray(format="rgb24")
+        frames = np.stack([got[min(i, n)] for i in idx])  # (L, H, W, 3)
+        return torch.from_numpy(frames).permute(0, 3, 1, 2)  # (L, H, W, 3) -> (L, 3, H, W)
+
+    def close(self) -> None:
+        container = self.__dict__.pop("_container", None)
+        if container is not None:
+            container.close()
+
+
+class FrameFolderReader(VideoReader):
+    """A folder of JPEG/PNG frames (Something-Something v1: ``<id>/00001.jpg ...``); frame ``i``
+    is the ``i``-th file in name order. Decoded with Pillow, as the official loaders do."""
+
+    backend = "frames"
+
+    def __init__(self, path: str | os.PathLike, *, num_threads: int = 1) -> None:
+        super().__init__(path)
+        try:
+            names = sorted(e.name for e in os.scandir(path) if e.name.lower().endswith(FRAME_EXTENSIONS))
+        except OSError as e:
+            raise DecodeError(path, self.backend, _short(e)) from e
+        if not names:
+            raise DecodeError(path, self.backend, f"no {'/'.join(FRAME_EXTENSIONS)} frames in the folder")
+        self._files = [self.path / n for n in names]
+        self.num_frames = len(self._files)
+
+    def read(self, indices: Sequence[int] | np.ndarray) -> Tensor:
+        from PIL import Image
+
+        idx = self._clamp(indices)
+        decoded: dict[int, np.ndarray] = {}
+        try:
+            for i in sorted(set(idx)):
+                with Image.open(self._files[i]) as img:
+                    decoded[i] = np.asarray(img.convert("RGB"))  # (H, W, 3)
+        except Exception as e:
+            raise DecodeError(self.path, self.backend, _short(e)) from e
+        shapes = {f.shape for f in decoded.values()}
+        if len(shapes) > 1:
+            raise DecodeError(self.path, self.backend, f"frames of different sizes {sorted(shapes)}")
+        frames = np.stack([decoded[i] for i in idx])  # L x (H, W, 3) -> (L, H, W, 3)
+        return torch.from_numpy(frames).permute(0, 3, 1, 2)  # (L, H, W, 3) -> (L, 3, H, W)
+
+
+def open_video(path: str | os.PathLike, *, backend: str = "auto", num_threads: int = 1) -> VideoReader:
+    """Open ``path`` with ``backend``: ``"auto"`` (a folder -> frames, else decord when
+    installed, else PyAV), ``"decord"``, ``"pyav"`` or ``"frames"``.
+
+    Raises ``FileNotFoundError`` for a missing path and :class:`DecodeError` for a file the
+    backend cannot read.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown video backend {backend!r}; choose one of {list(BACKENDS)}")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"video not found: {path}")
+    if backend == "auto":
+        backend = "frames" if path.is_dir() else ("decord" if decord is not None else "pyav")
+    if backend == "frames":
+        return FrameFolderReader(path, num_threads=num_threads)
+    if path.is_dir():
+        raise DecodeError(path, backend, "is a folder; use backend='frames' for frame folders")
+    if backend == "decord":
+        return DecordReader(path, num_threads=num_threads)
+    return PyAVReader(path, num_threads=num_threads)
+
+
+def read_clip(
+    path: str | os.PathLike,
+    choose: Callable[[int], np.ndarray],
+    *,
+    backend: str = "auto",
+    fallback: bool = True,
+    num_threads: int = 1,
+) -> tuple[Tensor, np.ndarray]:
+    """Read the frames a sampler chooses: ``choose(num_frames)`` returns indices of any shape
+    ``S`` (``(T,)`` or ``(num_clips, T)``); the result is ``(*S, 3, H, W)`` uint8 and the
+    indices actually read (clamped to the decodable frames).
+
+    With ``fallback`` (the default), a file that decord cannot open or decode is read again
+    with PyAV; the failure is logged. Raises :class:`DecodeError` when no backend can read it.
+    """
+    try:
+        with open_video(path, backend=backend, num_threads=num_threads) as reader:
+            return _read(reader, choose)
+    except DecodeError as e:
+        if not (fallback and e.backend == "decord"):
+            raise
+        log.warning("%s; retrying with PyAV", e)
+    with open_video(path, backend="pyav", num_threads=num_threads) as reader:
+        return _read(reader, choose)
+
+
+def _read(reader: VideoReader, choose: Callable[[int], np.ndarray]) -> tuple[Tensor, np.ndarray]:
+    indices = np.asarray(choose(reader.num_frames), dtype=np.int64)
+    flat = indices.reshape(-1)
+    unique, inverse = np.unique(flat, return_inverse=True)
+    frames = reader.read(unique)  # (U, 3, H, W), each frame decoded once
+    if reader.num_frames <= int(unique[-1]):  # the count shrank while reading: indices were clamped
+        indices = np.minimum(indices, reader.num_frames - 1)
+    clip = frames[torch.from_numpy(inverse.reshape(-1))]  # (U, 3, H, W) -> (S*, 3, H, W)
+    return clip.unflatten(0, indices.shape), indices  # (prod S, 3, H, W) -> (*S, 3, H, W)
+
+
+def _short(e: BaseException) -> str:
+    """The first line of an exception message (decord appends long C++ stack traces)."""
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
