@@ -1,6 +1,13 @@
 """Data: annotation parsers, video readers, samplers, transforms and datasets."""
 
-from .annotations import Annotations, AnnotationError, VideoRecord, flip_label_map, has_left_right, load_annotations
+from .annotations import (
+    AnnotationError,
+    Annotations,
+    VideoRecord,
+    flip_label_map,
+    has_left_right,
+    load_annotations,
+)
 from .dataset import VideoDataset, read_report
 from .sampling import Sampling
 from .transforms import EvalTransform, TrainTransform
