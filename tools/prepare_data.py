@@ -1,0 +1,133 @@
+"""Check a dataset root and write its list files.
+
+For every split: parse the official annotations (malformed lines and missing videos are
+counted, not fatal), open every video and decode its first and last frame (the frame count is
+what actually decodes), check that every class has videos, and write
+
+    <out>/<split>.txt        path num_frames label   (TSM list format, paths relative to root)
+    <out>/classes.txt        one class name per line, index = line number
+    <out>/bad_files.txt      path <tab> reason, for the files that did not open or decode
+    <out>/summary.json       counts per split and class, frame-count statistics
+
+    uv run python tools/prepare_data.py --source ssv2 --root data/ssv2
+    uv run python tools/prepare_data.py --source kinetics --root data/k400 --splits train val --workers 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from videoattn.data.annotations import load_annotations
+from videoattn.data.video import DecodeError, open_video
+
+
+def probe(args: tuple[str, str]) -> tuple[int, str]:
+    """``(decodable frames, "")`` or ``(0, reason)`` for one video file or frame folder."""
+    path, backend = args
+    try:
+        with open_video(path, backend=backend) as reader:
+            reader.read([0, reader.num_frames - 1])  # shrinks num_frames to what decodes
+            return reader.num_frames, ""
+    except (DecodeError, OSError) as e:
+        return 0, str(e)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", required=True, help="ssv2 | ssv1 | kinetics | list")
+    p.add_argument("--root", required=True, type=Path, help="dataset root (annotation files + videos)")
+    p.add_argument("--splits", nargs="+", default=["train", "val"])
+    p.add_argument("--out", type=Path, default=None, help="where to write the lists (default: ROOT/lists)")
+    p.add_argument("--backend", default="auto", help="auto | decord | pyav | frames")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    p.add_argument("--no-decode", action="store_true", help="only parse and check that files exist")
+    args = p.parse_args()
+
+    out = args.out or args.root / "lists"
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"source": args.source, "root": str(args.root.resolve()), "splits": {}}
+    bad_lines: list[str] = []
+    classes: list[str] | None = None
+    for split in args.splits:
+        t0 = time.perf_counter()
+        ann = load_annotations(args.source, args.root, split, on_error="skip")
+        if classes is None:
+            classes = ann.classes
+        elif ann.classes != classes:
+            print(f"error: the class list of split {split!r} differs from the first split's", file=sys.stderr)
+            return 2
+        for s in ann.skipped:
+            bad_lines.append(f"{s.file}:{s.line}\t{s.reason}")
+        print(f"{split}: {ann.summary()}", file=sys.stderr)
+        records = ann.records
+        if args.no_decode:
+            frames = [(r.num_frames or 0, "") for r in records]
+        else:
+            jobs = [(str(r.path), args.backend) for r in records]
+            with ProcessPoolExecutor(max_workers=args.workers) as pool:
+                frames = []
+                for i, res in enumerate(pool.map(probe, jobs, chunksize=16), 1):
+                    frames.append(res)
+                    if i % 200 == 0 or i == len(jobs):
+                        print(f"\r  decoded {i}/{len(jobs)}", end="", file=sys.stderr)
+            print(file=sys.stderr)
+        good, counts = [], Counter()
+        for r, (n, reason) in zip(records, frames, strict=True):
+            if reason:
+                bad_lines.append(f"{r.path}\t{reason}")
+                continue
+            good.append(f"{_relative(r.path, args.root)} {n} {r.label}")
+            counts[r.label] += 1
+        list_file = out / f"{split}.txt"
+        _write_atomic(list_file, "\n".join(good) + "\n")
+        lengths = np.array([n for n, reason in frames if not reason] or [0])
+        empty = [classes[k] for k in range(len(classes)) if counts[k] == 0] if split != "test" else []
+        summary["splits"][split] = {
+            "videos": len(good),
+            "skipped_lines": len(ann.skipped),
+            "bad_files": sum(1 for _, reason in frames if reason),
+            "frames": {"min": int(lengths.min()), "median": float(np.median(lengths)), "max": int(lengths.max())},
+            "classes_without_videos": empty,
+            "per_class": {classes[k]: counts[k] for k in sorted(counts) if k >= 0},
+        }
+        s = summary["splits"][split]
+        print(
+            f"  {s['videos']} usable videos -> {list_file}; {s['skipped_lines']} skipped lines, "
+            f"{s['bad_files']} bad files; frames min/median/max {s['frames']['min']}/"
+            f"{s['frames']['median']:.0f}/{s['frames']['max']}; {time.perf_counter() - t0:.1f}s",
+            file=sys.stderr,
+        )
+        if empty:
+            print(f"  warning: {len(empty)} classes have no videos in {split}: {empty[:5]}...", file=sys.stderr)
+    _write_atomic(out / "classes.txt", "\n".join(classes or []) + "\n")
+    _write_atomic(out / "bad_files.txt", "".join(line + "\n" for line in bad_lines))
+    _write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {out}/{{{','.join(args.splits)}}}.txt, classes.txt, summary.json; "
+          f"{len(bad_lines)} problems in {out / 'bad_files.txt'}")
+    return 0
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Train a video classifier (TSN / TSM / TAM / ACTION-Net / any excitation by name).
+
+    uv run python tools/train.py                                  # TSM on the built-in demo data
+    uv run python tools/train.py model=tsn                        # ... the same without temporal modelling
+    uv run python tools/train.py --config-name ssv2 data.root=/data/ssv2 model=tam
+    torchrun --nproc_per_node 8 tools/train.py --config-name kinetics data.root=/data/k400
+
+Reads top to bottom: config -> processes -> data -> model -> optimiser -> resume -> epochs.
+Every epoch writes RUN_DIR/last.pth atomically (and best.pth on a new best val top-1);
+`resume=auto` (the default) continues from last.pth after any interruption, with the same
+data order, augmentation and RNG state as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import hydra
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from videoattn.attention.encnet import se_loss
+from videoattn.data.build import build_dataset, dataset_root, normalize_data_config
+from videoattn.data.dataset import read_report
+from videoattn.engine.checkpoint import (
+    FORMAT,
+    load_checkpoint,
+    load_model_state,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
+from videoattn.engine.distributed import World, barrier, init_distributed, shutdown
+from videoattn.engine.evaluate import EvalResult, ShardSampler, autocast, evaluate
+from videoattn.engine.optim import build_optimizer, build_scheduler, normalize_optim_config
+from videoattn.models import build_model
+from videoattn.summary import count_macs, count_params
+
+log = logging.getLogger("train")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class WithAux(nn.Module):
+    """Routes ``forward`` to ``forward_with_aux`` so that DDP sees the auxiliary outputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.model.forward_with_aux(x)
+
+
+@hydra.main(config_path="../configs", config_name="train", version_base=None)
+def main(cfg: DictConfig) -> float:
+    # ---------------------------------------------------------------- config and processes
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"precision={cfg.precision!r}: choose one of {PRECISIONS}")
+    world = init_distributed(cfg.device)
+    if cfg.precision == "fp16" and world.device.type != "cuda":
+        raise ValueError("precision=fp16 needs CUDA (a grad scaler on GPU); on CPU use precision=bf16")
+    if cfg.sync_bn and world.device.type != "cuda":
+        raise ValueError("sync_bn needs CUDA; on CPU processes use sync_bn=false")
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+    data_cfg = normalize_data_config(cfg.data)
+    optim_cfg = normalize_optim_config(cfg.optim)
+    run_dir = Path(cfg.run_dir)
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        log.info("run folder %s; %d process(es) on %s", run_dir, world.size, world.device)
+    T = cfg.num_segments
+
+    # ---------------------------------------------------------------- data
+    if world.main:  # the demo data is written on first use, by one process
+        dataset_root(data_cfg)
+    barrier(world)
+    report = run_dir / "bad_files.jsonl"
+    train_set = build_dataset(data_cfg, "train", mode="train", num_segments=T, seed=cfg.seed, report=report)
+    val_set = build_dataset(data_cfg, "val", mode="val", num_segments=T, seed=cfg.seed, report=report)
+    classes = train_set.classes
+    if val_set.classes != classes:
+        raise ValueError("the train and val splits have different class lists")
+    order_dependent = [classes.index(c) for c in data_cfg["order_dependent"]]
+    train_sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    loader_kw = {"num_workers": cfg.workers, "pin_memory": world.device.type == "cuda", "persistent_workers": cfg.workers > 0,
+                 "generator": torch.Generator().manual_seed(cfg.seed)}  # not the global RNG: resuming must not shift it
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=train_sampler, drop_last=True, **loader_kw)
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=ShardSampler(len(val_set), world), **loader_kw)
+    steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training split has {len(train_set)} clips, fewer than one global batch of {cfg.batch_size * world.size}")
+
+    # ---------------------------------------------------------------- model
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    model = build_model({**OmegaConf.to_container(cfg.model, resolve=True), "num_classes": len(classes), "num_segments": T})
+    params, macs = count_params(model), _macs(model, T, data_cfg)
+    model.to(world.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if cfg.sync_bn and world.distributed:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    net: nn.Module = WithAux(model)
+    if world.distributed:
+        net = DistributedDataParallel(net, device_ids=[world.local_rank] if world.device.type == "cuda" else None)
+    torch.manual_seed(cfg.seed + world.rank)  # different dropout masks per rank
+
+    # ---------------------------------------------------------------- optimiser and schedule
+    global_batch = cfg.batch_size * world.size
+    optimizer = build_optimizer(model, optim_cfg, global_batch=global_batch)
+    scheduler = build_scheduler(optimizer, optim_cfg, steps_per_epoch=steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
+    epochs = optim_cfg["epochs"]
+
+    # ---------------------------------------------------------------- resume
+    start_epoch, best_top1, history = 0, -1.0, []
+    resume_from = _resume_path(cfg.resume, run_dir)
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from)
+        load_model_state(model, ckpt, path=resume_from)
+        if ckpt["classes"] != classes:
+            raise ValueError(f"{resume_from} was trained on other classes than this dataset's")
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, best_top1, history = ckpt["epoch"] + 1, ckpt["best_top1"], ckpt["history"]
+        states = ckpt["rng"]
+        set_rng_state(states[world.rank] if len(states) == world.size else states[0])
+        if world.main:
+            log.info("resumed from %s at epoch %d (best val top-1 %.4f)", resume_from, start_epoch, best_top1)
+    if world.main:
+        log.info("%s: %.2fM params, %.2f GMACs/clip; %d classes, %d train / %d val clips; global batch %d, lr %.4g",
+                 model.config["name"] or "model", params / 1e6, macs / 1e9, len(classes), len(train_set), len(val_set),
+                 global_batch, optimizer.param_groups[0]["lr"])
+    tb = _tensorboard(run_dir) if world.main and cfg.tensorboard else None
+
+    # ---------------------------------------------------------------- epochs
+    val: EvalResult | None = None
+    for epoch in range(start_epoch, epochs):
+        train_sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        net.train()
+        t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=not (world.main and cfg.progress),
+                   dynamic_ncols=True, leave=False)
+        for step, (clips, labels, _) in enumerate(train_loader):
+            if step >= steps_per_epoch:
+                break
+            clips = clips.to(world.device, non_blocking=True)  # (N, T, 3, H, W)
+            labels = labels.to(world.device, non_blocking=True)
+            with autocast(world.device, cfg.precision):
+                logits, aux = net(clips)  # (N, K)
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=optim_cfg["label_smoothing"])
+                if "se_logits" in aux:  # EncNet's semantic-encoding loss
+                    loss = loss + optim_cfg["se_loss_weight"] * se_loss(aux["se_logits"].float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if optim_cfg["clip_grad_norm"]:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), optim_cfg["clip_grad_norm"])
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"the loss is {loss.item()} at epoch {epoch + 1} step {step}; lower optim.lr or check the data")
+
+            n = labels.shape[0]
+            seen += n
+            loss_sum += loss.item() * n
+            correct += int((logits.argmax(1) == labels).sum())
+            elapsed = time.perf_counter() - t0
+            clips_per_s = seen * world.size / elapsed
+            eta = elapsed / (step + 1) * (steps_per_epoch * (epochs - epoch) - step - 1)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", top1=f"{correct / seen:.3f}", clips_s=f"{clips_per_s:.1f}", eta=_hms(eta))
+            bar.update()
+            global_step = epoch * steps_per_epoch + step + 1
+            if tb is not None and global_step % cfg.log_every == 0:
+                tb.add_scalar("train/loss", loss.item(), global_step)
+                tb.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
+        bar.close()
+        train_time = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(seen, 1),
+               "train_top1": correct / max(seen, 1), "train_clips_per_s": seen * world.size / train_time,
+               "val_loss": math.nan, "val_top1": math.nan, "val_top5": math.nan, "val_mean_class": math.nan}
+        if order_dependent:
+            row.update(val_top1_order=math.nan, val_top1_appearance=math.nan)
+
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs:
+            val = evaluate(net.module.model if world.distributed else model, val_loader, num_classes=len(classes),
+                           world=world, precision=cfg.precision)
+            row.update(val.as_dict("val_"))
+            if order_dependent:
+                row["val_top1_order"] = val.subset_top1(order_dependent)
+                row["val_top1_appearance"] = val.subset_top1([k for k in range(len(classes)) if k not in order_dependent])
+        history.append(row)
+        improved = row["val_top1"] > best_top1  # False for NaN (no validation this epoch)
+        if improved:
+            best_top1 = row["val_top1"]
+
+        states = _gather_rng(world)
+        if world.main:
+            ckpt = {"format": FORMAT, "model": model.state_dict(), "model_config": model.config, "classes": classes,
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                    "epoch": epoch, "best_top1": best_top1, "history": history, "rng": states,
+                    "config": OmegaConf.to_container(cfg, resolve=True)}
+            save_atomic(ckpt, run_dir / "last.pth")
+            if improved:
+                save_atomic(ckpt, run_dir / "best.pth")
+            _append_csv(run_dir / "metrics.csv", row)
+            if tb is not None:
+                for k, v in row.items():
+                    if k != "epoch":
+                        tb.add_scalar(f"epoch/{k}", v, epoch + 1)
+            text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+            tqdm.write(f"epoch {epoch + 1}/{epochs}: {text}{' (best)' if improved else ''}")
+        barrier(world)
+
+    # ---------------------------------------------------------------- summary
+    if world.main:
+        last = history[-1] if history else {}
+        bad = read_report(report)
+        results = {"model": model.config["name"], "data": data_cfg["name"], "params": params, "macs": macs,
+                   "best_val_top1": best_top1, "epochs": epochs, **{f"last_{k}": v for k, v in last.items() if k != "epoch"},
+                   "bad_files": sorted(bad)}
+        (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        if bad:
+            print(f"{len(bad)} unreadable videos were skipped and replaced; see {report}")
+        print(f"val top-1 {last.get('val_top1', float('nan')):.4f} (best {best_top1:.4f})"
+              + (f", order-dependent classes {last['val_top1_order']:.4f}" if "val_top1_order" in last else "")
+              + f"; checkpoints in {run_dir}")
+        if tb is not None:
+            tb.close()
+    shutdown(world)
+    return best_top1
+
+
+def _resume_path(resume: str | None, run_dir: Path) -> Path | None:
+    if resume in (None, "none", "never", False):
+        return None
+    if resume == "auto":
+        last = run_dir / "last.pth"
+        return last if last.is_file() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume={resume}: no such checkpoint")
+    return path
+
+
+def _gather_rng(world: World) -> list:
+    """The RNG states of every rank (rank order), so that a resumed run continues each one."""
+    state = rng_state()
+    if not world.distributed:
+        return [state]
+    out: list = [None] * world.size
+    torch.distributed.all_gather_object(out, state)
+    return out
+
+
+def _macs(model: nn.Module, t: int, data_cfg: dict) -> float:
+    size = data_cfg["train_transform"].get("size", 224)
+    with torch.no_grad():
+        return count_macs(model, torch.zeros(1, t, 3, size, size))
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _tensorboard(run_dir: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run_dir / "tb"))
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""``build_dataset(cfg, split, mode, num_segments)``: a :class:`VideoDataset` from the plain
+``data`` config (``configs/data/*.yaml``), validated key by key."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .annotations import Annotations, flip_label_map, has_left_right, load_annotations
+from .dataset import VideoDataset
+from .sampling import Sampling
+from .transforms import EvalTransform, TrainTransform
+
+DATA_KEYS: dict[str, Any] = {
+    "name": None,  # a label for run names and tables
+    "source": None,  # ssv2 | ssv1 | kinetics | list
+    "root": None,  # dataset root; null with demo: true = the built-in demo dataset
+    "demo": False,  # write the built-in demo dataset on first use (videoattn.data.synthetic)
+    "annotations": {},  # extra keyword arguments of the parser (video_dir, list_file, ...)
+    "splits": {"train": "train", "val": "val", "test": "val"},
+    "on_error": "raise",  # malformed annotation lines / missing videos: raise | skip
+    "backend": "auto",  # auto | decord | pyav | frames
+    "sampling": {},  # Sampling(mode, stride, loop) at train and val time
+    "train_transform": {},  # TrainTransform keywords; flip: auto -> swap / on by the classes
+    "eval_transform": {"size": 224, "resize": 256},  # EvalTransform keywords (val: centre crop)
+    "test": {"num_clips": 1, "num_crops": 1, "twice_sample": False},  # the test protocol's views
+    "max_retries": 10,
+    "order_dependent": [],  # classes that need temporal order (demo), reported separately
+}
+TEST_CROPS = {1: "center", 3: "three", 10: "ten"}
+
+
+def normalize_data_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the keys (a wrong one fails with its name and the close matches) and fill defaults."""
+    if hasattr(cfg, "items") and not isinstance(cfg, dict):  # an OmegaConf DictConfig
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    for key in cfg:
+        if key not in DATA_KEYS:
+            close = difflib.get_close_matches(key, DATA_KEYS, n=3)
+            hint = f"; did you mean {close}?" if close else ""
+            raise ValueError(f"data config: unknown key {key!r}{hint} (allowed: {sorted(DATA_KEYS)})")
+    out = {k: cfg.get(k, v) for k, v in DATA_KEYS.items()}
+    if not out["source"]:
+        raise ValueError("data config: `source` is required (ssv2 | ssv1 | kinetics | list)")
+    if not out["root"] and not out["demo"]:
+        raise ValueError(f"data config {out['name']!r}: set `root` to the dataset folder (data.root=/path/to/dataset)")
+    out["splits"] = {**DATA_KEYS["splits"], **(out["splits"] or {})}
+    return out
+
+
+def dataset_root(cfg: Mapping[str, Any]) -> Path:
+    """The dataset folder; for the demo data, written on first use."""
+    if cfg["demo"]:
+        from .synthetic import ensure_demo_dataset
+
+        base = ensure_demo_dataset(cfg["root"] and Path(cfg["root"]).parent)
+        return base / cfg["source"] if not cfg["root"] else Path(cfg["root"])
+    return Path(cfg["root"]).expanduser()
+
+
+def load_split(cfg: Mapping[str, Any], split: str) -> Annotations:
+    """The parsed annotations of ``split`` (``train`` / ``val`` / ``test`` -> ``cfg.splits``)."""
+    return load_annotations(
+        cfg["source"], dataset_root(cfg), cfg["splits"][split], on_error=cfg["on_error"], **cfg["annotations"]
+    )
+
+
+def build_dataset(
+    cfg: Mapping[str, Any], split: str, *, mode: str, num_segments: int, seed: int = 0, report: str | Path | None = None
+) -> VideoDataset:
+    """The dataset of ``split`` in ``mode`` (``train``: augmentation; ``val``: one centre view;
+    ``test``: the ``test`` protocol's ``num_clips x num_crops`` views)."""
+    cfg = normalize_data_config(cfg)
+    ann = load_split(cfg, split)
+    sampling_kw = dict(cfg["sampling"])
+    if mode == "test":
+        test = {**DATA_KEYS["test"], **cfg["test"]}
+        sampling_kw.update(num_clips=test["num_clips"], twice_sample=test["twice_sample"])
+        crops = TEST_CROPS.get(test["num_crops"])
+        if crops is None:
+            raise ValueError(f"data config: test.num_crops must be one of {sorted(TEST_CROPS)}, got {test['num_crops']}")
+        if crops == "ten" and has_left_right(ann.classes):
+            raise ValueError("data config: ten-crop test views flip the clips, which swaps this dataset's left/right classes; use num_crops 1 or 3")
+        ev = dict(cfg["eval_transform"])
+        if crops == "three":  # TSM's full-resolution three-crop: squares of the resized short side
+            ev["size"] = ev.get("resize") or ev.get("size", 224)
+        transform: TrainTransform | EvalTransform = EvalTransform(**ev, crops=crops)
+    elif mode == "val":
+        transform = EvalTransform(**cfg["eval_transform"])
+    else:
+        tt = dict(cfg["train_transform"])
+        flip = tt.pop("flip", "auto")
+        if flip == "auto":
+            flip = "swap" if has_left_right(ann.classes) else "on"
+        if flip == "on" and has_left_right(ann.classes):
+            raise ValueError(
+                "data config: train_transform.flip: on would mirror this dataset's left/right classes "
+                "without swapping their labels; use swap or off"
+            )
+        transform = TrainTransform(**tt, flip=flip, flip_map=flip_label_map(ann.classes) if flip == "swap" else None)
+    sampling = Sampling(num_segments=num_segments, **sampling_kw)
+    return VideoDataset(
+        ann, sampling=sampling, transform=transform, mode=mode, backend=cfg["backend"],
+        max_retries=cfg["max_retries"], seed=seed, report=report,
+    )

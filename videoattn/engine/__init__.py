@@ -1,0 +1,2 @@
+"""Training and evaluation machinery: checkpoints, distributed helpers, optimiser and
+schedule, metrics, multi-view evaluation, scalar logs."""

@@ -1,0 +1,62 @@
+"""torchrun / DistributedDataParallel helpers; a single process is the world of size 1."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the only process that prints, logs and writes files."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def init_distributed(device: str = "auto") -> World:
+    """Join the process group that ``torchrun`` describes in the environment (``RANK``,
+    ``WORLD_SIZE``, ``LOCAL_RANK``): NCCL on CUDA, gloo on CPU. Without torchrun: one process."""
+    want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if want_cuda and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda but no CUDA device is available; use device=cpu or auto")
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if want_cuda:
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    else:
+        dev = torch.device("cpu")
+    if size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+    return World(rank=rank, local_rank=local, size=size, device=dev)
+
+
+def all_reduce_sum(t: torch.Tensor, world: World) -> torch.Tensor:
+    """Sum a tensor over the ranks (in place; identity for one process)."""
+    if world.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def barrier(world: World) -> None:
+    if world.distributed:
+        dist.barrier()
+
+
+def shutdown(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()

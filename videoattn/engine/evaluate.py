@@ -1,0 +1,136 @@
+"""Evaluation over single- or multi-view clips, sharded over the ranks without padding."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Sampler
+
+from .distributed import World, all_reduce_sum
+from .metrics import (
+    confusion_matrix,
+    mean_class_accuracy,
+    per_class_accuracy,
+    subset_accuracy,
+    topk_correct,
+)
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world, ...``: every item exactly once over all ranks (unlike
+    ``DistributedSampler``, which pads with duplicates and would bias the metrics)."""
+
+    def __init__(self, length: int, world: World) -> None:
+        self.length, self.world = length, world
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.world.rank, self.length, self.world.size))
+
+    def __len__(self) -> int:
+        return len(range(self.world.rank, self.length, self.world.size))
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``bf16`` / ``fp16``; nothing for ``fp32``."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    top1: float
+    top5: float
+    mean_class: float
+    confusion: Tensor  # (K, K)
+    num_clips: int
+    substituted: int  # items whose video could not be read and was replaced by another
+    probs: dict[int, Tensor] = field(default_factory=dict)  # record index -> (K,) averaged softmax
+
+    def per_class(self) -> Tensor:
+        return per_class_accuracy(self.confusion)
+
+    def subset_top1(self, classes: list[int]) -> float:
+        return subset_accuracy(self.confusion, classes)
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        return {f"{prefix}loss": self.loss, f"{prefix}top1": self.top1, f"{prefix}top5": self.top5,
+                f"{prefix}mean_class": self.mean_class}
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    num_classes: int,
+    world: World,
+    precision: str = "fp32",
+    keep_probs: bool = False,
+) -> EvalResult:
+    """Top-1 / top-5 / mean class accuracy and the confusion matrix over all ranks.
+
+    Items are ``(N, T, 3, H, W)`` (one view) or ``(N, V, T, 3, H, W)``; views are folded into
+    the batch and their softmax probabilities averaged, per video. ``keep_probs`` keeps the
+    averaged probabilities of every video (gathered on every rank) for prediction files.
+    An item whose video could not be read comes back as another record (its ``index`` differs
+    from the one the sampler asked for): it is left out of the metrics and counted in
+    ``substituted``.
+    """
+    model.eval()
+    dev = world.device
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    counts = torch.zeros(4, dtype=torch.int64)  # top1, top5, clips, substituted
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    probs: dict[int, Tensor] = {}
+    requested = iter(loader.sampler) if loader.sampler is not None else None
+    for clips, labels, index in loader:
+        n = clips.shape[0]
+        if requested is not None:
+            asked = torch.tensor([next(requested) for _ in range(n)])
+            good = index == asked
+            counts[3] += int((~good).sum())
+            if not good.all():
+                clips, labels, index = clips[good], labels[good], index[good]
+                n = clips.shape[0]
+                if n == 0:
+                    continue
+        clips = clips.to(dev, non_blocking=True)
+        views = clips.shape[1] if clips.dim() == 6 else 1
+        x = clips.flatten(0, 1) if clips.dim() == 6 else clips  # (N, V, T, 3, H, W) -> (N*V, T, 3, H, W)
+        with autocast(dev, precision):
+            logits = model(x).float()  # (N*V, K)
+        p = F.softmax(logits, dim=1).unflatten(0, (n, views)).mean(1).cpu()  # (N*V, K) -> (N, V, K) -> (N, K)
+        labels = labels.cpu()
+        labelled = labels >= 0
+        if labelled.any():
+            loss_sum += float(F.nll_loss(p[labelled].clamp_min(1e-12).log(), labels[labelled], reduction="sum"))
+            t1, t5 = topk_correct(p[labelled], labels[labelled], (1, 5))
+            counts[0] += t1
+            counts[1] += t5
+            counts[2] += int(labelled.sum())
+            cm += confusion_matrix(p.argmax(1), labels, num_classes)
+        if keep_probs:
+            for i, row in zip(index.tolist(), p, strict=True):
+                probs[i] = row
+    all_reduce_sum(counts, world)
+    all_reduce_sum(cm, world)
+    all_reduce_sum(loss_sum, world)
+    if keep_probs and world.distributed:
+        gathered: list[dict[int, Tensor]] = [{} for _ in range(world.size)]
+        dist.all_gather_object(gathered, probs)
+        probs = {k: v for part in gathered for k, v in part.items()}
+    n = max(int(counts[2]), 1)
+    return EvalResult(
+        loss=float(loss_sum) / n, top1=float(counts[0]) / n, top5=float(counts[1]) / n,
+        mean_class=mean_class_accuracy(cm), confusion=cm, num_clips=int(counts[2]),
+        substituted=int(counts[3]), probs=probs,
+    )

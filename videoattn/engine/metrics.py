@@ -1,0 +1,40 @@
+"""Classification metrics from logits / a confusion matrix."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def topk_correct(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
+    """Number of clips whose label is among the top-k predictions, for each k."""
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices  # (N, k)
+    hit = top == labels[:, None]
+    return [int(hit[:, :k].any(1).sum()) for k in ks]
+
+
+def confusion_matrix(pred: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """``(K, K)`` int64 counts, rows = true class, columns = predicted class."""
+    keep = labels >= 0
+    idx = labels[keep] * num_classes + pred[keep]
+    return torch.bincount(idx, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def per_class_accuracy(cm: Tensor) -> Tensor:
+    """Recall of each class, ``(K,)`` float; NaN for classes without clips."""
+    total = cm.sum(1).double()
+    return cm.diag().double() / total.where(total > 0, torch.full_like(total, float("nan")))
+
+
+def mean_class_accuracy(cm: Tensor) -> float:
+    acc = per_class_accuracy(cm)
+    return float(acc[~acc.isnan()].mean()) if (~acc.isnan()).any() else float("nan")
+
+
+def subset_accuracy(cm: Tensor, classes: list[int]) -> float:
+    """Top-1 over the clips whose true class is in ``classes``."""
+    if not classes:
+        return float("nan")
+    rows = cm[classes]
+    total = int(rows.sum())
+    return float(rows[:, classes].diag().sum() / total) if total else float("nan")

@@ -1,0 +1,115 @@
+"""Optimiser and learning-rate schedule from the ``optim`` config.
+
+Parameter groups follow the TSN / TSM recipes: weight decay on conv / linear weights only
+(never on norm layers, biases, or parameters a module declares in ``no_weight_decay()``, e.g.
+GCT's ``beta``); an optional learning-rate multiplier for the classifier ``fc`` (TSM's 5x when
+fine-tuning). The schedule is a per-iteration ``LambdaLR``: linear warm-up, then cosine or
+multi-step decay, with the epoch boundaries of the papers' epoch-wise schedules.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..attention import no_weight_decay_names
+
+OPTIM_KEYS: dict[str, Any] = {
+    "name": "sgd",  # sgd | adamw
+    "lr": 0.01,  # for base_batch_size clips per step; scaled linearly to the global batch
+    "base_batch_size": 64,
+    "momentum": 0.9,
+    "nesterov": False,
+    "betas": [0.9, 0.999],
+    "weight_decay": 5e-4,
+    "fc_lr_mult": 1.0,  # TSM fine-tuning: 5
+    "epochs": 50,
+    "schedule": "step",  # step | cosine | constant
+    "milestones": [20, 40],  # epochs (step schedule)
+    "gamma": 0.1,
+    "warmup_epochs": 0.0,
+    "warmup_factor": 0.1,  # lr at the start of warm-up, relative to lr
+    "min_lr_factor": 0.0,  # cosine floor, relative to lr
+    "clip_grad_norm": 20.0,  # TSM / TAM --gd 20; null disables
+    "label_smoothing": 0.0,
+    "se_loss_weight": 0.2,  # EncNet's SE-loss term, used when the model has an encnet head
+}
+NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+
+def normalize_optim_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    if hasattr(cfg, "items") and not isinstance(cfg, dict):
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    for key in cfg:
+        if key not in OPTIM_KEYS:
+            close = difflib.get_close_matches(key, OPTIM_KEYS, n=3)
+            hint = f"; did you mean {close}?" if close else ""
+            raise ValueError(f"optim config: unknown key {key!r}{hint} (allowed: {sorted(OPTIM_KEYS)})")
+    out = {**OPTIM_KEYS, **cfg}
+    if out["name"] not in ("sgd", "adamw"):
+        raise ValueError(f"optim config: name must be sgd or adamw, got {out['name']!r}")
+    if out["schedule"] not in ("step", "cosine", "constant"):
+        raise ValueError(f"optim config: schedule must be step, cosine or constant, got {out['schedule']!r}")
+    return out
+
+
+def param_groups(model: nn.Module, *, weight_decay: float, fc_lr_mult: float = 1.0) -> list[dict[str, Any]]:
+    """Four groups: decayed / not decayed x backbone / classifier (``fc``); each carries its
+    ``lr_mult`` for the scheduler."""
+    skip = no_weight_decay_names(model)
+    no_decay: set[str] = set(skip)
+    for mname, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            full = f"{mname}.{pname}" if mname else pname
+            if isinstance(module, NORMS) or pname.endswith("bias") or p.ndim <= 1:
+                no_decay.add(full)
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_fc = name == "fc.weight" or name == "fc.bias"
+        groups.setdefault((name in no_decay, is_fc), []).append(p)
+    return [
+        {"params": ps, "weight_decay": 0.0 if nd else weight_decay, "lr_mult": fc_lr_mult if fc else 1.0,
+         "name": f"{'fc' if fc else 'backbone'}{'_no_decay' if nd else ''}"}
+        for (nd, fc), ps in sorted(groups.items())
+    ]
+
+
+def build_optimizer(model: nn.Module, cfg: Mapping[str, Any], *, global_batch: int) -> torch.optim.Optimizer:
+    """SGD (momentum) or AdamW with ``lr * global_batch / base_batch_size`` (linear scaling)."""
+    lr = cfg["lr"] * global_batch / cfg["base_batch_size"]
+    groups = param_groups(model, weight_decay=cfg["weight_decay"], fc_lr_mult=cfg["fc_lr_mult"])
+    for g in groups:
+        g["lr"] = lr * g["lr_mult"]
+        g["initial_lr"] = g["lr"]
+    if cfg["name"] == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"])
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg["betas"]))
+
+
+def lr_factor(epoch: float, cfg: Mapping[str, Any]) -> float:
+    """Learning-rate factor at fractional ``epoch`` (``step / steps_per_epoch``)."""
+    warm = cfg["warmup_epochs"]
+    if warm > 0 and epoch < warm:
+        return cfg["warmup_factor"] + (1.0 - cfg["warmup_factor"]) * epoch / warm
+    if cfg["schedule"] == "cosine":
+        span = max(cfg["epochs"] - warm, 1e-8)
+        progress = min(max((epoch - warm) / span, 0.0), 1.0)
+        floor = cfg["min_lr_factor"]
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if cfg["schedule"] == "step":
+        return cfg["gamma"] ** sum(epoch >= m for m in cfg["milestones"])
+    return 1.0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], *, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-iteration schedule; ``scheduler.step()`` after every optimiser step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step / steps_per_epoch, cfg))
