@@ -230,6 +230,8 @@ def main(cfg: DictConfig) -> float:
         barrier(world)
 
     # ---------------------------------------------------------------- summary
+    if world.distributed:
+        _check_replicas(model, world)
     if world.main:
         last = history[-1] if history else {}
         bad = read_report(report)
@@ -268,6 +270,20 @@ def _gather_rng(world: World) -> list:
     out: list = [None] * world.size
     torch.distributed.all_gather_object(out, state)
     return out
+
+
+def _check_replicas(model: nn.Module, world: World) -> None:
+    """DDP keeps the ranks' parameters identical; verify it (a cheap guard against silent
+    divergence). BatchNorm running statistics are per rank between DDP's buffer broadcasts."""
+    flat = torch.cat([p.detach().reshape(-1).float() for p in model.parameters()])
+    ref = flat.clone()
+    torch.distributed.broadcast(ref, src=0)
+    diff = torch.tensor([float((flat - ref).abs().max())], device=flat.device)
+    torch.distributed.all_reduce(diff, op=torch.distributed.ReduceOp.MAX)
+    if world.main:
+        print(f"weights identical on all {world.size} ranks: max abs difference {diff.item():.3g}")
+    if diff.item() != 0:
+        raise RuntimeError(f"the ranks' weights diverged (max abs difference {diff.item():.3g})")
 
 
 def _macs(model: nn.Module, t: int, data_cfg: dict) -> float:

@@ -1,0 +1,106 @@
+"""tools/train.py end to end on a tiny dataset of real videos: resume after SIGKILL, a
+2-process gloo run, a corrupt video, a wrong config key."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from videoattn.data.synthetic import write_demo_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "model.layers=[1,1,1,1]", "model.widths=[8,16,32,64]", "num_segments=4", "batch_size=4",
+    "data.train_transform.size=48", "data.eval_transform.size=48", "data.eval_transform.resize=56",
+    "workers=0", "progress=false", "tensorboard=false", "deterministic=true",
+]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    write_demo_dataset(root, train_per_class=2, val_per_class=1, test_clips=2, size=(64, 80), formats=("ssv2",), workers=1)
+    return root / "ssv2"
+
+
+def train_cmd(run_dir, data_root, *extra, launcher=(sys.executable,)):
+    return [*launcher, str(REPO / "tools" / "train.py"), f"run_dir={run_dir}", f"data.root={data_root}", "data.demo=false",
+            *TINY, *extra]
+
+
+def run(cmd, timeout=300):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+
+
+def weights(run_dir):
+    return torch.load(Path(run_dir) / "last.pth", map_location="cpu", weights_only=False)
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(dataset, tmp_path):
+    args = ("optim.epochs=3", "max_steps_per_epoch=4")
+    full = run(train_cmd(tmp_path / "full", dataset, *args))
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    killed_dir = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(train_cmd(killed_dir, dataset, *args), cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (killed_dir / "last.pth").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # in epoch 2, just after the epoch-1 checkpoint
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed_dir / "results.json").exists()
+    assert weights(killed_dir)["epoch"] == 0
+
+    resumed = run(train_cmd(killed_dir, dataset, *args))  # resume=auto is the default
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout + resumed.stderr
+    a, b = weights(tmp_path / "full"), weights(killed_dir)
+    assert a["epoch"] == b["epoch"] == 2
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    untimed = [[{k: v for k, v in row.items() if "per_s" not in k} for row in c["history"]] for c in (a, b)]
+    assert untimed[0] == untimed[1]  # same losses and accuracies, epoch by epoch
+
+
+def test_two_process_gloo_torchrun_keeps_the_ranks_identical(dataset, tmp_path):
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517")
+    out = run(train_cmd(tmp_path / "ddp", dataset, "optim.epochs=1", "max_steps_per_epoch=3", "batch_size=2",
+                        launcher=launcher))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "weights identical on all 2 ranks: max abs difference 0" in out.stdout
+    assert "2 process(es)" in out.stdout + out.stderr
+    assert json.loads((tmp_path / "ddp" / "results.json").read_text())["epochs"] == 1
+
+
+def test_a_corrupt_video_is_reported_and_training_finishes(dataset, tmp_path):
+    import shutil
+
+    root = tmp_path / "ssv2"
+    shutil.copytree(dataset, root)
+    video = sorted((root / "20bn-something-something-v2").glob("*.webm"))[0]
+    video.write_bytes(b"\x1aE\xdf\xa3 this is not a video" * 20)
+    out = run(train_cmd(tmp_path / "run", root, "optim.epochs=1", "max_steps_per_epoch=6"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["bad_files"] == [str(video)]
+    assert "unreadable videos were skipped" in out.stdout and video.name in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("override, key", [("model.dropuot=0.1", "dropuot"), ("optim.lr_step=3", "lr_step"),
+                                           ("+data.flipp=on", "flipp")])
+def test_a_wrong_config_key_fails_with_its_name(dataset, tmp_path, override, key):
+    out = run(train_cmd(tmp_path / "bad", dataset, override))
+    assert out.returncode != 0
+    assert key in out.stdout + out.stderr
