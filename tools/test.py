@@ -1,0 +1,126 @@
+"""Test a checkpoint with the standard multi-view protocols.
+
+    uv run python tools/test.py checkpoint=runs/demo/tsm/best.pth
+    uv run python tools/test.py checkpoint=CKPT data=ssv2 data.root=/data/ssv2 split=val       # 2x3 "accurate"
+    uv run python tools/test.py checkpoint=CKPT data=ssv2 data.root=/data/ssv2 split=test      # + submission file
+    uv run python tools/test.py checkpoint=CKPT data=kinetics data.root=/data/k400 split=val   # 10x3
+    torchrun --nproc_per_node 8 tools/test.py checkpoint=CKPT ...                              # sharded, no padding
+
+Writes to OUT_DIR: metrics.json (top-1, top-5, mean class accuracy, per-class accuracy),
+predictions.csv (one line per video: id, label, top-5 classes and probabilities),
+confusion.png, and for unlabelled splits submission.csv (``id;class``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from videoattn.data.build import build_dataset, normalize_data_config
+from videoattn.engine.checkpoint import load_checkpoint, load_model_state
+from videoattn.engine.distributed import init_distributed, shutdown
+from videoattn.engine.evaluate import ShardSampler, evaluate
+from videoattn.models import build_model
+
+log = logging.getLogger("test")
+
+
+@hydra.main(config_path="../configs", config_name="test", version_base=None)
+def main(cfg: DictConfig) -> float:
+    world = init_distributed(cfg.device)
+    ckpt = load_checkpoint(cfg.checkpoint)
+    model_cfg = {**ckpt["model_config"], "pretrained": None}
+    model = build_model(model_cfg)
+    load_model_state(model, ckpt, path=cfg.checkpoint)
+    model.to(world.device).eval()
+    runner = torch.compile(model) if cfg.compile else model
+
+    data_cfg = normalize_data_config(cfg.data)
+    test = data_cfg["test"]
+    out_dir = Path(cfg.out_dir or Path(cfg.checkpoint).parent / f"test_{cfg.split}_{test['num_clips']}x{test['num_crops']}")
+    dataset = build_dataset(data_cfg, cfg.split, mode="test", num_segments=model_cfg["num_segments"],
+                            report=out_dir / "bad_files.jsonl")
+    classes = ckpt["classes"]
+    if dataset.classes != classes:
+        raise ValueError(f"{cfg.checkpoint} predicts {len(classes)} classes that differ from the {len(dataset.classes)} of "
+                         f"{data_cfg['name']} ({cfg.split}); test on the dataset the model was trained on")
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=ShardSampler(len(dataset), world),
+                        num_workers=cfg.workers, pin_memory=world.device.type == "cuda")
+    views = len(dataset[0][0]) if len(dataset) else 0
+    if world.main:
+        log.info("%s: %d videos of %s/%s, %d views each (%d clips x %d crops)", cfg.checkpoint, len(dataset),
+                 data_cfg["name"], cfg.split, views, test["num_clips"], test["num_crops"])
+    result = evaluate(runner, loader, num_classes=len(classes), world=world, precision=cfg.precision, keep_probs=True)
+
+    if world.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        labelled = result.num_clips > 0
+        per_class = result.per_class().tolist()
+        metrics = {"checkpoint": str(cfg.checkpoint), "data": data_cfg["name"], "split": cfg.split,
+                   "num_clips": test["num_clips"], "num_crops": test["num_crops"], "videos": len(dataset),
+                   "substituted_unreadable": result.substituted, "top1": result.top1, "top5": result.top5,
+                   "mean_class_accuracy": result.mean_class,
+                   "per_class_accuracy": {c: a for c, a in zip(classes, per_class, strict=True)}}
+        order = [classes.index(c) for c in data_cfg["order_dependent"]]
+        if order:
+            metrics["top1_order_dependent"] = result.subset_top1(order)
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        with open(out_dir / "predictions.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["video_id", "label", "top1", "top5", "top5_probs"])
+            for i, probs in sorted(result.probs.items()):
+                rec = dataset.records[i]
+                top = probs.topk(min(5, len(classes)))
+                w.writerow([rec.video_id, rec.label, int(top.indices[0]), " ".join(map(str, top.indices.tolist())),
+                            " ".join(f"{p:.4f}" for p in top.values.tolist())])
+        if not labelled:  # the SSv2 test split: the challenge's "id;class" submission
+            with open(out_dir / "submission.csv", "w") as f:
+                for i, probs in sorted(result.probs.items()):
+                    f.write(f"{dataset.records[i].video_id};{classes[int(probs.argmax())]}\n")
+        else:
+            plot_confusion(result.confusion, classes, out_dir / "confusion.png",
+                           title=f"{model_cfg.get('name')} on {data_cfg['name']}/{cfg.split}: top-1 {result.top1:.3f}")
+        if labelled:
+            print(f"top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  mean class {result.mean_class:.4f}"
+                  + (f"  order-dependent {metrics['top1_order_dependent']:.4f}" if order else "")
+                  + f"  ({len(dataset)} videos, {test['num_clips']}x{test['num_crops']} views)")
+        else:
+            print(f"{len(result.probs)} unlabelled videos predicted; submission in {out_dir / 'submission.csv'}")
+        if result.substituted:
+            print(f"{result.substituted} unreadable videos left out; see {out_dir / 'bad_files.jsonl'}")
+        print(f"wrote {out_dir}")
+    shutdown(world)
+    return result.top1
+
+
+def plot_confusion(cm: torch.Tensor, classes: list[str], path: Path, *, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(classes)
+    norm = cm.double() / cm.sum(1, keepdim=True).clamp_min(1)
+    size = min(4 + 0.35 * k, 40)
+    fig, ax = plt.subplots(figsize=(size, size), constrained_layout=True)
+    im = ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
+    if k <= 60:
+        ax.set_xticks(range(k), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(k), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
