@@ -104,3 +104,54 @@ def test_a_wrong_config_key_fails_with_its_name(dataset, tmp_path, override, key
     out = run(train_cmd(tmp_path / "bad", dataset, override))
     assert out.returncode != 0
     assert key in out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    for model in ("tsm", "tsn"):
+        out = run(train_cmd(runs / model, dataset, f"model={model}", "optim.epochs=1", "max_steps_per_epoch=2"))
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "val top-1" in out.stdout
+    return runs
+
+
+def test_test_tool_writes_metrics_predictions_and_confusion(trained, dataset):
+    out_dir = trained / "tsm" / "test"
+    out = run([sys.executable, str(REPO / "tools" / "test.py"), f"checkpoint={trained / 'tsm' / 'last.pth'}",
+               f"data.root={dataset}", "data.demo=false", "split=val", f"out_dir={out_dir}", "workers=0",
+               "data.eval_transform.size=48", "data.eval_transform.resize=56"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["num_clips"] == 2 and metrics["num_crops"] == 3 and metrics["videos"] == 12
+    assert 0 <= metrics["top1"] <= metrics["top5"] <= 1 and len(metrics["per_class_accuracy"]) == 12
+    lines = (out_dir / "predictions.csv").read_text().splitlines()
+    assert len(lines) == 13 and lines[0].startswith("video_id,label,top1")
+    assert (out_dir / "confusion.png").stat().st_size > 1000
+    sub = run([sys.executable, str(REPO / "tools" / "test.py"), f"checkpoint={trained / 'tsm' / 'last.pth'}",
+               f"data.root={dataset}", "data.demo=false", "split=test", "data.splits.test=test",
+               f"out_dir={out_dir}_sub", "workers=0", "data.eval_transform.size=48", "data.eval_transform.resize=56"])
+    assert sub.returncode == 0, sub.stderr[-3000:]
+    rows = (Path(f"{out_dir}_sub") / "submission.csv").read_text().splitlines()
+    assert len(rows) == 2 and all(";" in r for r in rows)
+
+
+def test_infer_prints_top5_and_draws_the_explanation(trained, dataset):
+    video = sorted((dataset / "20bn-something-something-v2").glob("*.webm"))[0]
+    png = trained / "explain.png"
+    out = run([sys.executable, str(REPO / "tools" / "infer.py"), str(video), "--checkpoint", str(trained / "tsm" / "last.pth"),
+               "--json", "--explain", str(png)])
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout)
+    assert len(res["top"]) == 5 and abs(sum(t["prob"] for t in res["top"])) <= 1.0 + 1e-6
+    assert res["top"][0]["prob"] >= res["top"][-1]["prob"] and len(res["frames"]) == 4
+    assert png.stat().st_size > 5000
+
+
+def test_ablate_collects_runs_into_a_table_and_a_chart(trained, tmp_path):
+    out = run([sys.executable, str(REPO / "tools" / "ablate.py"), "--models", "tsn,tsm", "--collect", str(trained),
+               "--out", str(tmp_path)])
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = (tmp_path / "ablation.md").read_text()
+    assert "| tsn | none |" in table and "| tsm | temporal |" in table and "order-dependent" in table
+    assert (tmp_path / "ablation.png").stat().st_size > 5000
