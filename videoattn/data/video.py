@@ -21,6 +21,9 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+# PyAV before decord: decord bundles its own FFmpeg / libvpx, and loading it first leaves PyAV
+# with decord's VP9 library (the libvpx-vp9 encoder then fails to open, error 22).
+import av
 import numpy as np
 import torch
 from torch import Tensor
@@ -149,8 +152,6 @@ class PyAVReader(VideoReader):
 
     def __init__(self, path: str | os.PathLike, *, num_threads: int = 1) -> None:
         super().__init__(path)
-        import av
-
         try:
             self._container = av.open(os.fspath(path))
             if not self._container.streams.video:
