@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..shapes import merge_time, split_time
+from ._temporal import temporal_conv
 
 PATHS = ("ste", "ce", "me")
 
@@ -37,9 +38,15 @@ class Action(nn.Module):
     Parameter names follow the official implementation (``action_shift``, ``action_p1_conv1``,
     ``action_p2_*``, ``action_p3_*``) so converted checkpoints load by name. Deviations, all
     the same function up to float rounding: the shift is computed as a weighted sum of three
-    shifted views instead of a permuted Conv1d, and the motion path averages spatially before
+    shifted views (:func:`~videoattn.attention._temporal.temporal_conv`, no permute to the
+    official ``(N*H*W, C, T)`` layout and back), the motion path averages spatially before
     taking the temporal difference (mean is linear, so the result is identical in exact
-    arithmetic) instead of after.
+    arithmetic) instead of after and so never computes its depthwise 3x3 convolution at full
+    resolution (:func:`mean_and_mean_of_conv3x3`: only its spatial mean is used), the 1x1
+    convolutions run as matrix products (:func:`conv1x1`; on pooled ``(N*T, C)`` vectors
+    ``F.linear``), and the sum of the paths is computed as
+    ``x_shift * (3 + g_ce + g_me) + x_shift * g_ste``: one output allocation, no
+    full-size gate tensor. Under autocast the shift runs in the activations' dtype.
     """
 
     def __init__(
@@ -89,45 +96,87 @@ class Action(nn.Module):
 
     def shift(self, x: Tensor) -> Tensor:
         """The learnable temporal shift alone, ``(N*T, C, H, W) -> (N*T, C, H, W)``."""
-        xt = split_time(x, self.num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W)
-        w = self.action_shift.weight[:, 0, :, None, None]  # (C, 1, 3) -> (C, 3, 1, 1)
-        out = xt * w[:, 1]  # tap on frame t
-        out[:, 1:] += xt[:, :-1] * w[:, 0]  # tap on frame t-1
-        out[:, :-1] += xt[:, 1:] * w[:, 2]  # tap on frame t+1
-        return merge_time(out)  # (N, T, C, H, W) -> (N*T, C, H, W)
+        return merge_time(self._shift(split_time(x, self.num_segments)))  # (N, T, C, H, W) -> (N*T, C, H, W)
 
-    def _ste_gate(self, x: Tensor) -> Tensor:
-        xt = split_time(x, self.num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W)
+    def _shift(self, xt: Tensor) -> Tensor:
+        """``(N, T, C, H, W) -> (N, T, C, H, W)``: depthwise Conv1d over T with padding 1."""
+        w = self.action_shift.weight[:, 0].t()  # (C, 1, 3) -> (3, C): tap k on frame t+k-1
+        taps = w[:, None, None, :, None, None].unbind(0)  # 3 x (1, 1, C, 1, 1)
+        return temporal_conv(xt, taps)
+
+    def _ste_gate(self, xt: Tensor) -> Tensor:
         m = xt.mean(2).unsqueeze(1)  # (N, T, C, H, W) -> (N, 1, T, H, W)
         g = self.action_p1_conv1(m)  # (N, 1, T, H, W)
         return torch.sigmoid(g).flatten(0, 2).unsqueeze(1)  # (N, 1, T, H, W) -> (N*T, 1, H, W)
 
     def _ce_gate(self, x: Tensor) -> Tensor:
-        z = self.action_p2_squeeze(x.mean((2, 3), keepdim=True))  # (N*T, C/r, 1, 1)
-        zt = split_time(z.flatten(1), self.num_segments).transpose(1, 2)  # (N, C/r, T)
+        z = F.linear(x.mean((2, 3)), self.action_p2_squeeze.weight.flatten(1))  # (N*T, C) -> (N*T, C/r)
+        zt = split_time(z, self.num_segments).transpose(1, 2)  # (N*T, C/r) -> (N, T, C/r) -> (N, C/r, T)
         zt = F.relu(self.action_p2_conv1(zt))  # (N, C/r, T)
-        z = merge_time(zt.transpose(1, 2))[..., None, None]  # (N, C/r, T) -> (N*T, C/r, 1, 1)
-        return torch.sigmoid(self.action_p2_expand(z))  # (N*T, C, 1, 1)
+        z = merge_time(zt.transpose(1, 2))  # (N, C/r, T) -> (N, T, C/r) -> (N*T, C/r)
+        return torch.sigmoid(F.linear(z, self.action_p2_expand.weight.flatten(1)))[..., None, None]  # (N*T, C, 1, 1)
 
     def _me_gate(self, x: Tensor) -> Tensor:
-        f = self.action_p3_bn1(self.action_p3_squeeze(x))  # (N*T, C/r, H, W)
-        f_next = self.action_p3_conv1(f)  # (N*T, C/r, H, W)
-        mean_f = split_time(f.mean((2, 3)), self.num_segments)  # (N, T, C/r)
-        mean_next = split_time(f_next.mean((2, 3)), self.num_segments)  # (N, T, C/r)
+        f = self.action_p3_bn1(conv1x1(x, self.action_p3_squeeze.weight))  # (N*T, C/r, H, W)
+        mean_f, mean_next = mean_and_mean_of_conv3x3(f, self.action_p3_conv1.weight)  # (N*T, C/r) each
+        mean_f = split_time(mean_f, self.num_segments)  # (N*T, C/r) -> (N, T, C/r)
+        mean_next = split_time(mean_next, self.num_segments)  # (N*T, C/r) -> (N, T, C/r)
         diff = mean_next[:, 1:] - mean_f[:, :-1]  # (N, T-1, C/r): conv(x)[t+1] - x[t]
         diff = F.pad(diff, (0, 0, 0, 1))  # (N, T, C/r), zero motion for the last frame
-        z = merge_time(diff)[..., None, None]  # (N*T, C/r, 1, 1)
-        return torch.sigmoid(self.action_p3_expand(z))  # (N*T, C, 1, 1)
+        z = merge_time(diff)  # (N, T, C/r) -> (N*T, C/r)
+        return torch.sigmoid(F.linear(z, self.action_p3_expand.weight.flatten(1)))[..., None, None]  # (N*T, C, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        x_shift = self.shift(x)
-        gate = None
-        for path, fn in (("ste", self._ste_gate), ("ce", self._ce_gate), ("me", self._me_gate)):
-            if path in self.paths:
-                g = fn(x_shift)
-                gate = g if gate is None else gate + g  # broadcasts to (N*T, C, H, W)
-        # sum over paths of (x_shift * g + x_shift) == x_shift * (num_paths + sum g)
-        return x_shift * (gate + len(self.paths))
+        xs = self._shift(split_time(x, self.num_segments))  # (N*T, C, H, W) -> (N, T, C, H, W)
+        x_shift = merge_time(xs)  # (N, T, C, H, W) -> (N*T, C, H, W)
+        # sum over paths of (x_shift * g + x_shift) == x_shift * (num_paths + sum of gates)
+        scale = None  # num_paths + channel gates, (N*T, C, 1, 1)
+        if "ce" in self.paths:
+            scale = self._ce_gate(x_shift)
+        if "me" in self.paths:
+            g = self._me_gate(x_shift)
+            scale = g if scale is None else scale + g
+        scale = len(self.paths) if scale is None else scale + len(self.paths)
+        if "ste" not in self.paths:
+            return x_shift * scale
+        g_ste = self._ste_gate(xs)  # (N*T, 1, H, W)
+        if isinstance(scale, int):  # STE alone: one pass with a (N*T, 1, H, W) factor
+            return x_shift * (g_ste + scale)
+        # two passes and one allocation rather than a broadcast (N*T, C, H, W) gate tensor
+        return (x_shift * scale).addcmul_(x_shift, g_ste)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, num_segments={self.num_segments}, paths={self.paths}"
+
+
+def conv1x1(x: Tensor, weight: Tensor) -> Tensor:
+    """A bias-free 1x1 convolution ``(B, C, H, W) -> (B, C', H, W)`` with ``weight``
+    ``(C', C, 1, 1)``, in the fastest form for the layout: NCHW as one batched matrix product
+    ``W @ x[b]`` (``bmm``: ``matmul`` would fold the batch and transpose the map; the CPU
+    convolution would first reorder the whole map into a blocked layout
+    and the result back), channels_last as the convolution (oneDNN's native NHWC)."""
+    if x.is_contiguous():
+        w = weight.flatten(1).expand(x.shape[0], -1, -1)  # (C', C, 1, 1) -> (B, C', C), a view
+        y = torch.bmm(w, x.flatten(2))  # (B, C', C) @ (B, C, H*W) -> (B, C', H*W)
+        return y.unflatten(2, x.shape[2:])  # (B, C', H*W) -> (B, C', H, W)
+    return F.conv2d(x, weight)
+
+
+def mean_and_mean_of_conv3x3(f: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Spatial means of ``f`` ``(B, c, H, W)`` and of its depthwise 3x3 convolution
+    (``weight`` ``(c, 1, 3, 3)``, padding 1, no bias), both ``(B, c)``, without computing the
+    convolution.
+
+    The mean is linear: ``sum_pixels conv(f) = sum_ab w[a, b] * S[a, b]``, where ``S[a, b]``
+    is the sum of ``f`` over the pixels tap ``(a, b)`` reads inside the map. Tap row 0 reads
+    the row above, so it sees every row but the last; row 1 every row; row 2 every row but the
+    first; columns likewise. Exact in exact arithmetic; one pass over ``f`` (its row sums).
+    """
+    h, w = f.shape[-2:]
+    rows = f.sum(3)  # (B, c, H, W) -> (B, c, H)
+    # each row summed over the columns tap column b sees: all but the last, all, all but the first
+    rows_b = torch.stack([rows - f[..., -1], rows, rows - f[..., 0]], -1)  # (B, c, H, 3)
+    total_b = rows_b.sum(2)  # (B, c, 3)
+    seen = torch.stack([total_b - rows_b[:, :, -1], total_b, total_b - rows_b[:, :, 0]], 2)  # (B, c, 3, 3)
+    mean_conv = (seen * weight[:, 0]).sum((2, 3)) / (h * w)  # (B, c)
+    return total_b[..., 1] / (h * w), mean_conv

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ..shapes import merge_time, split_time
@@ -12,17 +13,42 @@ def temporal_shift(x: Tensor, num_segments: int, shift_div: int = 8) -> Tensor:
 
     ``out[t, :f] = x[t+1, :f]`` (shift left), ``out[t, f:2f] = x[t-1, f:2f]`` (shift right),
     the other channels unchanged; frames shifted in from outside the clip are zeros. This is
-    exactly the official ``TemporalShift.shift`` (non in-place variant).
+    exactly the official ``TemporalShift.shift`` (non in-place variant: the block input is
+    also the shortcut). One output allocation in ``x``'s memory format (channels_last stays
+    channels_last) and one write per element. The backward is the opposite shift, again one
+    allocation (autograd through the slice assignments would clone the gradient per slice).
     """
+    split_time(x, num_segments)  # checks that N*T is a multiple of T
+    return _Shift.apply(x, num_segments, x.shape[1] // shift_div, False)
+
+
+def _shift(x: Tensor, num_segments: int, fold: int, reverse: bool) -> Tensor:
+    """The shift of :func:`temporal_shift`; ``reverse`` swaps the two directions (its adjoint)."""
+    left, right = slice(0, fold), slice(fold, 2 * fold)
+    if reverse:
+        left, right = right, left
     xt = split_time(x, num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W)
-    fold = xt.shape[2] // shift_div
-    out = xt.new_empty(xt.shape)
-    out[:, :-1, :fold] = xt[:, 1:, :fold]  # frame t <- frame t+1
-    out[:, -1:, :fold] = 0
-    out[:, 1:, fold : 2 * fold] = xt[:, :-1, fold : 2 * fold]  # frame t <- frame t-1
-    out[:, :1, fold : 2 * fold] = 0
+    out = split_time(torch.empty_like(x), num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W)
+    out[:, :-1, left] = xt[:, 1:, left]  # frame t <- frame t+1
+    out[:, -1:, left].zero_()
+    out[:, 1:, right] = xt[:, :-1, right]  # frame t <- frame t-1
+    out[:, :1, right].zero_()
     out[:, :, 2 * fold :] = xt[:, :, 2 * fold :]
     return merge_time(out)  # (N, T, C, H, W) -> (N*T, C, H, W)
+
+
+class _Shift(torch.autograd.Function):
+    """The shift with its adjoint (the reverse shift) as backward; differentiable twice."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, num_segments: int, fold: int, reverse: bool) -> Tensor:
+        ctx.shift = (num_segments, fold, reverse)
+        return _shift(x, num_segments, fold, reverse)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        num_segments, fold, reverse = ctx.shift
+        return _Shift.apply(grad, num_segments, fold, not reverse), None, None, None
 
 
 class TemporalShift(nn.Module):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..shapes import merge_time, split_time
+from ._temporal import temporal_conv
 
 BRANCHES = ("local", "global")
 
@@ -24,7 +25,10 @@ class TAM(nn.Module):
     PyTorch default init; parameter names (``G.0``, ``G.1``, ``G.3``, ``L.0``, ``L.1``, ``L.3``)
     are the official ones. ``branches`` keeps one branch for ablation (``tam_local``: only the
     gate; ``tam_global``: only the adaptive kernel). The dynamic convolution is computed as a
-    weighted sum of K shifted views, the same function as the official grouped ``conv2d``.
+    weighted sum of K shifted views (:func:`~videoattn.attention._temporal.temporal_conv`),
+    the same function as the official grouped ``conv2d`` up to float rounding, with the local
+    gate folded into the tap weights (``kernel[k] * gate[t]``, a ``(N, T, C)`` tensor), so
+    that the full-size map is read K times and written once, with no permute.
     """
 
     def __init__(
@@ -70,23 +74,17 @@ class TAM(nn.Module):
         n, t, c = xt.shape[:3]
         pooled = xt.mean((3, 4)).transpose(1, 2)  # (N, T, C) -> (N, C, T)
 
-        if "local" in self.branches:
-            local = self.L(pooled)  # (N, C, T)
-            xt = xt * local.transpose(1, 2)[..., None, None]  # gate (N, T, C, 1, 1)
+        local = self.L(pooled) if "local" in self.branches else None  # gate (N, C, T)
         if "global" not in self.branches:
-            return merge_time(xt)  # (N, T, C, H, W) -> (N*T, C, H, W)
+            out = xt * local.transpose(1, 2)[..., None, None]  # gate (N, C, T) -> (N, T, C, 1, 1)
+            return merge_time(out)  # (N, T, C, H, W) -> (N*T, C, H, W)
 
-        kernel = self.G(pooled.reshape(n * c, t)).view(n, c, self.kernel_size)  # (N, C, K)
-        kernel = kernel.transpose(1, 2)[..., None, None]  # (N, K, C, 1, 1)
-        pad = self.kernel_size // 2
-        out = xt * kernel[:, None, pad]  # centre tap, (N, T, C, H, W)
-        for k in range(self.kernel_size):  # out[t] += kernel[k] * x[t + k - pad]
-            o = k - pad
-            if o < 0:
-                out[:, -o:] += xt[:, : t + o] * kernel[:, None, k]
-            elif o > 0:
-                out[:, : t - o] += xt[:, o:] * kernel[:, None, k]
-        return merge_time(out)  # (N, T, C, H, W) -> (N*T, C, H, W)
+        kernel = self.G(pooled.reshape(n * c, t)).view(n, c, self.kernel_size, 1)  # (N*C, K) -> (N, C, K, 1)
+        # out[t] = sum_k kernel[k] * (gate * x)[t + k - K//2]: tap k weights input frame s by
+        # kernel[k] * gate[s]
+        taps = kernel if local is None else kernel * local[:, :, None]  # (N, C, K, 1 or T)
+        taps = taps.permute(2, 0, 3, 1)[..., None, None]  # (N, C, K, T) -> (K, N, T, C, 1, 1)
+        return merge_time(temporal_conv(xt, taps.unbind(0)))  # (N, T, C, H, W) -> (N*T, C, H, W)
 
     def extra_repr(self) -> str:
         return (

@@ -58,7 +58,8 @@ def _named(mods: list[tuple[str, nn.Module]]) -> Inserts | None:
 class _SlotsMixin:
     """Slot containers (``att_input``, ``att_after_conv1``, ``att_before_last``,
     ``att_output``) on top of a torchvision block; each is absent (``None``) when nothing is
-    inserted there. Subclasses define the residual branch in :meth:`_branch`."""
+    inserted there, and an absent slot costs nothing (no call, no copy). Subclasses define the
+    residual branch in :meth:`_branch`."""
 
     att_input: Inserts | None
     att_after_conv1: Inserts | None
@@ -73,34 +74,48 @@ class _SlotsMixin:
         for slot in ("input", "after_conv1", "before_last", "output"):
             setattr(self, f"att_{slot}", slots.get(slot))
 
-    @staticmethod
-    def _apply(slot: Inserts | None, x: Tensor) -> Tensor:
-        return x if slot is None else slot(x)
-
     def _branch(self, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def _residual(self, out: Tensor, x: Tensor, *, inplace: bool) -> Tensor:
+        """``relu(out + shortcut(x))``. ``inplace``: ``out`` is the last BN's own output (as
+        in torchvision, added to in place); an inserted module's output may be saved by its
+        backward, so it gets a new tensor."""
+        identity = x if self.downsample is None else self.downsample(x)
+        if inplace:
+            out += identity
+        else:
+            out = out + identity
+        return self.relu(out)  # torchvision's ReLU(inplace=True)
 
     def forward_with_state(self, x: Tensor, dia: nn.Module | None = None, state=None):
         """The block, with a stage-shared module (DIANet) gating the branch output and
         carrying ``state`` to the next block."""
-        out = self._apply(self.att_output, self._branch(x))
+        out = self._branch(x)
+        if self.att_output is not None:
+            out = self.att_output(out)
         if dia is not None:
             out, state = dia.step(out, state)
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity), state
+        inplace = self.att_output is None and dia is None
+        return self._residual(out, x, inplace=inplace), state
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_with_state(x)[0]
+        out = self._branch(x)
+        if self.att_output is None:
+            return self._residual(out, x, inplace=True)
+        return self._residual(self.att_output(out), x, inplace=False)
 
 
 class SlotBasicBlock(_SlotsMixin, BasicBlock):
     """torchvision's BasicBlock with insertion slots (``before_last`` = before conv2)."""
 
     def _branch(self, x: Tensor) -> Tensor:
-        out = self._apply(self.att_input, x)
+        out = x if self.att_input is None else self.att_input(x)
         out = self.relu(self.bn1(self.conv1(out)))
-        out = self._apply(self.att_after_conv1, out)
-        out = self._apply(self.att_before_last, out)
+        if self.att_after_conv1 is not None:
+            out = self.att_after_conv1(out)
+        if self.att_before_last is not None:
+            out = self.att_before_last(out)
         return self.bn2(self.conv2(out))
 
 
@@ -108,11 +123,13 @@ class SlotBottleneck(_SlotsMixin, Bottleneck):
     """torchvision's Bottleneck (ResNet v1.5, stride on conv2) with insertion slots."""
 
     def _branch(self, x: Tensor) -> Tensor:
-        out = self._apply(self.att_input, x)
+        out = x if self.att_input is None else self.att_input(x)
         out = self.relu(self.bn1(self.conv1(out)))
-        out = self._apply(self.att_after_conv1, out)
+        if self.att_after_conv1 is not None:
+            out = self.att_after_conv1(out)
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self._apply(self.att_before_last, out)
+        if self.att_before_last is not None:
+            out = self.att_before_last(out)
         return self.bn3(self.conv3(out))
 
 
@@ -128,6 +145,10 @@ class Stage(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         shared = getattr(self, "dia", None)
+        if shared is None:  # plain chain of blocks
+            for i in range(self.num_blocks):
+                x = self[i](x)
+            return x
         state = None
         for i in range(self.num_blocks):
             x, state = self[i].forward_with_state(x, shared, state)

@@ -1,0 +1,69 @@
+"""Smoke test of tools/benchmark.py on tiny networks: the structure of its results, never
+its timings."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmark_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_bench_models_reports_every_variant(bench):
+    args = bench.default_args(
+        models=["tsn", "tsm"], arch="resnet18", segments=2, size=32, batch_sizes=[1, 2],
+        modes=["channels_last", "bf16"], train=True, train_batch_size=1, repeats=1, warmup=0,
+        min_sample_s=0.0, agree_clips=2, threads=1,
+    )  # fmt: skip
+    results = bench.bench_models(args, overrides={"layers": [1, 1, 1, 1], "widths": [8, 16, 32, 64]})
+    json.dumps(results)  # JSON-ready
+    assert set(results) == {"environment", "settings", "models", "forward", "train", "agreement"}
+    assert results["settings"]["modes"] == ["fp32", "channels_last", "bf16"]  # fp32 always measured
+    assert list(results["models"]) == ["torchvision_tsn", "tsn", "tsm"]
+    assert all(m["params_m"] > 0 and m["gmacs_per_clip"] > 0 for m in results["models"].values())
+    assert len(results["forward"]) == 3 * 3 * 2 and len(results["train"]) == 3 * 3
+    for row in results["forward"] + results["train"]:
+        assert row["ms_per_clip"] > 0 and row["clips_per_s"] > 0 and len(row["samples_ms_per_clip"]) == 1
+        assert row["ratio_torchvision_tsn"] > 0 and row["ratio_tsn"] > 0 and row["speedup_vs_fp32"] > 0
+        assert "peak_mem_mib" in row
+    base = [r for r in results["forward"] if r["model"] == "torchvision_tsn"]
+    assert all(r["ratio_torchvision_tsn"] == 1.0 for r in base)
+    agree = {(r["model"], r["mode"]) for r in results["agreement"]}
+    assert agree == {(m, mode) for m in results["models"] for mode in ("channels_last", "bf16")}
+    assert all(0 <= r["top1_agreement"] <= 1 for r in results["agreement"])
+    md = bench.to_markdown(results)
+    assert "### Forward (eval), batch 2" in md and "### Train step, batch 1" in md and "`tsm` | bf16" in md
+
+
+def test_command_line_writes_json_and_markdown(bench, tmp_path, capsys):
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    bench.main([
+        "--models", "tsn", "--arch", "resnet18", "--segments", "2", "--size", "32",
+        "--batch-sizes", "1", "--modes", "fp32", "--repeats", "1", "--warmup", "0",
+        "--min-sample-s", "0", "--agree-clips", "0", "--no-memory", "--threads", "1",
+        "--json", str(out_json), "--markdown", str(out_md),
+    ])  # fmt: skip
+    results = json.loads(out_json.read_text())
+    assert [r["model"] for r in results["forward"]] == ["torchvision_tsn", "tsn"]
+    assert out_md.read_text() in capsys.readouterr().out
+
+
+def test_bad_mode_and_unknown_model_are_clear_errors(bench):
+    with pytest.raises(ValueError, match="'\\+'-joined"):
+        bench.Mode.parse("fp16")
+    with pytest.raises(ValueError, match="no model config"):
+        bench.build("tsmm", num_classes=3, num_segments=2, arch="resnet18")

@@ -1,0 +1,112 @@
+"""The hand-written kernels of the temporal modules (shift, temporal convolution) and the
+layouts the fast paths rely on: gradients against finite differences and against autograd
+of the plain formulas, channels_last kept end to end, models that convert like any module."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from videoattn.attention import build_attention, temporal_shift
+from videoattn.attention._temporal import temporal_conv
+from videoattn.models import build_model
+
+T = 4
+
+
+def rand(*shape, seed=0, dtype=torch.float64):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def conv_reference(xt, taps):
+    """``temporal_conv`` by its definition: weight the frames, zero-pad, sum the shifted copies."""
+    k = len(taps)
+    t = xt.shape[1]
+    out = torch.zeros_like(xt)
+    for i, w in enumerate(taps):
+        o = i - k // 2
+        wx = F.pad(w * xt, (0, 0, 0, 0, 0, 0, k, k))  # zero frames on both sides of T
+        out = out + wx[:, k + o : k + o + t]  # out[t] += (w * x)[t + o]
+    return out
+
+
+@pytest.mark.parametrize("k, per_frame, t", [(3, False, 4), (3, True, 4), (5, True, 4), (5, True, 2), (1, False, 3)])
+def test_temporal_conv_matches_its_definition_and_gradients(k, per_frame, t):
+    n, c = 2, 3
+    xt = rand(n, t, c, 3, 2, seed=1).requires_grad_()
+    shape = (n, t, c, 1, 1) if per_frame else (1, 1, c, 1, 1)
+    taps = [rand(*shape, seed=10 + i).requires_grad_() for i in range(k)]
+    out = temporal_conv(xt, taps)
+    torch.testing.assert_close(out, conv_reference(xt, taps), rtol=1e-12, atol=1e-12)
+    g = rand(*out.shape, seed=3)
+    got = torch.autograd.grad(out, [xt, *taps], g)
+    want = torch.autograd.grad(conv_reference(xt, taps), [xt, *taps], g)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x, *w: temporal_conv(x, w), (xt, *taps))
+
+
+def test_temporal_conv_is_a_depthwise_conv1d_over_time():
+    n, c, h, w = 2, 5, 3, 4
+    xt = rand(n, T, c, h, w)
+    weight = rand(c, 1, 3, seed=2)  # Conv1d(C, C, 3, groups=C): tap k on frame t+k-1
+    ref = F.conv1d(xt.permute(0, 3, 4, 2, 1).reshape(-1, c, T), weight, padding=1, groups=c)
+    ref = ref.view(n, h, w, c, T).permute(0, 4, 3, 1, 2)  # (N*H*W, C, T) -> (N, T, C, H, W)
+    taps = weight[:, 0].t()[:, None, None, :, None, None].unbind(0)  # 3 x (1, 1, C, 1, 1)
+    torch.testing.assert_close(temporal_conv(xt, taps), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_temporal_shift_backward_is_the_reverse_shift():
+    x = rand(2 * T, 16, 3, 3).requires_grad_()
+    assert torch.autograd.gradcheck(lambda v: temporal_shift(v, T, 8), (x,))
+    assert torch.autograd.gradgradcheck(lambda v: temporal_shift(v, T, 4), (x,))
+    g = rand(2 * T, 16, 3, 3, seed=5)
+    (grad,) = torch.autograd.grad(temporal_shift(x, T, 8), x, g)
+    xt, gt = x.detach().view(2, T, 16, 3, 3), g.view(2, T, 16, 3, 3)
+    want = torch.zeros_like(xt)  # adjoint of out[t,:2] = x[t+1,:2], out[t,2:4] = x[t-1,2:4]
+    want[:, 1:, :2] = gt[:, :-1, :2]
+    want[:, :-1, 2:4] = gt[:, 1:, 2:4]
+    want[:, :, 4:] = gt[:, :, 4:]
+    torch.testing.assert_close(grad, want.view_as(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["tsm", "action", "tam", "tam_local", "tam_global", "action_ste"])
+@pytest.mark.parametrize("train", [False, True])
+def test_temporal_modules_keep_channels_last(name, train):
+    torch.manual_seed(0)
+    m = build_attention(name, 32, num_segments=T).train(train)
+    x = rand(2 * T, 32, 6, 6, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(train)
+    y = m(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, m(x.contiguous()), rtol=1e-5, atol=1e-6)
+    if train:
+        y.sum().backward()
+        assert x.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("name", ["tsm", "action", "tam"])
+def test_temporal_modules_keep_the_activations_dtype_under_autocast(name):
+    torch.manual_seed(0)
+    m = build_attention(name, 32, num_segments=T).eval()
+    x = rand(2 * T, 32, 6, 6, dtype=torch.float32).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert m(x).dtype == torch.bfloat16
+
+
+def test_models_convert_like_any_module():
+    """``.to(memory_format=...)`` / ``.double()`` reach every block (no method shadows
+    ``nn.Module._apply``), and a channels_last model computes the same logits."""
+    torch.manual_seed(0)
+    cfg = {"arch": "resnet50", "num_classes": 5, "num_segments": T, "layers": [1, 1, 1, 1],
+           "widths": [16, 32, 64, 128], "inserts": ["tsm", "tam", {"name": "se", "stages": [2]}]}  # fmt: skip
+    m = build_model(cfg).eval()
+    x = rand(2, T, 3, 32, 32, dtype=torch.float32)
+    with torch.no_grad():
+        ref = m(x)
+        m.to(memory_format=torch.channels_last)
+        assert m.backbone.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        frames = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)  # (N*T, 3, H, W)
+        torch.testing.assert_close(m(frames.unflatten(0, (2, T))), ref, rtol=1e-4, atol=1e-5)
+        assert m.double()(x.double()).dtype == torch.float64
