@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..config import check_keys, to_plain
 from .annotations import Annotations, flip_label_map, has_left_right, load_annotations
 from .dataset import VideoDataset
 from .sampling import Sampling
@@ -34,15 +34,8 @@ TEST_CROPS = {1: "center", 3: "three", 10: "ten"}
 
 def normalize_data_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Check the keys (a wrong one fails with its name and the close matches) and fill defaults."""
-    if hasattr(cfg, "items") and not isinstance(cfg, dict):  # an OmegaConf DictConfig
-        from omegaconf import OmegaConf
-
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    for key in cfg:
-        if key not in DATA_KEYS:
-            close = difflib.get_close_matches(key, DATA_KEYS, n=3)
-            hint = f"; did you mean {close}?" if close else ""
-            raise ValueError(f"data config: unknown key {key!r}{hint} (allowed: {sorted(DATA_KEYS)})")
+    cfg = to_plain(cfg)
+    check_keys(cfg, DATA_KEYS, section="data")
     out = {k: cfg.get(k, v) for k, v in DATA_KEYS.items()}
     if not out["source"]:
         raise ValueError("data config: `source` is required (ssv2 | ssv1 | kinetics | list)")

@@ -9,7 +9,6 @@ multi-step decay, with the epoch boundaries of the papers' epoch-wise schedules.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from ..attention import no_weight_decay_names
+from ..config import check_keys, to_plain
 
 OPTIM_KEYS: dict[str, Any] = {
     "name": "sgd",  # sgd | adamw
@@ -43,15 +43,8 @@ NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalRes
 
 
 def normalize_optim_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    if hasattr(cfg, "items") and not isinstance(cfg, dict):
-        from omegaconf import OmegaConf
-
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    for key in cfg:
-        if key not in OPTIM_KEYS:
-            close = difflib.get_close_matches(key, OPTIM_KEYS, n=3)
-            hint = f"; did you mean {close}?" if close else ""
-            raise ValueError(f"optim config: unknown key {key!r}{hint} (allowed: {sorted(OPTIM_KEYS)})")
+    cfg = to_plain(cfg)
+    check_keys(cfg, OPTIM_KEYS, section="optim")
     out = {**OPTIM_KEYS, **cfg}
     if out["name"] not in ("sgd", "adamw"):
         raise ValueError(f"optim config: name must be sgd or adamw, got {out['name']!r}")

@@ -1,0 +1,107 @@
+"""Engine pieces: optimiser groups and schedule, metrics, checkpoints, config checks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from videoattn.data.build import build_dataset, normalize_data_config
+from videoattn.engine.checkpoint import FORMAT, load_checkpoint, load_model_state, save_atomic
+from videoattn.engine.metrics import (
+    confusion_matrix,
+    mean_class_accuracy,
+    per_class_accuracy,
+    subset_accuracy,
+    topk_correct,
+)
+from videoattn.engine.optim import build_optimizer, lr_factor, normalize_optim_config, param_groups
+from videoattn.models import build_model
+
+TINY = {"arch": "resnet18", "layers": [1, 1, 1, 1], "widths": [8, 16, 32, 64], "num_classes": 5, "num_segments": 4}
+
+
+def test_no_weight_decay_on_norms_biases_and_declared_parameters():
+    model = build_model({**TINY, "inserts": [{"name": "gct"}, {"name": "se"}]})
+    groups = param_groups(model, weight_decay=1e-4, fc_lr_mult=5.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    free = {names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert decayed | free == set(names.values()) and not decayed & free
+    params = dict(model.named_parameters())
+    assert all(params[n].ndim > 1 and not n.endswith((".bias", ".beta")) for n in decayed)
+    assert {n for n in decayed if ".gct." in n} == {n for n in names.values() if n.endswith(("gct.alpha", "gct.gamma"))}
+    assert any(n.endswith("att_before_last.gct.beta") for n in free)
+    assert "backbone.bn1.weight" in free and "fc.bias" in free and "fc.weight" in decayed
+    fc = [g for g in groups if g["name"].startswith("fc")]
+    assert fc and all(g["lr_mult"] == 5.0 for g in fc)
+    opt = build_optimizer(model, normalize_optim_config({"lr": 0.01, "base_batch_size": 64, "fc_lr_mult": 5.0}), global_batch=128)
+    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert lrs["backbone"] == pytest.approx(0.02) and lrs["fc"] == pytest.approx(0.1)  # linear scaling, 5x fc
+
+
+def test_schedules():
+    step = normalize_optim_config({"schedule": "step", "milestones": [20, 40], "epochs": 50})
+    assert [lr_factor(e, step) for e in (0, 19.99, 20, 39.9, 40, 49)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    cos = normalize_optim_config({"schedule": "cosine", "epochs": 10, "warmup_epochs": 2, "warmup_factor": 0.1})
+    assert lr_factor(0, cos) == pytest.approx(0.1) and lr_factor(1, cos) == pytest.approx(0.55)
+    assert lr_factor(2, cos) == pytest.approx(1.0) and lr_factor(6, cos) == pytest.approx(0.5)
+    assert lr_factor(10, cos) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="unknown key 'lr_step'"):
+        normalize_optim_config({"lr_step": [1]})
+
+
+def test_metrics():
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    labels = torch.tensor([1, 0, 0, 2])
+    assert topk_correct(logits, labels, (1, 2, 3)) == [2, 2, 4]
+    cm = confusion_matrix(logits.argmax(1), labels, 3)
+    assert cm.tolist() == [[1, 0, 1], [0, 1, 0], [1, 0, 0]]
+    assert per_class_accuracy(cm).tolist() == [0.5, 1.0, 0.0]
+    assert mean_class_accuracy(cm) == pytest.approx(0.5)
+    assert subset_accuracy(cm, [0, 1]) == pytest.approx(2 / 3)
+    assert math.isnan(per_class_accuracy(torch.zeros(2, 2, dtype=torch.int64))[0])
+
+
+def test_checkpoints_are_atomic_and_checked(tmp_path):
+    model = build_model(TINY)
+    path = save_atomic({"format": FORMAT, "model": model.state_dict(), "model_config": model.config}, tmp_path / "last.pth")
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temporary file left
+    ckpt = load_checkpoint(path)
+    load_model_state(build_model(TINY), ckpt)
+    other = build_model({**TINY, "inserts": [{"name": "tsm"}]})
+    with pytest.raises(ValueError, match="another model config.*inserts"):
+        load_model_state(other, ckpt, path=path)
+    torch.save({"state_dict": {}}, tmp_path / "official.pth")
+    with pytest.raises(ValueError, match="not a videoattn training checkpoint.*convert_checkpoint"):
+        load_checkpoint(tmp_path / "official.pth")
+    (tmp_path / "torn.pth").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="torn.pth: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "torn.pth")
+
+
+def _ssv2(tmp_path, classes):
+    import json
+
+    (tmp_path / "labels.json").write_text(json.dumps({c: str(i) for i, c in enumerate(classes)}))
+    (tmp_path / "train.json").write_text(json.dumps([{"id": str(i), "label": c, "template": c, "placeholders": []}
+                                                     for i, c in enumerate(classes)]))
+    for i in range(len(classes)):
+        (tmp_path / f"{i}.webm").write_bytes(b"")
+    return {"name": "t", "source": "ssv2", "root": str(tmp_path)}
+
+
+def test_data_config_flip_rules(tmp_path):
+    cfg = _ssv2(tmp_path, ["Pushing something from left to right", "Pushing something from right to left", "Dropping something"])
+    ds = build_dataset(cfg, "train", mode="train", num_segments=4)
+    assert ds.classes[0] == "Dropping something"  # sorted names
+    assert ds.transform.flip == "swap" and ds.transform.flip_map == [0, 2, 1]
+    with pytest.raises(ValueError, match="flip: on would mirror"):
+        build_dataset({**cfg, "train_transform": {"flip": "on"}}, "train", mode="train", num_segments=4)
+    with pytest.raises(ValueError, match="ten-crop"):
+        build_dataset({**cfg, "test": {"num_crops": 10}}, "train", mode="test", num_segments=4)
+    with pytest.raises(ValueError, match="unknown key 'sourc'.*source"):
+        normalize_data_config({"sourc": "ssv2"})
+    with pytest.raises(ValueError, match="set `root`"):
+        normalize_data_config({"source": "ssv2"})
