@@ -44,7 +44,8 @@ class Action(nn.Module):
     arithmetic) instead of after and so never computes its depthwise 3x3 convolution at full
     resolution (:func:`mean_and_mean_of_conv3x3`: only its spatial mean is used), the 1x1
     convolutions run as matrix products (:func:`conv1x1`; on pooled ``(N*T, C)`` vectors
-    ``F.linear``), and the sum of the paths is computed as
+    ``F.linear``), the STE channel mean is one more row of the ME squeeze (one pass over
+    ``x_shift`` for both), and the sum of the paths is computed as
     ``x_shift * (3 + g_ce + g_me) + x_shift * g_ste``: one output allocation, no
     full-size gate tensor. Under autocast the shift runs in the activations' dtype.
     """
@@ -104,10 +105,23 @@ class Action(nn.Module):
         taps = w[:, None, None, :, None, None].unbind(0)  # 3 x (1, 1, C, 1, 1)
         return temporal_conv(xt, taps)
 
-    def _ste_gate(self, xt: Tensor) -> Tensor:
-        m = xt.mean(2).unsqueeze(1)  # (N, T, C, H, W) -> (N, 1, T, H, W)
-        g = self.action_p1_conv1(m)  # (N, 1, T, H, W)
-        return torch.sigmoid(g).flatten(0, 2).unsqueeze(1)  # (N, 1, T, H, W) -> (N*T, 1, H, W)
+    def _channel_reductions(self, x_shift: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """The ME squeeze ``(N*T, C/r, H, W)`` (before its BN) and the STE channel mean
+        ``(N*T, 1, H, W)``, the paths' two reductions over channels, in one pass over
+        ``x_shift``: one 1x1 convolution whose weight rows are ``[W_squeeze; 1/C, ..., 1/C]``."""
+        rows = []
+        if "me" in self.paths:
+            rows.append(self.action_p3_squeeze.weight.flatten(1))  # (C/r, C, 1, 1) -> (C/r, C)
+        if "ste" in self.paths:
+            rows.append(x_shift.new_full((1, self.channels), 1.0 / self.channels))  # (1, C)
+        y = conv1x1(x_shift, torch.cat(rows)[..., None, None])  # (N*T, C/r + 1, H, W)
+        squeezed = y[:, : y.shape[1] - 1] if "ste" in self.paths else y
+        return (squeezed if "me" in self.paths else None), (y[:, -1:] if "ste" in self.paths else None)
+
+    def _ste_gate(self, mean: Tensor) -> Tensor:
+        m = split_time(mean, self.num_segments).transpose(1, 2)  # (N*T, 1, H, W) -> (N, 1, T, H, W)
+        g = torch.sigmoid(self.action_p1_conv1(m))  # (N, 1, T, H, W)
+        return merge_time(g.transpose(1, 2))  # (N, 1, T, H, W) -> (N, T, 1, H, W) -> (N*T, 1, H, W)
 
     def _ce_gate(self, x: Tensor) -> Tensor:
         z = F.linear(x.mean((2, 3)), self.action_p2_squeeze.weight.flatten(1))  # (N*T, C) -> (N*T, C/r)
@@ -116,8 +130,8 @@ class Action(nn.Module):
         z = merge_time(zt.transpose(1, 2))  # (N, C/r, T) -> (N, T, C/r) -> (N*T, C/r)
         return torch.sigmoid(F.linear(z, self.action_p2_expand.weight.flatten(1)))[..., None, None]  # (N*T, C, 1, 1)
 
-    def _me_gate(self, x: Tensor) -> Tensor:
-        f = self.action_p3_bn1(conv1x1(x, self.action_p3_squeeze.weight))  # (N*T, C/r, H, W)
+    def _me_gate(self, squeezed: Tensor) -> Tensor:
+        f = self.action_p3_bn1(squeezed)  # (N*T, C/r, H, W)
         mean_f, mean_next = mean_and_mean_of_conv3x3(f, self.action_p3_conv1.weight)  # (N*T, C/r) each
         mean_f = split_time(mean_f, self.num_segments)  # (N*T, C/r) -> (N, T, C/r)
         mean_next = split_time(mean_next, self.num_segments)  # (N*T, C/r) -> (N, T, C/r)
@@ -127,19 +141,19 @@ class Action(nn.Module):
         return torch.sigmoid(F.linear(z, self.action_p3_expand.weight.flatten(1)))[..., None, None]  # (N*T, C, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        xs = self._shift(split_time(x, self.num_segments))  # (N*T, C, H, W) -> (N, T, C, H, W)
-        x_shift = merge_time(xs)  # (N, T, C, H, W) -> (N*T, C, H, W)
+        x_shift = self.shift(x)  # (N*T, C, H, W)
+        squeezed, channel_mean = self._channel_reductions(x_shift) if {"me", "ste"} & set(self.paths) else (None, None)
         # sum over paths of (x_shift * g + x_shift) == x_shift * (num_paths + sum of gates)
         scale = None  # num_paths + channel gates, (N*T, C, 1, 1)
         if "ce" in self.paths:
             scale = self._ce_gate(x_shift)
         if "me" in self.paths:
-            g = self._me_gate(x_shift)
+            g = self._me_gate(squeezed)
             scale = g if scale is None else scale + g
         scale = len(self.paths) if scale is None else scale + len(self.paths)
         if "ste" not in self.paths:
             return x_shift * scale
-        g_ste = self._ste_gate(xs)  # (N*T, 1, H, W)
+        g_ste = self._ste_gate(channel_mean)  # (N*T, 1, H, W)
         if isinstance(scale, int):  # STE alone: one pass with a (N*T, 1, H, W) factor
             return x_shift * (g_ste + scale)
         # two passes and one allocation rather than a broadcast (N*T, C, H, W) gate tensor

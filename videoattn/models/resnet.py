@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
@@ -79,10 +80,10 @@ class _SlotsMixin:
 
     def _residual(self, out: Tensor, x: Tensor, *, inplace: bool) -> Tensor:
         """``relu(out + shortcut(x))``. ``inplace``: ``out`` is the last BN's own output (as
-        in torchvision, added to in place); an inserted module's output may be saved by its
-        backward, so it gets a new tensor."""
+        in torchvision, added to in place). An inserted module's output may be saved by its
+        backward, so it gets a new tensor, unless no graph is recorded (inference)."""
         identity = x if self.downsample is None else self.downsample(x)
-        if inplace:
+        if inplace or not torch.is_grad_enabled():
             out += identity
         else:
             out = out + identity
