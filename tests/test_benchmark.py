@@ -25,15 +25,15 @@ def bench():
 
 def test_bench_models_reports_every_variant(bench):
     args = bench.default_args(
-        models=["tsn", "tsm"], arch="resnet18", segments=2, size=32, batch_sizes=[1, 2],
+        models=["tsn", "action"], arch="resnet18", segments=2, size=32, batch_sizes=[1, 2],
         modes=["channels_last", "bf16"], train=True, train_batch_size=1, repeats=1, warmup=0,
         min_sample_s=0.0, agree_clips=2, threads=1,
     )  # fmt: skip
-    results = bench.bench_models(args, overrides={"layers": [1, 1, 1, 1], "widths": [8, 16, 32, 64]})
+    results = bench.bench_models(args, overrides={"layers": [1, 1, 1, 1], "widths": [16, 16, 32, 32]})
     json.dumps(results)  # JSON-ready
     assert set(results) == {"environment", "settings", "models", "forward", "train", "agreement"}
     assert results["settings"]["modes"] == ["fp32", "channels_last", "bf16"]  # fp32 always measured
-    assert list(results["models"]) == ["torchvision_tsn", "tsn", "tsm"]
+    assert list(results["models"]) == ["torchvision_tsn", "tsn", "action"]  # action: 5-D weights
     assert all(m["params_m"] > 0 and m["gmacs_per_clip"] > 0 for m in results["models"].values())
     assert len(results["forward"]) == 3 * 3 * 2 and len(results["train"]) == 3 * 3
     for row in results["forward"] + results["train"]:
@@ -46,7 +46,7 @@ def test_bench_models_reports_every_variant(bench):
     assert agree == {(m, mode) for m in results["models"] for mode in ("channels_last", "bf16")}
     assert all(0 <= r["top1_agreement"] <= 1 for r in results["agreement"])
     md = bench.to_markdown(results)
-    assert "### Forward (eval), batch 2" in md and "### Train step, batch 1" in md and "`tsm` | bf16" in md
+    assert "### Forward (eval), batch 2" in md and "### Train step, batch 1" in md and "`action` | bf16" in md
 
 
 def test_command_line_writes_json_and_markdown(bench, tmp_path, capsys):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from videoattn.attention import build_attention, temporal_shift
 from videoattn.attention._temporal import temporal_conv
-from videoattn.models import build_model
+from videoattn.models import build_model, to_channels_last
 
 T = 4
 
@@ -95,17 +95,19 @@ def test_temporal_modules_keep_the_activations_dtype_under_autocast(name):
         assert m(x).dtype == torch.bfloat16
 
 
-def test_models_convert_like_any_module():
-    """``.to(memory_format=...)`` / ``.double()`` reach every block (no method shadows
-    ``nn.Module._apply``), and a channels_last model computes the same logits."""
+@pytest.mark.parametrize("inserts", [["tsm", "tam", {"name": "se", "stages": [2]}], ["action"]])
+def test_models_convert_like_any_module(inserts):
+    """``.double()`` / ``to_channels_last`` reach every block (no method shadows
+    ``nn.Module._apply``; ACTION's 5-D Conv3d weight stays as it is), and a channels_last
+    model computes the same logits."""
     torch.manual_seed(0)
     cfg = {"arch": "resnet50", "num_classes": 5, "num_segments": T, "layers": [1, 1, 1, 1],
-           "widths": [16, 32, 64, 128], "inserts": ["tsm", "tam", {"name": "se", "stages": [2]}]}  # fmt: skip
+           "widths": [16, 32, 64, 128], "inserts": inserts}  # fmt: skip
     m = build_model(cfg).eval()
     x = rand(2, T, 3, 32, 32, dtype=torch.float32)
     with torch.no_grad():
         ref = m(x)
-        m.to(memory_format=torch.channels_last)
+        assert to_channels_last(m) is m
         assert m.backbone.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
         frames = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)  # (N*T, 3, H, W)
         torch.testing.assert_close(m(frames.unflatten(0, (2, T))), ref, rtol=1e-4, atol=1e-5)

@@ -82,7 +82,7 @@ import torchvision  # noqa: E402
 import yaml  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from videoattn.models import build_model  # noqa: E402
+from videoattn.models import build_model, to_channels_last  # noqa: E402
 from videoattn.summary import count_macs, count_params  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
@@ -205,7 +205,7 @@ def make_variants(models: dict[str, nn.Module], modes: Sequence[Mode]) -> list[V
             module = model
             if mode.channels_last:
                 if nhwc is None:
-                    nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+                    nhwc = to_channels_last(copy.deepcopy(model))
                 module = nhwc
             if mode.compile:
                 module = torch.compile(module)

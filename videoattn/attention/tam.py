@@ -27,8 +27,8 @@ class TAM(nn.Module):
     gate; ``tam_global``: only the adaptive kernel). The dynamic convolution is computed as a
     weighted sum of K shifted views (:func:`~videoattn.attention._temporal.temporal_conv`),
     the same function as the official grouped ``conv2d`` up to float rounding, with the local
-    gate folded into the tap weights (``kernel[k] * gate[t]``, a ``(N, T, C)`` tensor), so
-    that the full-size map is read K times and written once, with no permute.
+    gate folded into the tap weights (``kernel[k] * gate[t]``, a ``(N, T, C)`` tensor): one
+    full-size allocation and one pass per tap, no gated copy of the map, no permute.
     """
 
     def __init__(
