@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
@@ -67,3 +68,31 @@ def test_bad_mode_and_unknown_model_are_clear_errors(bench):
         bench.Mode.parse("fp16")
     with pytest.raises(ValueError, match="no model config"):
         bench.build("tsmm", num_classes=3, num_segments=2, arch="resnet18")
+
+
+def test_loader_section_compares_decord_pyav_and_full_decode(bench, tmp_path, capsys):
+    from videoattn.data.synthetic import write_demo_dataset
+
+    root = write_demo_dataset(tmp_path / "demo", train_per_class=1, val_per_class=1, test_clips=1,
+                              kinetics_train_per_class=1, kinetics_val_per_class=1, formats=("ssv2",))
+    results = bench.main([
+        "--sections", "loader", "--loader-root", str(root / "ssv2"), "--loader-clips", "4", "--segments", "3",
+        "--size", "32", "--loader-batch-size", "2", "--loader-workers", "0,1", "--loader-repeats", "1",
+        "--threads", "1",
+    ])  # fmt: skip
+    data = results["data_loader"]
+    assert "models" not in results and data["settings"]["clips"] == 4
+    assert [r["reader"].split(",")[0] for r in data["reads"]] == ["decord", "PyAV", "PyAV"]
+    assert data["reads"][-1]["x_baseline"] == 1.0 and all(r["clips_per_s"] > 0 for r in data["reads"])
+    assert {(r["backend"], r["workers"]) for r in data["loader"]} == {(b, w) for b in ("decord", "pyav") for w in (0, 1)}
+    out = capsys.readouterr().out
+    assert "x full-decode baseline" in out and "| pyav | 1 |" in out
+
+
+
+def test_full_decode_baseline_picks_the_sampled_frames(bench, tmp_path):
+    from videos import decode_bars, write_video
+
+    path = write_video(tmp_path / "bars.webm", 20)
+    frames = bench.full_decode(path, lambda n: np.array([0, 7, n - 1]))  # (T, H, W, 3)
+    assert [decode_bars(f) for f in frames] == [0, 7, 19]

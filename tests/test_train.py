@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -136,6 +137,17 @@ def test_test_tool_writes_metrics_predictions_and_confusion(trained, dataset):
     assert sub.returncode == 0, sub.stderr[-3000:]
     rows = (Path(f"{out_dir}_sub") / "submission.csv").read_text().splitlines()
     assert len(rows) == 2 and all(";" in r for r in rows)
+    # bf16 against the fp32 predictions: the agreement is the share of equal top-1 columns
+    bf16 = run([sys.executable, str(REPO / "tools" / "test.py"), f"checkpoint={trained / 'tsm' / 'last.pth'}",
+                f"data.root={dataset}", "data.demo=false", "split=val", f"out_dir={out_dir}_bf16", "workers=0",
+                "data.eval_transform.size=48", "data.eval_transform.resize=56", "precision=bf16",
+                f"reference={out_dir / 'predictions.csv'}"])
+    assert bf16.returncode == 0, bf16.stderr[-3000:]
+    ref = json.loads((Path(f"{out_dir}_bf16") / "metrics.json").read_text())["reference"]
+    top1 = [{r["video_id"]: r["top1"] for r in csv.DictReader(open(d / "predictions.csv"))}
+            for d in (out_dir, Path(f"{out_dir}_bf16"))]
+    assert ref["videos"] == 12 and ref["top1_agreement"] == sum(top1[0][v] == top1[1][v] for v in top1[0]) / 12
+    assert "top-1 agreement with" in bf16.stdout
 
 
 def test_infer_prints_top5_and_draws_the_explanation(trained, dataset):

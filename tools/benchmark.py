@@ -3,7 +3,7 @@
     uv run python tools/benchmark.py [--models tsn,tsm,tam,action,se,tsm_se] [--arch resnet50]
         [--segments 8] [--size 224] [--batch-sizes 1,2] [--train] [--train-batch-size 2]
         [--modes fp32,channels_last,bf16,bf16+channels_last] [--repeats 5] [--warmup 1]
-        [--threads 2] [--json PATH] [--markdown PATH]
+        [--threads 2] [--sections models,loader] [--json PATH] [--markdown PATH]
 
 Models are the configs ``configs/model/<name>.yaml`` (built with ``pretrained: null``,
 ``--num-classes`` classes, ``--segments`` frames), plus the baseline ``torchvision_tsn``
@@ -52,8 +52,17 @@ How it measures:
   to the largest fp32 logit. With random (untrained) weights the logits of different classes
   are close, so top-1 agreement is a harsh test; the relative error is the steadier number.
 
-The data loader's throughput (decord vs PyAV) is measured by a separate section, added with
-the data pipeline.
+The data loader (``--sections loader``, on an SSv2-format split, by default the demo data):
+
+- reads alone, the frames a TSN sampler picks per clip: decord sampled reads (ours), PyAV
+  sequential reads up to the last sampled frame (our fallback), and the full-decode baseline
+  of many codebases (PyAV decodes every frame, then the sampled ones are picked);
+- the whole training loader (read + multi-scale crop + flip + normalise, batched by a
+  ``DataLoader``) with decord and with PyAV at ``--loader-workers`` worker counts.
+Medians of ``--loader-repeats`` passes over ``--loader-clips`` clips.
+
+    uv run python tools/benchmark.py --sections loader                     # demo data, 0/1/2 workers
+    uv run python tools/benchmark.py --sections models,loader --loader-root data/ssv2 --loader-workers 0,4,8
 """
 
 from __future__ import annotations
@@ -76,6 +85,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import torchvision  # noqa: E402
@@ -298,11 +308,11 @@ def train_fn(v: Variant, x: Tensor, y: Tensor, device: torch.device) -> Callable
     opt = v.optimizer
 
     def run():
-        opt.zero_grad(set_to_none=True)
         with v.mode.autocast(device):
             loss = F.cross_entropy(v.module(x), y)
         loss.backward()
         opt.step()
+        opt.zero_grad(set_to_none=True)  # frees the gradients while the other variants run
 
     return run
 
@@ -500,12 +510,114 @@ def bench_models(args: argparse.Namespace, *, overrides: dict | None = None) -> 
     return results
 
 
+# ----------------------------------------------------------------------------- data loader
+def full_decode(path: Path, choose: Callable[[int], np.ndarray]) -> np.ndarray:
+    """The baseline of many codebases: decode every frame with PyAV, then pick. ``(T, H, W, 3)``."""
+    import av
+
+    with av.open(str(path)) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])  # (F, H, W, 3)
+    return frames[choose(len(frames))]
+
+
+def bench_reads(paths: list[Path], *, segments: int, repeats: int) -> list[dict[str, Any]]:
+    """Clips/s of the three ways to get a clip's sampled frames; ``x_baseline`` against full decode."""
+    from videoattn.data.sampling import segment_sample
+    from videoattn.data.video import read_clip
+
+    readers: dict[str, Callable[[Path, Callable], Any]] = {
+        "decord, sampled frames": lambda p, c: read_clip(p, c, backend="decord", fallback=False),
+        "PyAV, sequential to the last sampled frame": lambda p, c: read_clip(p, c, backend="pyav"),
+        "PyAV, full decode (baseline)": full_decode,
+    }
+    rows = []
+    for name, read in readers.items():
+        times = []
+        for _ in range(repeats):
+            rng = np.random.default_rng(0)  # the same frames for every reader and pass
+
+            def choose(n: int, rng: np.random.Generator = rng) -> np.ndarray:
+                return segment_sample(n, segments, rng=rng)
+
+            t0 = time.perf_counter()
+            for p in paths:
+                read(p, choose)
+            times.append(time.perf_counter() - t0)
+        rows.append({"reader": name, "clips_per_s": len(paths) / statistics.median(times)})
+    for r in rows:
+        r["x_baseline"] = r["clips_per_s"] / rows[-1]["clips_per_s"]
+    return rows
+
+
+def bench_loader(records: list, *, segments: int, size: int, batch_size: int, workers: list[int],
+                 repeats: int) -> list[dict[str, Any]]:
+    """Clips/s of the training loader (read, multi-scale crop, flip, normalise, collate)."""
+    from videoattn.data.dataset import VideoDataset
+    from videoattn.data.sampling import Sampling
+    from videoattn.data.transforms import TrainTransform
+
+    rows = []
+    for w in workers:
+        for backend in ("decord", "pyav"):
+            ds = VideoDataset(records, sampling=Sampling(num_segments=segments), transform=TrainTransform(size=size),
+                              backend=backend)
+            times = []
+            for _ in range(repeats):
+                loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=w)
+                t0 = time.perf_counter()
+                n = sum(len(batch[1]) for batch in loader)
+                times.append(time.perf_counter() - t0)
+            rows.append({"backend": backend, "workers": w, "clips_per_s": n / statistics.median(times)})
+    return rows
+
+
+def bench_data(args: argparse.Namespace) -> dict[str, Any]:
+    """The data-loader section for parsed ``args``; returns the JSON-ready results."""
+    from videoattn.data.annotations import load_ssv2
+
+    torch.set_num_threads(args.threads)
+    root = args.loader_root
+    if root is None:
+        from videoattn.data.synthetic import ensure_demo_dataset
+
+        root = ensure_demo_dataset() / "ssv2"
+    records = load_ssv2(root, args.loader_split).records[: args.loader_clips]
+    log(f"data loader: {len(records)} clips of {root} ({args.loader_split}), T={args.segments}")
+    return {
+        "settings": {"root": str(root), "split": args.loader_split, "clips": len(records), "segments": args.segments,
+                     "size": args.size, "batch_size": args.loader_batch_size, "repeats": args.loader_repeats},
+        "reads": bench_reads([r.path for r in records], segments=args.segments, repeats=args.loader_repeats),
+        "loader": bench_loader(records, segments=args.segments, size=args.size, batch_size=args.loader_batch_size,
+                               workers=args.loader_workers, repeats=args.loader_repeats),
+    }
+
+
+def loader_markdown(data: dict[str, Any]) -> str:
+    st = data["settings"]
+    lines = [f"### Reads: T={st['segments']} sampled frames per clip, {st['clips']} clips of {st['root']} "
+             f"({st['split']}), median of {st['repeats']}", "",
+             "| reader | clips / s | x full-decode baseline |", "|---|---:|---:|"]
+    lines += [f"| {r['reader']} | {r['clips_per_s']:.1f} | {r['x_baseline']:.2f} |" for r in data["reads"]]
+    lines += ["", f"### Training loader: T={st['segments']}, {st['size']}x{st['size']} multi-scale crops, "
+              f"batch {st['batch_size']}", "", "| backend | workers | clips / s |", "|---|---:|---:|"]
+    lines += [f"| {r['backend']} | {r['workers']} | {r['clips_per_s']:.1f} |" for r in data["loader"]]
+    return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------- output
 def _fmt(v: float | None, spec: str, suffix: str = "") -> str:
     return "" if v is None else f"{v:{spec}}{suffix}"
 
 
 def to_markdown(results: dict[str, Any]) -> str:
+    """Markdown tables of whichever sections ``results`` holds."""
+    parts = [models_markdown(results)] if "models" in results else []
+    if "data_loader" in results:
+        parts.append(loader_markdown(results["data_loader"]))
+    return "\n".join(parts)
+
+
+def models_markdown(results: dict[str, Any]) -> str:
     env, st = results["environment"], results["settings"]
     cuda = env["device"].startswith("cuda")
     where = env.get("device_name", f"{env['processor']}, {env['threads']} threads")
@@ -585,6 +697,14 @@ def parser() -> argparse.ArgumentParser:
                     help="keep freed memory in the process (glibc mallopt: no mmap, no trim); "
                          "where page faults are slow, a large share of a CPU forward is spent in "
                          "them; no peak-memory numbers then")
+    ap.add_argument("--sections", type=_csv(str), default=["models"], help="models, loader (comma separated)")
+    ap.add_argument("--loader-root", type=Path, default=None,
+                    help="SSv2-format folder for the loader section (default: the demo data, written on first use)")
+    ap.add_argument("--loader-split", default="train")
+    ap.add_argument("--loader-clips", type=int, default=96)
+    ap.add_argument("--loader-batch-size", type=int, default=8)
+    ap.add_argument("--loader-workers", type=_csv(int), default=[0, 1, 2], help="DataLoader worker counts")
+    ap.add_argument("--loader-repeats", type=int, default=3)
     ap.add_argument("--json", type=Path, help="write the results as JSON")
     ap.add_argument("--markdown", type=Path, help="write the Markdown tables")
     return ap
@@ -597,7 +717,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             Mode.parse(m)
         except ValueError as err:
             parser().error(str(err))
-    results = bench_models(args)
+    unknown = set(args.sections) - {"models", "loader"}
+    if unknown or not args.sections:
+        parser().error(f"--sections: unknown {sorted(unknown)}; choose from models, loader")
+    results: dict[str, Any] = bench_models(args) if "models" in args.sections else {}
+    if "loader" in args.sections:
+        results["data_loader"] = bench_data(args)
     md = to_markdown(results)
     print(md)
     if args.markdown:

@@ -5,10 +5,13 @@
     uv run python tools/test.py checkpoint=CKPT data=ssv2 data.root=/data/ssv2 split=test      # + submission file
     uv run python tools/test.py checkpoint=CKPT data=kinetics data.root=/data/k400 split=val   # 10x3
     torchrun --nproc_per_node 8 tools/test.py checkpoint=CKPT ...                              # sharded, no padding
+    uv run python tools/test.py checkpoint=CKPT precision=bf16 reference=OUT_FP32/predictions.csv  # agreement
 
 Writes to OUT_DIR: metrics.json (top-1, top-5, mean class accuracy, per-class accuracy),
 predictions.csv (one line per video: id, label, top-5 classes and probabilities),
-confusion.png, and for unlabelled splits submission.csv (``id;class``).
+confusion.png, and for unlabelled splits submission.csv (``id;class``). With
+``reference=PATH`` (the predictions.csv of another run on the same split, e.g. in fp32),
+metrics.json also gets the fraction of videos whose top-1 class is the same in both.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ def main(cfg: DictConfig) -> float:
         order = [classes.index(c) for c in data_cfg["order_dependent"]]
         if order:
             metrics["top1_order_dependent"] = result.subset_top1(order)
+        if cfg.reference:
+            metrics["reference"] = agreement(result.probs, dataset, Path(cfg.reference))
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         with open(out_dir / "predictions.csv", "w", newline="") as f:
             w = csv.writer(f)
@@ -93,11 +98,34 @@ def main(cfg: DictConfig) -> float:
                   + f"  ({len(dataset)} videos, {test['num_clips']}x{test['num_crops']} views)")
         else:
             print(f"{len(result.probs)} unlabelled videos predicted; submission in {out_dir / 'submission.csv'}")
+        if cfg.reference:
+            ref = metrics["reference"]
+            print(f"top-1 agreement with {ref['path']}: {ref['top1_agreement']:.4f} ({ref['videos']} videos)")
         if result.substituted:
             print(f"{result.substituted} unreadable videos left out; see {out_dir / 'bad_files.jsonl'}")
         print(f"wrote {out_dir}")
     shutdown(world)
     return result.top1
+
+
+def agreement(probs: dict[int, torch.Tensor], dataset, path: Path) -> dict:
+    """Fraction of the videos predicted here whose top-1 class equals the one in ``path``,
+    a predictions.csv written by another run (another precision, a compiled model) of this tool."""
+    if not path.is_file():
+        raise FileNotFoundError(f"reference={path}: no such predictions file; run tools/test.py on the same split "
+                                "first (e.g. with precision=fp32) and pass its predictions.csv")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"video_id", "top1"} <= set(rows[0]):
+        raise ValueError(f"reference={path}: not a predictions.csv of tools/test.py (needs video_id and top1 columns)")
+    ref = {r["video_id"]: int(r["top1"]) for r in rows}
+    ours = {dataset.records[i].video_id: int(p.argmax()) for i, p in probs.items()}
+    common = ours.keys() & ref.keys()
+    if not common:
+        raise ValueError(f"reference={path}: none of its {len(ref)} videos are among the {len(ours)} tested here; "
+                         "was it written for another split or dataset?")
+    same = sum(ours[v] == ref[v] for v in common)
+    return {"path": str(path), "videos": len(common), "top1_agreement": same / len(common)}
 
 
 def plot_confusion(cm: torch.Tensor, classes: list[str], path: Path, *, title: str) -> None:
