@@ -220,6 +220,11 @@ def test_sampling_rejects_bad_arguments():
         segment_test_clips(10, 4, num_clips=3, twice_sample=True)
     with pytest.raises(ValueError, match="mode"):
         Sampling(num_segments=8, mode="uniform")
+    # a setting the sampler cannot honour fails when the dataset is built, not on every video
+    with pytest.raises(ValueError, match="twice_sample produces 2 clips, but num_clips=1"):
+        Sampling(num_segments=8, num_clips=1, twice_sample=True)
+    with pytest.raises(ValueError, match=">= 1"):
+        Sampling(num_segments=8, mode="dense", stride=0)
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -355,6 +360,24 @@ def test_train_clips_are_reproducible_per_epoch_and_vary_across_epochs(tmp_path)
     assert not torch.equal(first, ds[0][0])
     ds.set_epoch(0)
     assert torch.equal(first, ds[0][0])
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_persistent_workers_follow_set_epoch(tmp_path, start):
+    """Workers started in epoch 0 must draw epoch 1's augmentation after set_epoch(1), exactly
+    as the main process does (a copied epoch counter would replay epoch 0 forever)."""
+    recs = _records(tmp_path, n=2, bad=False)
+    ds = VideoDataset(recs, sampling=Sampling(num_segments=4), transform=TrainTransform(size=48), seed=3)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True,
+                                         multiprocessing_context=start)
+    for epoch in (0, 1, 2):
+        ds.set_epoch(epoch)
+        (clips, _, index), = list(loader)
+        expected = torch.stack([ds[i][0] for i in index.tolist()])
+        assert torch.equal(clips, expected), f"epoch {epoch}: the workers drew another epoch's clips"
+        if epoch:
+            assert not torch.equal(clips, previous)
+        previous = clips
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -101,6 +101,8 @@ def test_data_config_flip_rules(tmp_path):
         build_dataset({**cfg, "train_transform": {"flip": "on"}}, "train", mode="train", num_segments=4)
     with pytest.raises(ValueError, match="ten-crop"):
         build_dataset({**cfg, "test": {"num_crops": 10}}, "train", mode="test", num_segments=4)
+    with pytest.raises(ValueError, match="test.twice_sample=true takes exactly 2 clips.*num_clips=1"):
+        build_dataset({**cfg, "test": {"num_clips": 1, "twice_sample": True}}, "train", mode="test", num_segments=4)
     with pytest.raises(ValueError, match="unknown key 'sourc'.*source"):
         normalize_data_config({"sourc": "ssv2"})
     with pytest.raises(ValueError, match="set `root`"):

@@ -72,6 +72,9 @@ def build_dataset(
     sampling_kw = dict(cfg["sampling"])
     if mode == "test":
         test = {**DATA_KEYS["test"], **cfg["test"]}
+        if test["twice_sample"] and test["num_clips"] != 2:
+            raise ValueError(f"data config: test.twice_sample=true takes exactly 2 clips per video, got test.num_clips="
+                             f"{test['num_clips']}; set test.twice_sample=false for {test['num_clips']} evenly spaced clips")
         sampling_kw.update(num_clips=test["num_clips"], twice_sample=test["twice_sample"])
         crops = TEST_CROPS.get(test["num_crops"])
         if crops is None:

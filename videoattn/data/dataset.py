@@ -13,6 +13,9 @@ tell from ``index`` which records were substituted.
 
 All randomness of an item comes from ``numpy.random.default_rng([seed, epoch, index, attempt])``,
 so a clip does not depend on the number of workers, and a resumed run sees the same clips.
+The epoch lives in shared memory: ``set_epoch`` in the main process reaches DataLoader workers
+that were started before it (``persistent_workers=True``), which hold their own copy of the
+dataset and would otherwise draw the first epoch's augmentation again in every epoch.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -75,7 +79,8 @@ class VideoDataset(Dataset):
             raise ValueError("the dataset has no videos: check the annotation file and the video folder")
         self.sampling, self.transform, self.mode = sampling, transform, mode
         self.backend, self.fallback, self.num_threads = backend, fallback, num_threads
-        self.max_retries, self.seed, self.epoch = max_retries, seed, 0
+        self.max_retries, self.seed = max_retries, seed
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # read by every worker
         self.report = Path(report) if report is not None else None
         self.failures: list[dict[str, str]] = []  # bad files seen by this process
         self._bad: set[int] = set()
@@ -84,8 +89,13 @@ class VideoDataset(Dataset):
         return len(self.records)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the random draws of ``epoch`` (call before each epoch, like DistributedSampler)."""
-        self.epoch = epoch
+        """Select the random draws of ``epoch`` (call before each epoch, like DistributedSampler);
+        seen by the workers of a DataLoader from its next iterator on, persistent ones included."""
+        self._epoch.fill_(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     @property
     def labels(self) -> list[int]:
