@@ -370,14 +370,14 @@ def test_persistent_workers_follow_set_epoch(tmp_path, start):
     ds = VideoDataset(recs, sampling=Sampling(num_segments=4), transform=TrainTransform(size=48), seed=3)
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True,
                                          multiprocessing_context=start)
+    epochs = []
     for epoch in (0, 1, 2):
         ds.set_epoch(epoch)
-        (clips, _, index), = list(loader)
+        ((clips, _, index),) = list(loader)
         expected = torch.stack([ds[i][0] for i in index.tolist()])
         assert torch.equal(clips, expected), f"epoch {epoch}: the workers drew another epoch's clips"
-        if epoch:
-            assert not torch.equal(clips, previous)
-        previous = clips
+        epochs.append(clips)
+    assert not torch.equal(epochs[0], epochs[1]) and not torch.equal(epochs[1], epochs[2])
 
 
 @pytest.mark.parametrize("workers", [0, 2])
