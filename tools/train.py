@@ -143,9 +143,9 @@ def main(cfg: DictConfig) -> float:
         if world.main:
             log.info("resumed from %s at epoch %d (best val top-1 %.4f)", resume_from, start_epoch, best_top1)
     if world.main:
-        log.info("%s: %.2fM params, %.2f GMACs/clip; %d classes, %d train / %d val clips; global batch %d, lr %.4g",
+        log.info("%s: %.2fM params, %.2f GMACs/clip; %d classes, %d train / %d val clips; global batch %d, peak lr %.4g",
                  model.config["name"] or "model", params / 1e6, macs / 1e9, len(classes), len(train_set), len(val_set),
-                 global_batch, optimizer.param_groups[0]["lr"])
+                 global_batch, optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"]))
     tb = _tensorboard(run_dir) if world.main and cfg.tensorboard else None
 
     # ---------------------------------------------------------------- epochs
