@@ -123,7 +123,7 @@ def test_test_tool_writes_metrics_predictions_and_confusion(trained, dataset):
     out_dir = trained / "tsm" / "test"
     out = run([sys.executable, str(REPO / "tools" / "test.py"), f"checkpoint={trained / 'tsm' / 'last.pth'}",
                f"data.root={dataset}", "data.demo=false", "split=val", f"out_dir={out_dir}", "workers=0",
-               "data.eval_transform.size=48", "data.eval_transform.resize=56"])
+               "data.eval_transform.size=48", "data.eval_transform.resize=56", "data.test.num_crops=3"])
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["num_clips"] == 2 and metrics["num_crops"] == 3 and metrics["videos"] == 12
@@ -140,7 +140,7 @@ def test_test_tool_writes_metrics_predictions_and_confusion(trained, dataset):
     # bf16 against the fp32 predictions: the agreement is the share of equal top-1 columns
     bf16 = run([sys.executable, str(REPO / "tools" / "test.py"), f"checkpoint={trained / 'tsm' / 'last.pth'}",
                 f"data.root={dataset}", "data.demo=false", "split=val", f"out_dir={out_dir}_bf16", "workers=0",
-                "data.eval_transform.size=48", "data.eval_transform.resize=56", "precision=bf16",
+                "data.eval_transform.size=48", "data.eval_transform.resize=56", "data.test.num_crops=3", "precision=bf16",
                 f"reference={out_dir / 'predictions.csv'}"])
     assert bf16.returncode == 0, bf16.stderr[-3000:]
     ref = json.loads((Path(f"{out_dir}_bf16") / "metrics.json").read_text())["reference"]

@@ -103,14 +103,14 @@ def plot_explanation(
 
     t = frames.shape[0]
     stats = summarize(traces)
-    fig = plt.figure(figsize=(max(10, 1.6 * t), 8.5), constrained_layout=True)
-    grid = fig.add_gridspec(3, t)
-    for i in range(t):
-        ax = fig.add_subplot(grid[0, i])
+    fig = plt.figure(figsize=(max(10, 1.6 * t), 9), constrained_layout=True)
+    # three rows laid out independently: the frames keep their width whatever the plots below need
+    row_frames, row_plots, row_channels = fig.subfigures(3, 1, height_ratios=[1.0, 1.3, 1.0])
+    for i, ax in enumerate(row_frames.subplots(1, t, squeeze=False)[0]):
         ax.imshow(frames[i].permute(1, 2, 0).numpy())
         ax.set_title(f"t={i}", fontsize=8)
         ax.axis("off")
-    ax = fig.add_subplot(grid[1, : max(1, t // 2)])
+    ax, heat = row_plots.subplots(1, 2, width_ratios=[1, 1.3])
     names = [n for n, _ in top][::-1]
     ax.barh(range(len(names)), [p for _, p in top][::-1], color="tab:blue")
     ax.set_yticks(range(len(names)), names, fontsize=8)
@@ -118,19 +118,18 @@ def plot_explanation(
     ax.set_xlabel("probability")
     ax.set_title("prediction")
     modules = sorted({tr.modules for tr in traces})
-    ax = fig.add_subplot(grid[1, max(1, t // 2) :])
     if stats:
         gains = torch.stack([v["frame_gain"] for v in stats.values()]).numpy()  # (stages, T)
-        im = ax.imshow(gains, aspect="auto", cmap="viridis")
-        ax.set_yticks(range(len(stats)), [f"stage {s}" for s in stats])
-        ax.set_xticks(range(t))
-        ax.set_xlabel("frame t")
-        ax.set_title(f"per-frame gain ||out|| / ||in|| of {', '.join(modules)}")
-        fig.colorbar(im, ax=ax)
+        im = heat.imshow(gains, aspect="auto", cmap="viridis")
+        heat.set_yticks(range(len(stats)), [f"stage {s}" for s in stats])
+        heat.set_xticks(range(t))
+        heat.set_xlabel("frame t")
+        heat.set_title(f"per-frame gain ||out|| / ||in|| of {', '.join(modules)}")
+        row_plots.colorbar(im, ax=heat)
     else:
-        ax.text(0.5, 0.5, "no excitation modules (TSN)", ha="center", va="center")
-        ax.axis("off")
-    ax = fig.add_subplot(grid[2, :])
+        heat.text(0.5, 0.5, "no excitation modules (TSN)", ha="center", va="center")
+        heat.axis("off")
+    ax = row_channels.subplots()
     if stats:
         ax.boxplot([v["channel_gain"].numpy() for v in stats.values()], showfliers=False)
         ax.set_xticks(range(1, len(stats) + 1), [f"stage {s}" for s in stats])
