@@ -92,6 +92,7 @@ import torchvision  # noqa: E402
 import yaml  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
+from videoattn.engine.memory import cache_freed_memory  # noqa: E402
 from videoattn.models import build_model, to_channels_last  # noqa: E402
 from videoattn.summary import count_macs, count_params  # noqa: E402
 
@@ -282,18 +283,6 @@ def peak_memory_mib(fn: Callable[[], Any], device: torch.device) -> float | None
     return max(0, peak - before) / 1024
 
 
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory in the process, as a caching allocator does: no
-    ``mmap`` for large blocks (each would be unmapped on free and page-faulted again on the
-    next allocation) and no trimming of the heap. True when it took effect (glibc only)."""
-    m_trim_threshold, m_mmap_max = -1, -4  # mallopt parameters, <malloc.h>
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 2**31 - 1))
-    except (OSError, AttributeError):
-        return False
-
-
 def forward_fn(v: Variant, x: Tensor, device: torch.device) -> Callable[[], Any]:
     def run():
         with torch.inference_mode(), v.mode.autocast(device):
@@ -474,7 +463,7 @@ def bench_models(args: argparse.Namespace, *, overrides: dict | None = None) -> 
     ``overrides`` are extra model-config keys (tiny networks in the tests)."""
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    if args.malloc_cache and not keep_freed_memory():
+    if args.malloc_cache and not cache_freed_memory():
         raise RuntimeError("--malloc-cache needs glibc (mallopt)")
     names = [BASELINE, *[m for m in args.models if m != BASELINE]]
     modes = [Mode.parse(m) for m in args.modes]

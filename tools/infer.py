@@ -24,6 +24,7 @@ from videoattn.data.transforms import EvalTransform
 from videoattn.data.video import read_clip
 from videoattn.engine.checkpoint import load_checkpoint, load_model_state
 from videoattn.engine.evaluate import autocast
+from videoattn.engine.memory import cache_freed_memory
 from videoattn.models import build_model
 
 
@@ -38,9 +39,13 @@ def main() -> int:
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call, faster after)")
     p.add_argument("--backend", default="auto", help="video reader: auto | decord | pyav | frames")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-malloc-cache", action="store_true",
+                   help="keep glibc's default of unmapping large freed blocks (slower CPU forward)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.no_malloc_cache:
+        cache_freed_memory()  # no page faults on every activation (videoattn.engine.memory)
 
     t0 = time.perf_counter()
     ckpt = load_checkpoint(args.checkpoint)

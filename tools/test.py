@@ -30,6 +30,7 @@ from videoattn.data.build import build_dataset, normalize_data_config
 from videoattn.engine.checkpoint import load_checkpoint, load_model_state
 from videoattn.engine.distributed import init_distributed, shutdown
 from videoattn.engine.evaluate import ShardSampler, evaluate
+from videoattn.engine.memory import cache_freed_memory
 from videoattn.models import build_model
 
 log = logging.getLogger("test")
@@ -38,6 +39,8 @@ log = logging.getLogger("test")
 @hydra.main(config_path="../configs", config_name="test", version_base=None)
 def main(cfg: DictConfig) -> float:
     world = init_distributed(cfg.device)
+    if world.device.type == "cpu" and cfg.malloc_cache:
+        cache_freed_memory()  # no page faults on every activation (videoattn.engine.memory)
     ckpt = load_checkpoint(cfg.checkpoint)
     model_cfg = {**ckpt["model_config"], "pretrained": None}
     model = build_model(model_cfg)

@@ -42,8 +42,9 @@ from videoattn.engine.checkpoint import (
 )
 from videoattn.engine.distributed import World, barrier, init_distributed, shutdown
 from videoattn.engine.evaluate import EvalResult, ShardSampler, autocast, evaluate
+from videoattn.engine.memory import cache_freed_memory
 from videoattn.engine.optim import build_optimizer, build_scheduler, normalize_optim_config
-from videoattn.models import build_model
+from videoattn.models import build_model, to_channels_last
 from videoattn.summary import count_macs, count_params
 
 log = logging.getLogger("train")
@@ -67,6 +68,8 @@ def main(cfg: DictConfig) -> float:
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"precision={cfg.precision!r}: choose one of {PRECISIONS}")
     world = init_distributed(cfg.device)
+    if world.device.type == "cpu" and cfg.malloc_cache:
+        cache_freed_memory()  # no page faults on every activation (videoattn.engine.memory)
     if cfg.precision == "fp16" and world.device.type != "cuda":
         raise ValueError("precision=fp16 needs CUDA (a grad scaler on GPU); on CPU use precision=bf16")
     if cfg.sync_bn and world.device.type != "cuda":
@@ -111,7 +114,7 @@ def main(cfg: DictConfig) -> float:
     params, macs = count_params(model), _macs(model, T, data_cfg)
     model.to(world.device)
     if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
+        model = to_channels_last(model)  # 4-D weights NHWC, 5-D (ACTION's Conv3d) NDHWC
     if cfg.sync_bn and world.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     net: nn.Module = WithAux(model)
