@@ -2,8 +2,8 @@
 
 A video batch's activations on a CPU are tens of MB per tensor. glibc's ``malloc`` serves
 blocks that large with a fresh ``mmap`` and unmaps them on ``free``, so every forward pass
-page-faults all its activations in again: measured with ``tools/benchmark.py`` on a 2-core
-VM, that is about 37% of a ResNet-50 T=8 forward (725 vs 453 ms per clip), and it penalises
+page-faults its activations in again; measured with ``tools/benchmark.py`` on a 2-core VM,
+the setting below takes a ResNet-50 T=8 forward from 725 to 453 ms per clip, and the faults penalise
 every extra temporary (the TSM shift's output: 1.068x instead of 1.017x our TSN).
 :func:`cache_freed_memory` makes glibc keep freed memory in the process, as the caching
 allocators that CPU inference deployments use (jemalloc, tcmalloc) do.
@@ -20,7 +20,8 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, <malloc.h>
 def cache_freed_memory() -> bool:
     """Make glibc's malloc keep freed memory: no ``mmap`` for large blocks (each would be
     unmapped on free and faulted in again on the next allocation) and no trimming of the
-    heap. The process then holds on to its peak memory. True when it took effect (Linux with
+    heap, so that freed blocks are mostly reused without page faults (not always: glibc still
+    returns some freed pages). The process then holds on to its peak memory. True when it took effect (Linux with
     glibc); elsewhere a no-op returning False. Call it once, early, before the hot loop."""
     if not sys.platform.startswith("linux"):
         return False
