@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -107,3 +109,31 @@ def test_data_config_flip_rules(tmp_path):
         normalize_data_config({"sourc": "ssv2"})
     with pytest.raises(ValueError, match="set `root`"):
         normalize_data_config({"source": "ssv2"})
+
+
+_MAPPING_OF_A_LARGE_TENSOR = """
+import sys, torch
+from videoattn.engine.memory import cache_freed_memory
+if sys.argv[1] == "cache":
+    assert cache_freed_memory()
+x = torch.ones(16 * 2**20)  # 64 MiB of activations, alive while the maps are read
+ptr = x.data_ptr()
+for line in open("/proc/self/maps"):
+    fields = line.split()
+    lo, hi = (int(v, 16) for v in fields[0].split("-"))
+    if lo <= ptr < hi:
+        print(fields[5] if len(fields) > 5 else "anonymous")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt, /proc/self/maps")
+def test_cache_freed_memory_serves_large_blocks_from_the_heap():
+    """Stock glibc gives a 64 MiB tensor its own mmap (unmapped again on free, so the next
+    forward faults it in anew); with the cache it comes from the heap, which is not trimmed."""
+    def mapping(mode: str) -> str:
+        out = subprocess.run([sys.executable, "-c", _MAPPING_OF_A_LARGE_TENSOR, mode],
+                             capture_output=True, text=True, check=True)
+        return out.stdout.split()[-1]
+
+    assert mapping("stock") == "anonymous"
+    assert mapping("cache") == "[heap]"
