@@ -96,3 +96,12 @@ def test_full_decode_baseline_picks_the_sampled_frames(bench, tmp_path):
     path = write_video(tmp_path / "bars.webm", 20)
     frames = bench.full_decode(path, lambda n: np.array([0, 7, n - 1]))  # (T, H, W, 3)
     assert [decode_bars(f) for f in frames] == [0, 7, 19]
+
+
+def test_median_ci_is_the_binomial_order_statistic_interval(bench):
+    assert bench.median_ci([3.0, 1.0, 2.0, 5.0, 4.0]) is None  # 5 rounds: no 95% interval
+    assert bench.median_ci([6, 2, 4, 1, 5, 3]) == (1, 6)  # P(1 <= B(6, 1/2) <= 5) = 62/64
+    # n = 20: x_(6) and x_(15), coverage 1 - 2 P(B(20, 1/2) <= 5) = 0.959 (x_(7): 0.885)
+    assert bench.median_ci(list(range(20, 0, -1))) == (6, 15)
+    lo, hi = bench.median_ci(list(range(101)), level=0.99)
+    assert lo < 50 < hi

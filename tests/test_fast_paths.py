@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from videoattn.attention import build_attention, temporal_shift
+from videoattn.attention import build_attention, shift, temporal_shift
 from videoattn.attention._temporal import temporal_conv
 from videoattn.models import build_model, to_channels_last
 
@@ -69,6 +69,58 @@ def test_temporal_shift_backward_is_the_reverse_shift():
     want[:, :-1, 2:4] = gt[:, 1:, 2:4]
     want[:, :, 4:] = gt[:, :, 4:]
     torch.testing.assert_close(grad, want.view_as(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("t, div", [(T, 8), (1, 8), (3, 4)])
+def test_in_place_shift_is_bitwise_the_shifted_copy_and_restores_the_input(dtype, channels_last, t, div):
+    x = rand(2 * t, 16, 5, 4, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    before = x.clone()
+    conv = torch.nn.Conv2d(16, 8, 3, padding=1, bias=False).to(dtype)
+    with torch.no_grad():
+        got = shift.shifted_call(x, conv, t, div)
+        want = conv(temporal_shift(x, t, div))
+    assert torch.equal(got, want)
+    assert torch.equal(x, before) and x.stride() == before.stride()
+
+    def fails(v):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        shift.shifted_call(x, fails, t, div)
+    assert torch.equal(x, before)  # put back on the way out of an error too
+
+
+def test_tsm_blocks_shift_in_place_only_where_it_is_safe(monkeypatch):
+    """Inference of a TSM model takes the in-place path in every block, with logits bitwise
+    those of the shifted copy; training, autograd and hooks take the copy."""
+    calls = []
+    real = shift.shifted_call
+    monkeypatch.setattr(shift, "shifted_call", lambda *a: calls.append(1) or real(*a))
+    cfg = {"arch": "resnet50", "num_classes": 5, "num_segments": T, "layers": [1, 2, 1, 1],
+           "widths": [16, 32, 64, 128], "inserts": ["tsm"]}  # fmt: skip
+    torch.manual_seed(0)
+    m = build_model(cfg).eval()
+    x = rand(2, T, 3, 32, 32, dtype=torch.float32)
+    with torch.inference_mode():
+        fast = m(x)
+        assert len(calls) == 5  # one per block
+        with shift.shift_in_place(False):
+            assert torch.equal(m(x), fast)
+    assert len(calls) == 5
+    with torch.no_grad():
+        assert torch.equal(m(x), fast)
+    assert len(calls) == 10
+    calls.clear()
+    torch.testing.assert_close(m(x), fast, rtol=0, atol=0)  # autograd on: shifted copy
+    seen = []
+    m.backbone.layer1[0].att_input.register_forward_hook(lambda *a: seen.append(1))
+    with torch.no_grad():
+        m(x)
+    assert calls == [1] * 4 and seen == [1]  # the hooked slot shifted a copy, the others not
 
 
 @pytest.mark.parametrize("name", ["tsm", "action", "tam", "tam_local", "tam_global", "action_ste"])

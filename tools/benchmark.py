@@ -23,7 +23,9 @@ How it measures:
 - Interleaved: every (model, mode) variant is timed once per round, round-robin (the start
   rotates from round to round), ``--warmup`` rounds are discarded and ``--repeats`` rounds
   kept; load drift of a shared machine hits all variants alike. Times are medians over the
-  rounds; a ratio is the median over rounds of the two variants' times in the same round.
+  rounds; a ratio is the median over rounds of the two variants' times in the same round,
+  given with the 95% confidence interval of that median (order statistics, distribution-free):
+  on a shared 2-core VM single calls vary by +-10%, so a 2% difference needs ~20 rounds.
   Before the rounds, each variant runs once untimed (``first_call_s``: compilation for
   ``compile``, oneDNN primitive creation otherwise).
 - A sample is ``inner`` back-to-back calls, ``inner`` chosen in the warm-up so that a sample
@@ -347,6 +349,19 @@ def median_ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
+def median_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free confidence interval of the median: the order statistics
+    ``x_(k), x_(n+1-k)`` with the largest ``k`` such that ``P(k <= Binomial(n, 1/2) <= n-k)``
+    is at least ``level``; None when ``n`` is too small for any (``n < 6`` at 95%)."""
+    xs, n = sorted(values), len(values)
+    best = None
+    for k in range(1, n // 2 + 1):
+        if sum(math.comb(n, i) for i in range(k, n - k + 1)) / 2**n < level:
+            break
+        best = (xs[k - 1], xs[n - k])
+    return best
+
+
 def peak_tflops(device: torch.device, mode: Mode) -> float | None:
     """The dense peak of the GPU for the mode's precision (fp32 convolutions run on TF32
     tensor cores when ``torch.backends.cudnn.allow_tf32``, PyTorch's default), else None."""
@@ -399,6 +414,8 @@ def measure_phase(
         for ref in (BASELINE, "tsn"):
             j = index.get((ref, v.mode.name))
             row[f"ratio_{ref}"] = None if j is None else median_ratio(s, samples[j])
+            ci = None if j is None or j == i else median_ci([x / y for x, y in zip(s, samples[j], strict=True)])
+            row[f"ratio_{ref}_ci95"] = None if ci is None else list(ci)
         j = index.get((v.model, "fp32"))
         row["speedup_vs_fp32"] = None if j is None else median_ratio(samples[j], s)
         peak = peak_tflops(device, v.mode)
@@ -598,6 +615,13 @@ def _fmt(v: float | None, spec: str, suffix: str = "") -> str:
     return "" if v is None else f"{v:{spec}}{suffix}"
 
 
+def _ratio(row: dict[str, Any], ref: str) -> str:
+    """``1.012 (0.998-1.021)``: the ratio and its 95% interval when there is one."""
+    ci = row.get(f"ratio_{ref}_ci95")
+    text = _fmt(row[f"ratio_{ref}"], ".3f")
+    return text if ci is None else f"{text} ({ci[0]:.3f}-{ci[1]:.3f})"
+
+
 def to_markdown(results: dict[str, Any]) -> str:
     """Markdown tables of whichever sections ``results`` holds."""
     parts = [models_markdown(results)] if "models" in results else []
@@ -617,7 +641,8 @@ def models_markdown(results: dict[str, Any]) -> str:
         f"{where}; torch {env['torch']}; {env['date']}. Medians of {st['repeats']} interleaved "
         f"rounds after {st['warmup']} warm-up ({st['clock']} clock"
         f"{', malloc cache' if st['malloc_cache'] else ''}); ratios are per-round medians against "
-        f"`{BASELINE}` / `tsn` in the same mode.",
+        f"`{BASELINE}` / `tsn` in the same mode, with the 95% confidence interval of that median "
+        "in parentheses (order statistics; from 6 rounds on).",
         "",
         "| model | params (M) | GMACs / clip |",
         "|---|---:|---:|",
@@ -636,7 +661,7 @@ def models_markdown(results: dict[str, Any]) -> str:
             for r in sorted((r for r in rows if r["batch_size"] == bs), key=lambda r: st["modes"].index(r["mode"])):
                 line = (
                     f"| `{r['model']}` | {r['mode']} | {r['ms_per_clip']:.1f} | {r['clips_per_s']:.2f} | "
-                    f"{_fmt(r['ratio_' + BASELINE], '.3f')} | {_fmt(r['ratio_tsn'], '.3f')} | "
+                    f"{_ratio(r, BASELINE)} | {_ratio(r, 'tsn')} | "
                     f"{_fmt(r['speedup_vs_fp32'], '.2f', 'x')} | {_fmt(r.get('peak_mem_mib'), '.0f')} |"
                 )
                 if cuda:

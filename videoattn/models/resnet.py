@@ -78,6 +78,20 @@ class _SlotsMixin:
     def _branch(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def _conv1_of_input(self, x: Tensor) -> Tensor:
+        """``conv1(input slot(x))``. A lone insert with a ``conv_after(x, conv)`` method may
+        compute that itself (TSM: shift in place, convolve, undo; no shifted copy of ``x``)
+        or decline with None."""
+        ins = self.att_input
+        if ins is None:
+            return self.conv1(x)
+        if len(ins) == 1 and not ins._forward_hooks and not ins._forward_pre_hooks:
+            fold = getattr(ins[0], "conv_after", None)
+            out = None if fold is None else fold(x, self.conv1)
+            if out is not None:
+                return out
+        return self.conv1(ins(x))
+
     def _residual(self, out: Tensor, x: Tensor, *, inplace: bool) -> Tensor:
         """``relu(out + shortcut(x))``. ``inplace``: ``out`` is the last BN's own output (as
         in torchvision, added to in place). An inserted module's output may be saved by its
@@ -111,8 +125,7 @@ class SlotBasicBlock(_SlotsMixin, BasicBlock):
     """torchvision's BasicBlock with insertion slots (``before_last`` = before conv2)."""
 
     def _branch(self, x: Tensor) -> Tensor:
-        out = x if self.att_input is None else self.att_input(x)
-        out = self.relu(self.bn1(self.conv1(out)))
+        out = self.relu(self.bn1(self._conv1_of_input(x)))
         if self.att_after_conv1 is not None:
             out = self.att_after_conv1(out)
         if self.att_before_last is not None:
@@ -124,8 +137,7 @@ class SlotBottleneck(_SlotsMixin, Bottleneck):
     """torchvision's Bottleneck (ResNet v1.5, stride on conv2) with insertion slots."""
 
     def _branch(self, x: Tensor) -> Tensor:
-        out = x if self.att_input is None else self.att_input(x)
-        out = self.relu(self.bn1(self.conv1(out)))
+        out = self.relu(self.bn1(self._conv1_of_input(x)))
         if self.att_after_conv1 is not None:
             out = self.att_after_conv1(out)
         out = self.relu(self.bn2(self.conv2(out)))
