@@ -143,7 +143,9 @@ def test_test_tool_writes_metrics_predictions_and_confusion(trained, dataset):
                 "data.eval_transform.size=48", "data.eval_transform.resize=56", "data.test.num_crops=3", "precision=bf16",
                 f"reference={out_dir / 'predictions.csv'}"])
     assert bf16.returncode == 0, bf16.stderr[-3000:]
-    ref = json.loads((Path(f"{out_dir}_bf16") / "metrics.json").read_text())["reference"]
+    metrics = json.loads((Path(f"{out_dir}_bf16") / "metrics.json").read_text())
+    assert metrics["precision"] == "bf16" and metrics["channels_last"] is True  # NHWC with bf16 by default
+    ref = metrics["reference"]
     top1 = [{r["video_id"]: r["top1"] for r in csv.DictReader(open(d / "predictions.csv"))}
             for d in (out_dir, Path(f"{out_dir}_bf16"))]
     assert ref["videos"] == 12 and ref["top1_agreement"] == sum(top1[0][v] == top1[1][v] for v in top1[0]) / 12
@@ -160,6 +162,12 @@ def test_infer_prints_top5_and_draws_the_explanation(trained, dataset):
     assert len(res["top"]) == 5 and abs(sum(t["prob"] for t in res["top"])) <= 1.0 + 1e-6
     assert res["top"][0]["prob"] >= res["top"][-1]["prob"] and len(res["frames"]) == 4
     assert png.stat().st_size > 5000
+    assert res["precision"] == "fp32" and res["channels_last"] is False
+    bf16 = run([sys.executable, str(REPO / "tools" / "infer.py"), str(video), "--checkpoint",
+                str(trained / "tsm" / "last.pth"), "--json", "--precision", "bf16"])
+    assert bf16.returncode == 0, bf16.stderr[-3000:]
+    res16 = json.loads(bf16.stdout)
+    assert res16["channels_last"] is True and res16["frames"] == res["frames"] and len(res16["top"]) == 5
 
 
 def test_ablate_collects_runs_into_a_table_and_a_chart(trained, tmp_path):

@@ -31,7 +31,7 @@ from videoattn.engine.checkpoint import load_checkpoint, load_model_state
 from videoattn.engine.distributed import init_distributed, shutdown
 from videoattn.engine.evaluate import ShardSampler, evaluate
 from videoattn.engine.memory import cache_freed_memory
-from videoattn.models import build_model
+from videoattn.models import build_model, to_channels_last
 
 log = logging.getLogger("test")
 
@@ -46,6 +46,9 @@ def main(cfg: DictConfig) -> float:
     model = build_model(model_cfg)
     load_model_state(model, ckpt, path=cfg.checkpoint)
     model.to(world.device).eval()
+    channels_last = cfg.precision == "bf16" if cfg.channels_last is None else cfg.channels_last
+    if channels_last:
+        to_channels_last(model)  # the stem's output, and from there every activation, is NHWC
     runner = torch.compile(model) if cfg.compile else model
 
     data_cfg = normalize_data_config(cfg.data)
@@ -71,6 +74,7 @@ def main(cfg: DictConfig) -> float:
         per_class = result.per_class().tolist()
         metrics = {"checkpoint": str(cfg.checkpoint), "data": data_cfg["name"], "split": cfg.split,
                    "num_clips": test["num_clips"], "num_crops": test["num_crops"], "videos": len(dataset),
+                   "precision": cfg.precision, "channels_last": channels_last, "compile": cfg.compile,
                    "substituted_unreadable": result.substituted, "top1": result.top1, "top5": result.top5,
                    "mean_class_accuracy": result.mean_class,
                    "per_class_accuracy": {c: a for c, a in zip(classes, per_class, strict=True)}}
@@ -91,7 +95,7 @@ def main(cfg: DictConfig) -> float:
         if not labelled:  # the SSv2 test split: the challenge's "id;class" submission
             with open(out_dir / "submission.csv", "w") as f:
                 for i, probs in sorted(result.probs.items()):
-                    f.write(f"{dataset.records[i].video_id};{classes[int(probs.argmax())]}\n")
+                    f.write(f"{dataset.records[i].video_id};{classes[top1(probs)]}\n")
         else:
             plot_confusion(result.confusion, classes, out_dir / "confusion.png",
                            title=f"{model_cfg.get('name')} on {data_cfg['name']}/{cfg.split}: top-1 {result.top1:.3f}")
@@ -111,6 +115,12 @@ def main(cfg: DictConfig) -> float:
     return result.top1
 
 
+def top1(probs: torch.Tensor) -> int:
+    """The predicted class, as the ``top1`` column of predictions.csv has it (``topk``: with
+    bf16's coarse probabilities exact ties happen, and ``argmax`` may break them otherwise)."""
+    return int(probs.topk(1).indices[0])
+
+
 def agreement(probs: dict[int, torch.Tensor], dataset, path: Path) -> dict:
     """Fraction of the videos predicted here whose top-1 class equals the one in ``path``,
     a predictions.csv written by another run (another precision, a compiled model) of this tool."""
@@ -122,7 +132,7 @@ def agreement(probs: dict[int, torch.Tensor], dataset, path: Path) -> dict:
     if not rows or not {"video_id", "top1"} <= set(rows[0]):
         raise ValueError(f"reference={path}: not a predictions.csv of tools/test.py (needs video_id and top1 columns)")
     ref = {r["video_id"]: int(r["top1"]) for r in rows}
-    ours = {dataset.records[i].video_id: int(p.argmax()) for i, p in probs.items()}
+    ours = {dataset.records[i].video_id: top1(p) for i, p in probs.items()}
     common = ours.keys() & ref.keys()
     if not common:
         raise ValueError(f"reference={path}: none of its {len(ref)} videos are among the {len(ours)} tested here; "
