@@ -94,6 +94,17 @@ def test_in_place_shift_is_bitwise_the_shifted_copy_and_restores_the_input(dtype
     assert torch.equal(x, before)  # put back on the way out of an error too
 
 
+@pytest.mark.parametrize("t, div", [(T, 8), (1, 8), (3, 4)])
+def test_compiler_shift_is_the_shift_and_its_gradient(t, div):
+    x = rand(2 * t, 16, 3, 2).requires_grad_()
+    fast = shift._shift_functional(x, t, 16 // div)  # what torch.compile traces
+    assert torch.equal(fast, temporal_shift(x, t, div))
+    g = rand(*x.shape, seed=4)
+    (a,) = torch.autograd.grad(fast, x, g)
+    (b,) = torch.autograd.grad(temporal_shift(x, t, div), x, g)
+    assert torch.equal(a, b)
+
+
 def test_tsm_blocks_shift_in_place_only_where_it_is_safe(monkeypatch):
     """Inference of a TSM model takes the in-place path in every block, with logits bitwise
     those of the shifted copy; training, autograd and hooks take the copy."""

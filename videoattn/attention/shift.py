@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..shapes import merge_time, split_time
@@ -22,7 +23,18 @@ def temporal_shift(x: Tensor, num_segments: int, shift_div: int = 8) -> Tensor:
     allocation (autograd through the slice assignments would clone the gradient per slice).
     """
     split_time(x, num_segments)  # checks that N*T is a multiple of T
+    if torch.compiler.is_compiling():  # one fused gather kernel, traced by autograd as usual
+        return _shift_functional(x, num_segments, x.shape[1] // shift_div)
     return _Shift.apply(x, num_segments, x.shape[1] // shift_div, False)
+
+
+def _shift_functional(x: Tensor, num_segments: int, fold: int) -> Tensor:
+    """The shift as pads and a concatenation, for the compiler (it fuses them into one pass;
+    the slice assignments of :func:`_shift` would be functionalised into copies)."""
+    xt = split_time(x, num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W)
+    left = F.pad(xt[:, 1:, :fold], (0, 0, 0, 0, 0, 0, 0, 1))  # frame t <- t+1, zeros at T-1
+    right = F.pad(xt[:, :-1, fold : 2 * fold], (0, 0, 0, 0, 0, 0, 1, 0))  # t <- t-1, zeros at 0
+    return merge_time(torch.cat([left, right, xt[:, :, 2 * fold :]], dim=2))  # (N, T, C, H, W) -> (N*T, ...)
 
 
 def _shift(x: Tensor, num_segments: int, fold: int, reverse: bool) -> Tensor:
