@@ -36,7 +36,9 @@ def temporal_conv(xt: Tensor, taps: Sequence[Tensor]) -> Tensor:
         raise ValueError(f"temporal_conv needs an odd number of taps, got {len(taps)}")
     if any(w.dim() != 5 or w.shape[1] not in (1, xt.shape[1]) for w in taps):
         raise ValueError("temporal_conv taps are 5-D, broadcastable to (N, T, C, H, W), with T or 1 frames")
-    return _TemporalConv.apply(xt, *(w.to(xt.dtype) for w in taps))
+    # contiguous taps: views of a (N, C, K, T) kernel would make every pass over a channels_last
+    # input gather its weights with a stride (scalar code; 5-10x slower in bf16)
+    return _TemporalConv.apply(xt, *(w.to(xt.dtype).contiguous() for w in taps))
 
 
 def _offsets(k: int) -> list[int]:
