@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from videoattn.attention import build_attention, shift, temporal_shift
+from videoattn.attention._pool import spatial_mean
 from videoattn.attention._temporal import temporal_conv
 from videoattn.models import build_model, to_channels_last
 
@@ -92,6 +93,25 @@ def test_in_place_shift_is_bitwise_the_shifted_copy_and_restores_the_input(dtype
     with pytest.raises(RuntimeError, match="boom"):
         shift.shifted_call(x, fails, t, div)
     assert torch.equal(x, before)  # put back on the way out of an error too
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "5d", "3d"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_spatial_mean_is_the_mean_in_the_inputs_dtype(layout, dtype):
+    shape = {"nchw": (6, 5, 7, 3), "channels_last": (6, 5, 7, 3), "5d": (2, 3, 5, 7, 3), "3d": (5, 7, 3)}[layout]
+    x = (rand(*shape, dtype=torch.float32) + 3).to(dtype)  # offset: cancellation would hide errors
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    got = spatial_mean(x)
+    want = x.detach().double().mean((-2, -1))
+    assert got.dtype == dtype and got.shape == want.shape
+    if dtype == torch.float32:
+        assert torch.equal(got, x.mean((-2, -1)))
+    else:  # one rounding of the float32-accumulated sum, one of the mean: within 2 bf16 ulps
+        torch.testing.assert_close(got.double(), want, rtol=2 * 2**-8, atol=0)
+    (g,) = torch.autograd.grad(got.sum(), x)
+    torch.testing.assert_close(g.double(), torch.full(shape, 1 / 21, dtype=torch.float64), rtol=2**-8, atol=0)
 
 
 @pytest.mark.parametrize("t, div", [(T, 8), (1, 8), (3, 4)])

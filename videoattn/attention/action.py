@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..shapes import merge_time, split_time
+from ._pool import spatial_mean
 from ._temporal import temporal_conv
 
 PATHS = ("ste", "ce", "me")
@@ -124,7 +125,7 @@ class Action(nn.Module):
         return merge_time(g.transpose(1, 2))  # (N, 1, T, H, W) -> (N, T, 1, H, W) -> (N*T, 1, H, W)
 
     def _ce_gate(self, x: Tensor) -> Tensor:
-        z = F.linear(x.mean((2, 3)), self.action_p2_squeeze.weight.flatten(1))  # (N*T, C) -> (N*T, C/r)
+        z = F.linear(spatial_mean(x), self.action_p2_squeeze.weight.flatten(1))  # (N*T, C) -> (N*T, C/r)
         zt = split_time(z, self.num_segments).transpose(1, 2)  # (N*T, C/r) -> (N, T, C/r) -> (N, C/r, T)
         zt = F.relu(self.action_p2_conv1(zt))  # (N, C/r, T)
         z = merge_time(zt.transpose(1, 2))  # (N, C/r, T) -> (N, T, C/r) -> (N*T, C/r)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ._pool import spatial_mean
+
 
 def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
@@ -48,7 +50,7 @@ class BilinearAttention(nn.Module):
         """``(B, C, H, W) -> (B, C, H, W)``."""
         z = self.reduce(x)  # (B, m, H, W)
         b = z[:, self.pair_rows] * z[:, self.pair_cols]  # (B, m(m+1)/2, H, W)
-        w = self.inner(b.mean((2, 3), keepdim=True))  # (B, C, 1, 1)
+        w = self.inner(spatial_mean(b)[..., None, None])  # (B, C, 1, 1)
         return torch.sigmoid(w * self.outer(b))  # (B, C, H, W)
 
     def forward(self, x: Tensor) -> Tensor:

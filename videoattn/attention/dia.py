@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ._pool import spatial_mean
+
 DIAState = tuple[Tensor, Tensor]
 
 
@@ -40,7 +42,7 @@ class DIA(nn.Module):
 
     def step(self, x: Tensor, state: DIAState | None) -> tuple[Tensor, DIAState]:
         """``(B, C, H, W), (h, c) -> (B, C, H, W), (h', c')``; ``None`` is the zero state."""
-        p = x.mean((2, 3))  # (B, C)
+        p = spatial_mean(x)  # (B, C)
         if state is None:
             zero = p.new_zeros(p.shape)
             state = (zero, zero)

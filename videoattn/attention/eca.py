@@ -8,6 +8,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ._pool import spatial_mean
+
 
 def eca_kernel_size(channels: int, *, gamma: int = 2, b: int = 1) -> int:
     """``k = |log2(C)/gamma + b/gamma|_odd``, the paper's Eq. 12 as its code computes it:
@@ -35,7 +37,7 @@ class ECA(nn.Module):
 
     def gate(self, x: Tensor) -> Tensor:
         """``(B, C, H, W) -> (B, C, 1, 1)``."""
-        z = x.mean((2, 3)).unsqueeze(1)  # (B, C) -> (B, 1, C)
+        z = spatial_mean(x).unsqueeze(1)  # (B, C) -> (B, 1, C)
         s = torch.sigmoid(self.conv(z))  # (B, 1, C)
         return s.squeeze(1)[..., None, None]  # (B, 1, C) -> (B, C, 1, 1)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ._pool import spatial_mean
+
 
 class RCANChannelAttention(nn.Module):
     """RCAN channel attention (CA): ``x * sigmoid(conv_up(relu(conv_down(GAP(x)))))``.
@@ -25,7 +27,7 @@ class RCANChannelAttention(nn.Module):
 
     def gate(self, x: Tensor) -> Tensor:
         """``(B, C, H, W) -> (B, C, 1, 1)``."""
-        return self.conv_du(x.mean((2, 3), keepdim=True))
+        return self.conv_du(spatial_mean(x)[..., None, None])  # (B, C) -> (B, C, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.gate(x)

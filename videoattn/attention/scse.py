@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ._pool import spatial_mean
+
 
 class ChannelSE(nn.Module):
     """cSE: ``x * sigmoid(fc2(relu(fc1(GAP(x)))))``; both FC layers with bias.
@@ -22,7 +24,7 @@ class ChannelSE(nn.Module):
 
     def gate(self, x: Tensor) -> Tensor:
         """``(B, C, H, W) -> (B, C, 1, 1)``."""
-        s = torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3))))))  # (B, C)
+        s = torch.sigmoid(self.fc2(torch.relu(self.fc1(spatial_mean(x)))))  # (B, C)
         return s[..., None, None]
 
     def forward(self, x: Tensor) -> Tensor:

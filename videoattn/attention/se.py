@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ._pool import spatial_mean
+
 
 class SqueezeExcitation(nn.Module):
     """SE block: ``y = x * sigmoid(W2 relu(W1 GAP(x)))``.
@@ -23,7 +25,7 @@ class SqueezeExcitation(nn.Module):
 
     def gate(self, x: Tensor) -> Tensor:
         """Channel gate ``(B, C, H, W) -> (B, C, 1, 1)`` in (0, 1)."""
-        z = x.mean((2, 3))  # (B, C)
+        z = spatial_mean(x)  # (B, C)
         s = torch.sigmoid(self.fc2(torch.relu(self.fc1(z))))  # (B, C)
         return s[..., None, None]  # (B, C, 1, 1)
 

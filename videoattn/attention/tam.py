@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..shapes import merge_time, split_time
+from ._pool import spatial_mean
 from ._temporal import temporal_conv
 
 BRANCHES = ("local", "global")
@@ -72,7 +73,7 @@ class TAM(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         xt = split_time(x, self.num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W)
         n, t, c = xt.shape[:3]
-        pooled = xt.mean((3, 4)).transpose(1, 2)  # (N, T, C) -> (N, C, T)
+        pooled = split_time(spatial_mean(x), t).transpose(1, 2)  # (N*T, C) -> (N, T, C) -> (N, C, T)
 
         local = self.L(pooled) if "local" in self.branches else None  # gate (N, C, T)
         if "global" not in self.branches:

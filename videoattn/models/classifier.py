@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from ..attention._pool import spatial_mean
 from ..shapes import split_time
 
 
@@ -64,7 +65,7 @@ class VideoClassifier(nn.Module):
                     aux["se_logits"] = split_time(se_logits, self.num_segments).mean(1)
             else:
                 fmap = module(fmap)
-        feats = fmap.mean((2, 3))  # (N*T, F, h, w) -> (N*T, F)
+        feats = spatial_mean(fmap)  # (N*T, F, h, w) -> (N*T, F)
         logits = self.fc(self.dropout(feats))  # (N*T, K)
         return split_time(logits, self.num_segments).mean(1), aux  # (N, T, K) -> (N, K)
 
