@@ -142,7 +142,6 @@ class TemporalShift(nn.Module):
             or nn.modules.module._global_forward_pre_hooks
         ):
             return None
-        split_time(x, self.num_segments)  # the error for a batch that is not N*T frames
         return shifted_call(x, conv, self.num_segments, self.shift_div)
 
     def extra_repr(self) -> str:

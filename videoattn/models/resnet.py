@@ -86,8 +86,8 @@ class _SlotsMixin:
         if ins is None:
             return self.conv1(x)
         if len(ins) == 1 and not ins._forward_hooks and not ins._forward_pre_hooks:
-            fold = getattr(ins[0], "conv_after", None)
-            out = None if fold is None else fold(x, self.conv1)
+            conv_after = getattr(ins[0], "conv_after", None)
+            out = None if conv_after is None else conv_after(x, self.conv1)
             if out is not None:
                 return out
         return self.conv1(ins(x))
