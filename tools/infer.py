@@ -23,9 +23,9 @@ from videoattn.data.sampling import Sampling
 from videoattn.data.transforms import EvalTransform
 from videoattn.data.video import read_clip
 from videoattn.engine.checkpoint import load_checkpoint, load_model_state
-from videoattn.engine.evaluate import autocast
+from videoattn.engine.evaluate import autocast, set_inference_layout
 from videoattn.engine.memory import cache_freed_memory
-from videoattn.models import build_model, to_channels_last
+from videoattn.models import build_model
 
 
 def main() -> int:
@@ -56,9 +56,7 @@ def main() -> int:
     model = build_model(cfg)
     load_model_state(model, ckpt, path=args.checkpoint)
     model.eval()
-    channels_last = args.precision == "bf16" if args.channels_last is None else args.channels_last
-    if channels_last:
-        to_channels_last(model)  # the stem's output, and from there every activation, is NHWC
+    channels_last = set_inference_layout(model, precision=args.precision, channels_last=args.channels_last)
     classes = ckpt["classes"]
     data_cfg = normalize_data_config(ckpt["config"]["data"])
     sampling = Sampling(num_segments=cfg["num_segments"], **data_cfg["sampling"])

@@ -29,9 +29,9 @@ from torch.utils.data import DataLoader
 from videoattn.data.build import build_dataset, normalize_data_config
 from videoattn.engine.checkpoint import load_checkpoint, load_model_state
 from videoattn.engine.distributed import init_distributed, shutdown
-from videoattn.engine.evaluate import ShardSampler, evaluate
+from videoattn.engine.evaluate import ShardSampler, evaluate, set_inference_layout
 from videoattn.engine.memory import cache_freed_memory
-from videoattn.models import build_model, to_channels_last
+from videoattn.models import build_model
 
 log = logging.getLogger("test")
 
@@ -46,9 +46,7 @@ def main(cfg: DictConfig) -> float:
     model = build_model(model_cfg)
     load_model_state(model, ckpt, path=cfg.checkpoint)
     model.to(world.device).eval()
-    channels_last = cfg.precision == "bf16" if cfg.channels_last is None else cfg.channels_last
-    if channels_last:
-        to_channels_last(model)  # the stem's output, and from there every activation, is NHWC
+    channels_last = set_inference_layout(model, precision=cfg.precision, channels_last=cfg.channels_last)
     runner = torch.compile(model) if cfg.compile else model
 
     data_cfg = normalize_data_config(cfg.data)

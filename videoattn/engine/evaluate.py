@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
+from ..models.memory_format import to_channels_last
 from .distributed import World, all_reduce_sum
 from .metrics import (
     confusion_matrix,
@@ -42,6 +43,17 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     return torch.autocast(device.type, dtype=dtype)
+
+
+def set_inference_layout(model: nn.Module, *, precision: str, channels_last: bool | None) -> bool:
+    """Put ``model`` in NHWC (:func:`~videoattn.models.to_channels_last`) when
+    ``channels_last`` says so, or, when it is None, for reduced precision: oneDNN's bf16
+    kernels run in NHWC (ResNet-50 T=8 on a 2-core CPU: bf16 2.2x fp32 in NHWC, 1.7x in
+    NCHW). The stem's output, and from there every activation, follows. Returns the choice."""
+    chosen = precision != "fp32" if channels_last is None else channels_last
+    if chosen:
+        to_channels_last(model)
+    return chosen
 
 
 @dataclass
