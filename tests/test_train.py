@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from cli import run, start
 
 from videoattn.data.synthetic import write_demo_dataset
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = [
     "model.layers=[1,1,1,1]", "model.widths=[8,16,32,64]", "num_segments=4", "batch_size=4",
     "data.train_transform.size=48", "data.eval_transform.size=48", "data.eval_transform.resize=56",
@@ -32,14 +29,8 @@ def dataset(tmp_path_factory):
     return root / "ssv2"
 
 
-def train_cmd(run_dir, data_root, *extra, launcher=(sys.executable,)):
-    return [*launcher, str(REPO / "tools" / "train.py"), f"run_dir={run_dir}", f"data.root={data_root}", "data.demo=false",
-            *TINY, *extra]
-
-
-def run(cmd, timeout=300):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+def train_cmd(run_dir, data_root, *extra, launcher=()):
+    return [*launcher, "tools/train.py", f"run_dir={run_dir}", f"data.root={data_root}", "data.demo=false", *TINY, *extra]
 
 
 def weights(run_dir):
@@ -64,15 +55,13 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(dataset, trained, tmp_
     args = ("model=tsm", *RESUME_ARGS)
 
     killed_dir = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(train_cmd(killed_dir, dataset, *args), cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start(train_cmd(killed_dir, dataset, *args))
     for _ in range(12_000):  # poll for up to 4 minutes
         if (killed_dir / "last.pth").exists() or proc.poll() is not None:
             break
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)  # in epoch 2, just after the epoch-1 checkpoint
-    proc.wait()
+    proc.kill()  # SIGKILL, in epoch 2, just after the epoch-1 checkpoint
+    proc = proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (killed_dir / "results.json").exists()
     assert weights(killed_dir)["epoch"] == 0
@@ -89,7 +78,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(dataset, trained, tmp_
 
 
 def test_two_process_gloo_torchrun_keeps_the_ranks_identical(dataset, tmp_path):
-    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517")
+    launcher = ("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517")
     out = run(train_cmd(tmp_path / "ddp", dataset, "optim.epochs=1", "max_steps_per_epoch=3", "batch_size=2",
                         launcher=launcher))
     assert out.returncode == 0, out.stderr[-3000:]
@@ -121,7 +110,7 @@ def test_a_wrong_config_key_fails_with_its_name(dataset, tmp_path, override, key
 
 def test_test_tool_writes_metrics_predictions_and_confusion(trained, dataset):
     out_dir = trained / "tsm" / "test"
-    out = run([sys.executable, str(REPO / "tools" / "test.py"), f"checkpoint={trained / 'tsm' / 'last.pth'}",
+    out = run(["tools/test.py", f"checkpoint={trained / 'tsm' / 'last.pth'}",
                f"data.root={dataset}", "data.demo=false", "split=val", f"out_dir={out_dir}", "workers=0",
                "data.eval_transform.size=48", "data.eval_transform.resize=56", "data.test.num_crops=3"])
     assert out.returncode == 0, out.stderr[-3000:]
@@ -131,14 +120,14 @@ def test_test_tool_writes_metrics_predictions_and_confusion(trained, dataset):
     lines = (out_dir / "predictions.csv").read_text().splitlines()
     assert len(lines) == 13 and lines[0].startswith("video_id,label,top1")
     assert (out_dir / "confusion.png").stat().st_size > 1000
-    sub = run([sys.executable, str(REPO / "tools" / "test.py"), f"checkpoint={trained / 'tsm' / 'last.pth'}",
+    sub = run(["tools/test.py", f"checkpoint={trained / 'tsm' / 'last.pth'}",
                f"data.root={dataset}", "data.demo=false", "split=test", "data.splits.test=test",
                f"out_dir={out_dir}_sub", "workers=0", "data.eval_transform.size=48", "data.eval_transform.resize=56"])
     assert sub.returncode == 0, sub.stderr[-3000:]
     rows = (Path(f"{out_dir}_sub") / "submission.csv").read_text().splitlines()
     assert len(rows) == 2 and all(";" in r for r in rows)
     # bf16 against the fp32 predictions: the agreement is the share of equal top-1 columns
-    bf16 = run([sys.executable, str(REPO / "tools" / "test.py"), f"checkpoint={trained / 'tsm' / 'last.pth'}",
+    bf16 = run(["tools/test.py", f"checkpoint={trained / 'tsm' / 'last.pth'}",
                 f"data.root={dataset}", "data.demo=false", "split=val", f"out_dir={out_dir}_bf16", "workers=0",
                 "data.eval_transform.size=48", "data.eval_transform.resize=56", "data.test.num_crops=3", "precision=bf16",
                 f"reference={out_dir / 'predictions.csv'}"])
@@ -155,7 +144,7 @@ def test_test_tool_writes_metrics_predictions_and_confusion(trained, dataset):
 def test_infer_prints_top5_and_draws_the_explanation(trained, dataset):
     video = sorted((dataset / "20bn-something-something-v2").glob("*.webm"))[0]
     png = trained / "explain.png"
-    out = run([sys.executable, str(REPO / "tools" / "infer.py"), str(video), "--checkpoint", str(trained / "tsm" / "last.pth"),
+    out = run(["tools/infer.py", str(video), "--checkpoint", str(trained / "tsm" / "last.pth"),
                "--json", "--explain", str(png)])
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout)
@@ -163,7 +152,7 @@ def test_infer_prints_top5_and_draws_the_explanation(trained, dataset):
     assert res["top"][0]["prob"] >= res["top"][-1]["prob"] and len(res["frames"]) == 4
     assert png.stat().st_size > 5000
     assert res["precision"] == "fp32" and res["channels_last"] is False
-    bf16 = run([sys.executable, str(REPO / "tools" / "infer.py"), str(video), "--checkpoint",
+    bf16 = run(["tools/infer.py", str(video), "--checkpoint",
                 str(trained / "tsm" / "last.pth"), "--json", "--precision", "bf16"])
     assert bf16.returncode == 0, bf16.stderr[-3000:]
     res16 = json.loads(bf16.stdout)
@@ -171,7 +160,7 @@ def test_infer_prints_top5_and_draws_the_explanation(trained, dataset):
 
 
 def test_ablate_collects_runs_into_a_table_and_a_chart(trained, tmp_path):
-    out = run([sys.executable, str(REPO / "tools" / "ablate.py"), "--models", "tsn,tsm", "--collect", str(trained),
+    out = run(["tools/ablate.py", "--models", "tsn,tsm", "--collect", str(trained),
                "--out", str(tmp_path)])
     assert out.returncode == 0, out.stderr[-3000:]
     table = (tmp_path / "ablation.md").read_text()
