@@ -1,4 +1,4 @@
-"""Engine pieces: optimiser groups and schedule, metrics, checkpoints, config checks."""
+"""Engine pieces: optimiser groups and schedule, metrics, config checks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from videoattn.data.build import build_dataset, normalize_data_config
-from videoattn.engine.checkpoint import FORMAT, load_checkpoint, load_model_state, save_atomic
 from videoattn.engine.metrics import (
     confusion_matrix,
     mean_class_accuracy,
@@ -64,23 +63,6 @@ def test_metrics():
     assert mean_class_accuracy(cm) == pytest.approx(0.5)
     assert subset_accuracy(cm, [0, 1]) == pytest.approx(2 / 3)
     assert math.isnan(per_class_accuracy(torch.zeros(2, 2, dtype=torch.int64))[0])
-
-
-def test_checkpoints_are_atomic_and_checked(tmp_path):
-    model = build_model(TINY)
-    path = save_atomic({"format": FORMAT, "model": model.state_dict(), "model_config": model.config}, tmp_path / "last.pth")
-    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temporary file left
-    ckpt = load_checkpoint(path)
-    load_model_state(build_model(TINY), ckpt)
-    other = build_model({**TINY, "inserts": [{"name": "tsm"}]})
-    with pytest.raises(ValueError, match="another model config.*inserts"):
-        load_model_state(other, ckpt, path=path)
-    torch.save({"state_dict": {}}, tmp_path / "official.pth")
-    with pytest.raises(ValueError, match="not a videoattn training checkpoint.*convert_checkpoint"):
-        load_checkpoint(tmp_path / "official.pth")
-    (tmp_path / "torn.pth").write_bytes(path.read_bytes()[:100])
-    with pytest.raises(ValueError, match="torn.pth: not a readable checkpoint"):
-        load_checkpoint(tmp_path / "torn.pth")
 
 
 def _ssv2(tmp_path, classes):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import reference
 import torch
 import torchvision
 import yaml
+from official import official_state_dict, save_official
 from torch import nn
 
 from videoattn.attention import SLOTS, get_spec, list_attention
@@ -22,7 +22,6 @@ from videoattn.summary import count_macs, count_params, model_summary
 
 T = 4
 TINY = {"layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128]}
-SHARED = Path(__file__).resolve().parent / "data" / "official_state_dicts"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
 
 
@@ -237,7 +236,7 @@ def test_imagenet_weights_offline_say_where_to_put_the_file(tmp_path, monkeypatc
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(RuntimeError, match=r"hub/checkpoints/resnet50-0676ba61\.pth"):
+    with pytest.raises(FileNotFoundError, match=r"hub/checkpoints/resnet50-0676ba61\.pth"):
         build_model({"arch": "resnet50", "num_classes": 3, "num_segments": T, "pretrained": "imagenet"})
 
 
@@ -251,34 +250,15 @@ def test_weights_of_another_architecture_are_rejected(tmp_path):
 
 
 # ----------------------------------------------------------------------------- conversion
-def official_state_dict(source: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random state_dict with the official layout (keys, shapes, dtypes) of ``source``."""
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    for row in (SHARED / f"{source}_resnet50_8seg_174cls.tsv").read_text().splitlines()[1:]:
-        key, shape, dtype = row.split("\t")
-        shape = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
-        if dtype == "int64":
-            sd[key] = torch.zeros(shape, dtype=torch.int64)
-        elif key.endswith("running_var"):
-            sd[key] = 0.5 + torch.rand(shape, generator=g)
-        else:
-            sd[key] = 0.1 * torch.randn(shape, generator=g)
-    return sd
-
-
 @pytest.mark.parametrize("source", ["tsm", "tam", "action"])
 def test_official_layouts_convert_and_load_strictly(source, tmp_path):
-    sd = official_state_dict(source)
-    src = tmp_path / f"{source.upper()}_something_RGB_resnet50_segment8_e45.pth"
-    # the official scripts store best_prec1 as a numpy scalar: not loadable with weights_only
-    torch.save({"state_dict": sd, "epoch": 45, "arch": "resnet50", "best_prec1": np.float64(61.2)}, src)
+    src = save_official(tmp_path / f"{source.upper()}_something_RGB_resnet50_segment8_e45.pth", source)
     ckpt = convert_checkpoint(src, tmp_path / "out.pth", source=source)  # T from the file name
     assert ckpt["model_config"]["num_segments"] == 8 and ckpt["model_config"]["num_classes"] == 174
-    saved = torch.load(tmp_path / "out.pth", weights_only=False)
+    saved = torch.load(tmp_path / "out.pth", weights_only=True)  # tensors and plain data only
     model = build_model(saved["model_config"])
-    model.load_state_dict(saved["state_dict"], strict=True)
-    assert not (tmp_path / "out.pth.tmp").exists()
+    model.load_state_dict(saved["model"], strict=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, "out.pth"])  # no temporary file left
 
 
 def _official_forward(source: str, sd: dict[str, torch.Tensor], x: torch.Tensor, t: int) -> torch.Tensor:

@@ -15,21 +15,22 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from videoattn.data.build import normalize_data_config
+from videoattn.cli import ArgumentParser, user_errors
 from videoattn.data.sampling import Sampling
 from videoattn.data.transforms import EvalTransform
-from videoattn.data.video import read_clip
-from videoattn.engine.checkpoint import load_checkpoint, load_model_state
+from videoattn.data.video import BACKENDS, read_clip
 from videoattn.engine.evaluate import autocast, set_inference_layout
 from videoattn.engine.memory import cache_freed_memory
-from videoattn.models import build_model
+from videoattn.errors import MissingFileError
+from videoattn.models import load_model
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__)
     p.add_argument("video")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--topk", type=int, default=5)
@@ -40,27 +41,30 @@ def main() -> int:
                    help="NHWC activations (default: with bf16, whose oneDNN kernels run in NHWC: "
                         "2.2x fp32 vs 1.7x in NCHW for a ResNet-50)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call, faster after)")
-    p.add_argument("--backend", default="auto", help="video reader: auto | decord | pyav | frames")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help="video reader (auto: decord, PyAV fallback; frames for JPEG folders)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-malloc-cache", action="store_true",
                    help="keep glibc's default of unmapping large freed blocks (slower CPU forward)")
     args = p.parse_args()
+    with user_errors():
+        return infer(args)
+
+
+def infer(args) -> int:
+    if not Path(args.video).exists():  # before loading the model
+        raise MissingFileError(f"video not found: {args.video}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.no_malloc_cache:
         cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
 
     t0 = time.perf_counter()
-    ckpt = load_checkpoint(args.checkpoint)
-    cfg = {**ckpt["model_config"], "pretrained": None}
-    model = build_model(cfg)
-    load_model_state(model, ckpt, path=args.checkpoint)
-    model.eval()
+    model, ckpt = load_model(args.checkpoint)  # a training run's or a converted checkpoint
+    cfg = ckpt["model_config"]
     channels_last = set_inference_layout(model, precision=args.precision, channels_last=args.channels_last)
-    classes = ckpt["classes"]
-    data_cfg = normalize_data_config(ckpt["config"]["data"])
-    sampling = Sampling(num_segments=cfg["num_segments"], **data_cfg["sampling"])
-    transform = EvalTransform(**data_cfg["eval_transform"])
+    names = ckpt["classes"]
+    sampling = Sampling(num_segments=cfg["num_segments"], **ckpt["data"]["sampling"])
+    transform = EvalTransform(**ckpt["data"]["eval_transform"])
     frames, indices = read_clip(args.video, sampling.val, backend=args.backend)  # (T, 3, H, W) uint8
     clip = transform(frames, squeeze=True).unsqueeze(0)  # (T, 3, S, S) -> (1, T, 3, S, S)
     load_s = time.perf_counter() - t0
@@ -76,24 +80,29 @@ def main() -> int:
             logits = runner(clip)
     probs = torch.softmax(logits.float(), dim=1)[0]
     infer_s = time.perf_counter() - t1
-    top = probs.topk(min(args.topk, len(classes)))
-    result = [(classes[i], float(p)) for p, i in zip(top.values, top.indices, strict=True)]
+    top = probs.topk(min(args.topk, cfg["num_classes"]))
+    result = [(names[i] if names else f"class {i}", float(p), int(i)) for p, i in zip(top.values, top.indices, strict=True)]
 
     if args.explain:
         from videoattn.explain import plot_explanation
 
         title = f"{args.video}: {result[0][0]} ({result[0][1]:.2f}) - {cfg.get('name') or cfg['arch']}"
-        plot_explanation(args.explain, frames, result, traces, title=title)
+        plot_explanation(args.explain, frames, [(c, p) for c, p, _ in result], traces, title=title)
     if args.json:
-        print(json.dumps({"video": args.video, "frames": indices.tolist(), "top": [{"class": c, "prob": p} for c, p in result],
+        print(json.dumps({"video": args.video, "frames": indices.tolist(),
+                          "top": [{"index": i, "class": c if names else None, "prob": p} for c, p, i in result],
                           "seconds": {"load": load_s, "forward": infer_s}, "explain": args.explain,
                           "precision": args.precision, "channels_last": channels_last, "compile": args.compile}, indent=2))
     else:
         print(f"{args.video}  (frames {indices.tolist()}; model {cfg.get('name') or cfg['arch']}, forward {infer_s * 1000:.0f} ms)")
-        for c, prob in result:
+        for c, prob, _ in result:
             print(f"  {prob:6.3f}  {c}")
         if args.explain:
             print(f"wrote {args.explain}")
+    if not names:
+        print(f"note: {args.checkpoint} carries no class names, so classes are shown by index; add them with "
+              f"tools/convert_checkpoint.py --src {args.checkpoint} --dst {args.checkpoint} --classes LABEL_FILE",
+              file=sys.stderr)
     return 0
 
 

@@ -26,26 +26,34 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from videoattn.checkpoint import check_classes
+from videoattn.cli import check_overrides, user_errors
 from videoattn.data.build import build_dataset, normalize_data_config
-from videoattn.engine.checkpoint import load_checkpoint, load_model_state
 from videoattn.engine.distributed import init_distributed, shutdown
 from videoattn.engine.evaluate import ShardSampler, evaluate, set_inference_layout
 from videoattn.engine.memory import cache_freed_memory
-from videoattn.models import build_model
+from videoattn.errors import DataError, MissingFileError
+from videoattn.models import load_model
 
 log = logging.getLogger("test")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @hydra.main(config_path="../configs", config_name="test", version_base=None)
 def main(cfg: DictConfig) -> float:
+    with user_errors():
+        return test(cfg)
+
+
+def test(cfg: DictConfig) -> float:
     world = init_distributed(cfg.device)
     if world.device.type == "cpu" and cfg.malloc_cache:
         cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
-    ckpt = load_checkpoint(cfg.checkpoint)
-    model_cfg = {**ckpt["model_config"], "pretrained": None}
-    model = build_model(model_cfg)
-    load_model_state(model, ckpt, path=cfg.checkpoint)
-    model.to(world.device).eval()
+    if cfg.reference and not Path(cfg.reference).is_file():
+        agreement({}, None, Path(cfg.reference))  # fails now, not after the whole split
+    model, ckpt = load_model(cfg.checkpoint)  # a training run's or a converted checkpoint
+    model_cfg = ckpt["model_config"]
+    model.to(world.device)
     channels_last = set_inference_layout(model, precision=cfg.precision, channels_last=cfg.channels_last)
     runner = torch.compile(model) if cfg.compile else model
 
@@ -54,10 +62,11 @@ def main(cfg: DictConfig) -> float:
     out_dir = Path(cfg.out_dir or Path(cfg.checkpoint).parent / f"test_{cfg.split}_{test['num_clips']}x{test['num_crops']}")
     dataset = build_dataset(data_cfg, cfg.split, mode="test", num_segments=model_cfg["num_segments"],
                             report=out_dir / "bad_files.jsonl")
-    classes = ckpt["classes"]
-    if dataset.classes != classes:
-        raise ValueError(f"{cfg.checkpoint} predicts {len(classes)} classes that differ from the {len(dataset.classes)} of "
-                         f"{data_cfg['name']} ({cfg.split}); test on the dataset the model was trained on")
+    named = check_classes(ckpt, dataset.classes, checkpoint=cfg.checkpoint, dataset=f"{data_cfg['name']}/{cfg.split}")
+    classes = dataset.classes
+    if not named and world.main:
+        print(f"note: {cfg.checkpoint} carries no class names; its {len(classes)} outputs are read as the dataset's "
+              "classes in sorted order (convert it with --classes to have them checked)")
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=ShardSampler(len(dataset), world),
                         num_workers=cfg.workers, pin_memory=world.device.type == "cuda")
     views = len(dataset[0][0]) if len(dataset) else 0
@@ -123,17 +132,17 @@ def agreement(probs: dict[int, torch.Tensor], dataset, path: Path) -> dict:
     """Fraction of the videos predicted here whose top-1 class equals the one in ``path``,
     a predictions.csv written by another run (another precision, a compiled model) of this tool."""
     if not path.is_file():
-        raise FileNotFoundError(f"reference={path}: no such predictions file; run tools/test.py on the same split "
+        raise MissingFileError(f"reference={path}: no such predictions file; run tools/test.py on the same split "
                                 "first (e.g. with precision=fp32) and pass its predictions.csv")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"video_id", "top1"} <= set(rows[0]):
-        raise ValueError(f"reference={path}: not a predictions.csv of tools/test.py (needs video_id and top1 columns)")
+        raise DataError(f"reference={path}: not a predictions.csv of tools/test.py (needs video_id and top1 columns)")
     ref = {r["video_id"]: int(r["top1"]) for r in rows}
     ours = {dataset.records[i].video_id: top1(p) for i, p in probs.items()}
     common = ours.keys() & ref.keys()
     if not common:
-        raise ValueError(f"reference={path}: none of its {len(ref)} videos are among the {len(ours)} tested here; "
+        raise DataError(f"reference={path}: none of its {len(ref)} videos are among the {len(ours)} tested here; "
                          "was it written for another split or dataset?")
     same = sum(ours[v] == ref[v] for v in common)
     return {"path": str(path), "videos": len(common), "top1_agreement": same / len(common)}
@@ -162,4 +171,5 @@ def plot_confusion(cm: torch.Tensor, classes: list[str], path: Path, *, title: s
 
 
 if __name__ == "__main__":
+    check_overrides(CONFIGS, "test")
     main()

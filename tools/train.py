@@ -30,25 +30,28 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from videoattn.attention.encnet import se_loss
-from videoattn.data.build import build_dataset, dataset_root, normalize_data_config
-from videoattn.data.dataset import read_report
-from videoattn.engine.checkpoint import (
-    FORMAT,
+from videoattn.checkpoint import (
+    check_classes,
     load_checkpoint,
     load_model_state,
-    rng_state,
+    make_checkpoint,
     save_atomic,
-    set_rng_state,
 )
+from videoattn.cli import check_overrides, user_errors
+from videoattn.data.build import build_dataset, dataset_root, normalize_data_config
+from videoattn.data.dataset import read_report
+from videoattn.engine.checkpoint import rng_state, set_rng_state
 from videoattn.engine.distributed import World, barrier, init_distributed, shutdown
 from videoattn.engine.evaluate import EvalResult, ShardSampler, autocast, evaluate
 from videoattn.engine.memory import cache_freed_memory
 from videoattn.engine.optim import build_optimizer, build_scheduler, normalize_optim_config
+from videoattn.errors import ConfigError, DataError, MissingFileError
 from videoattn.models import build_model, to_channels_last
 from videoattn.summary import count_macs, count_params
 
 log = logging.getLogger("train")
 PRECISIONS = ("fp32", "bf16", "fp16")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 class WithAux(nn.Module):
@@ -64,16 +67,21 @@ class WithAux(nn.Module):
 
 @hydra.main(config_path="../configs", config_name="train", version_base=None)
 def main(cfg: DictConfig) -> float:
+    with user_errors():
+        return train(cfg)
+
+
+def train(cfg: DictConfig) -> float:
     # ---------------------------------------------------------------- config and processes
     if cfg.precision not in PRECISIONS:
-        raise ValueError(f"precision={cfg.precision!r}: choose one of {PRECISIONS}")
+        raise ConfigError(f"precision={cfg.precision!r}: choose one of {PRECISIONS}")
     world = init_distributed(cfg.device)
     if world.device.type == "cpu" and cfg.malloc_cache:
         cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
     if cfg.precision == "fp16" and world.device.type != "cuda":
-        raise ValueError("precision=fp16 needs CUDA (a grad scaler on GPU); on CPU use precision=bf16")
+        raise ConfigError("precision=fp16 needs CUDA (a grad scaler on GPU); on CPU use precision=bf16")
     if cfg.sync_bn and world.device.type != "cuda":
-        raise ValueError("sync_bn needs CUDA; on CPU processes use sync_bn=false")
+        raise ConfigError("sync_bn needs CUDA; on CPU processes use sync_bn=false")
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
@@ -97,7 +105,7 @@ def main(cfg: DictConfig) -> float:
     val_set = build_dataset(data_cfg, "val", mode="val", num_segments=T, seed=cfg.seed, report=report)
     classes = train_set.classes
     if val_set.classes != classes:
-        raise ValueError("the train and val splits have different class lists")
+        raise DataError("the train and val splits have different class lists")
     order_dependent = [classes.index(c) for c in data_cfg["order_dependent"]]
     train_sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=cfg.seed, drop_last=True)
     loader_kw = {"num_workers": cfg.workers, "pin_memory": world.device.type == "cuda", "persistent_workers": cfg.workers > 0,
@@ -106,11 +114,12 @@ def main(cfg: DictConfig) -> float:
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=ShardSampler(len(val_set), world), **loader_kw)
     steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
     if steps_per_epoch == 0:
-        raise ValueError(f"the training split has {len(train_set)} clips, fewer than one global batch of {cfg.batch_size * world.size}")
+        raise DataError(f"the training split has {len(train_set)} clips, fewer than one global batch of {cfg.batch_size * world.size}")
 
     # ---------------------------------------------------------------- model
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    model = build_model({**OmegaConf.to_container(cfg.model, resolve=True), "num_classes": len(classes), "num_segments": T})
+    model = build_model({**OmegaConf.to_container(cfg.model, resolve=True), "num_classes": len(classes), "num_segments": T},
+                        classes=classes)  # model.pretrained: ImageNet, a state_dict, or a checkpoint to fine-tune
     params, macs = count_params(model), _macs(model, T, data_cfg)
     model.to(world.device)
     if cfg.channels_last:
@@ -135,8 +144,7 @@ def main(cfg: DictConfig) -> float:
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
         load_model_state(model, ckpt, path=resume_from)
-        if ckpt["classes"] != classes:
-            raise ValueError(f"{resume_from} was trained on other classes than this dataset's")
+        check_classes(ckpt, classes, checkpoint=resume_from, dataset=f"{data_cfg['name']}/train")
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
@@ -216,10 +224,10 @@ def main(cfg: DictConfig) -> float:
 
         states = _gather_rng(world)
         if world.main:
-            ckpt = {"format": FORMAT, "model": model.state_dict(), "model_config": model.config, "classes": classes,
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                    "epoch": epoch, "best_top1": best_top1, "history": history, "rng": states,
-                    "config": OmegaConf.to_container(cfg, resolve=True)}
+            ckpt = make_checkpoint(model, classes=classes, data=data_cfg, origin={"kind": "training", "run_dir": str(run_dir)},
+                                   optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                                   scaler=scaler.state_dict(), epoch=epoch, best_top1=best_top1, history=history,
+                                   rng=states, config=OmegaConf.to_container(cfg, resolve=True))
             save_atomic(ckpt, run_dir / "last.pth")
             if improved:
                 save_atomic(ckpt, run_dir / "best.pth")
@@ -261,7 +269,7 @@ def _resume_path(resume: str | None, run_dir: Path) -> Path | None:
         return last if last.is_file() else None
     path = Path(resume)
     if not path.is_file():
-        raise FileNotFoundError(f"resume={resume}: no such checkpoint")
+        raise MissingFileError(f"resume={resume}: no such checkpoint")
     return path
 
 
@@ -316,4 +324,5 @@ def _hms(seconds: float) -> str:
 
 
 if __name__ == "__main__":
+    check_overrides(CONFIGS, "train")
     main()

@@ -6,6 +6,8 @@ import difflib
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from .errors import ConfigError
+
 
 def to_plain(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """A dict from a dict or an OmegaConf ``DictConfig`` (Hydra's ``cfg.data``), resolved."""
@@ -22,4 +24,4 @@ def check_keys(cfg: Mapping[str, Any], allowed: Collection[str], *, section: str
         if key not in allowed:
             close = difflib.get_close_matches(key, list(allowed), n=3)
             hint = f"; did you mean {close}?" if close else ""
-            raise ValueError(f"{section} config: unknown key {key!r}{hint} (allowed: {sorted(allowed)})")
+            raise ConfigError(f"{section} config: unknown key {key!r}{hint} (allowed: {sorted(allowed)})")

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from ..errors import ConfigError
 from .action import Action
 from .bilinear import BilinearAttention
 from .dia import DIA
@@ -116,7 +117,7 @@ def get_spec(name: str) -> AttentionSpec:
     except KeyError:
         close = difflib.get_close_matches(str(name), _REGISTRY, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
+        raise ConfigError(
             f"unknown attention module {name!r}.{hint} Available: {', '.join(_REGISTRY)}"
         ) from None
 
@@ -141,23 +142,23 @@ def build_attention(
     """
     spec = get_spec(name)
     if channels < 1:
-        raise ValueError(f"{name}: channels must be positive, got {channels}")
+        raise ConfigError(f"{name}: channels must be positive, got {channels}")
     accepted = accepted_hparams(name)
     unknown = sorted(set(hparams) - set(accepted))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{name}: unknown hyper-parameter(s) {unknown}; {spec.cls.__name__} accepts "
             f"{accepted or 'none'}"
         )
     kwargs = {**spec.defaults, **hparams}
     if spec.temporal:
         if num_segments is None:
-            raise ValueError(
+            raise ConfigError(
                 f"{name!r} is a temporal module: build it with num_segments=T (the number of "
                 f"frames per clip), e.g. build_attention({name!r}, {channels}, num_segments=8)"
             )
         if num_segments < 1:
-            raise ValueError(f"{name}: num_segments must be >= 1, got {num_segments}")
+            raise ConfigError(f"{name}: num_segments must be >= 1, got {num_segments}")
         kwargs["num_segments"] = num_segments
     return spec.cls(channels, **kwargs)
 

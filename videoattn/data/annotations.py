@@ -19,7 +19,8 @@ Conventions shared by all parsers:
   makes loading fast on huge datasets or before the videos are downloaded.
 * Existence checks list each directory once and look names up in memory, so checking the
   ~220k SSv2 videos costs one directory listing rather than 220k ``stat`` calls.
-* A missing annotation file raises :class:`FileNotFoundError` naming the paths tried.
+* A missing annotation file raises :class:`~videoattn.errors.MissingFileError` (a
+  ``FileNotFoundError``) naming the paths tried.
 
 The class lists do not depend on which videos are present, so indices are stable across
 partial downloads.
@@ -39,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..errors import ConfigError, DataError, MissingFileError
+
 __all__ = [
     "AnnotationError",
     "Annotations",
@@ -51,6 +54,7 @@ __all__ = [
     "load_list",
     "load_ssv1",
     "load_ssv2",
+    "read_class_names",
     "swap_left_right",
 ]
 
@@ -137,7 +141,7 @@ class Annotations:
         )
 
 
-class AnnotationError(ValueError):
+class AnnotationError(DataError):
     """A malformed annotation line or a missing video.
 
     The message names the file and the line (or JSON entry) and says what to fix; the same
@@ -167,7 +171,7 @@ class _Problems:
 
     def __init__(self, on_error: str, source: str) -> None:
         if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+            raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.on_error = on_error
         self.source = source
         self.skipped: list[Skipped] = []
@@ -232,7 +236,7 @@ def _canonical_split(split: str) -> str:
     for canonical, spellings in _SPLITS.items():
         if key in spellings:
             return canonical
-    raise ValueError(
+    raise ConfigError(
         f"unknown split {split!r}; expected 'train', 'val' (or 'validation' / 'validate') or 'test'"
     )
 
@@ -259,7 +263,7 @@ def _tried(dirs: Sequence[Path], names: Sequence[str]) -> str:
 def _find_file(dirs: Sequence[Path], names: Sequence[str], *, what: str, expect: str) -> Path:
     found = _first_file(dirs, names)
     if found is None:
-        raise FileNotFoundError(f"no {what} found; tried {_tried(dirs, names)}. {expect}")
+        raise MissingFileError(f"no {what} found; tried {_tried(dirs, names)}. {expect}")
     return found
 
 
@@ -271,7 +275,7 @@ def _pick_dir(
     if explicit is not None:
         directory = _abs(explicit)
         if check and not directory.is_dir():
-            raise FileNotFoundError(f"{what} {directory} does not exist or is not a directory")
+            raise MissingFileError(f"{what} {directory} does not exist or is not a directory")
         return directory
     for sub in subdirs:
         if (root / sub).is_dir():
@@ -328,6 +332,45 @@ def _read_class_names(path: Path, problems: _Problems) -> list[str]:
         first_line[name] = number
         names.append(name)
     return names
+
+
+def read_class_names(path: PathLike) -> list[str]:
+    """The class names of a dataset's label file, in the project's order (sorted names).
+
+    Reads SSv2's ``labels.json`` (``{"name": "index", ...}``) or a JSON list of names, a
+    Kinetics CSV (``label,youtube_id,time_start,time_end,split``: the labels of its rows) or an
+    ``id,name`` CSV, and otherwise one class name per line (SSv1 / Jester ``labels.csv``,
+    ``classes.txt``). This is how :func:`videoattn.models.convert.convert_checkpoint` learns
+    the class names an official checkpoint does not carry.
+    """
+    path = _abs(path)
+    if not path.is_file():
+        raise MissingFileError(f"label file {path} not found")
+    problems = _Problems("raise", "classes")
+    if path.suffix.lower() == ".json":
+        data = _read_json(path)
+        if isinstance(data, dict):
+            names = [str(k).strip() for k in data]
+        elif isinstance(data, list) and all(isinstance(n, str) for n in data):
+            names = [n.strip() for n in data]
+        else:
+            raise _error(path, 0, 'expected {"class name": index, ...} (SSv2 labels.json) or a list of class names')
+    else:
+        text = _read_text(path)
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        header = [h.strip().lower() for h in first.split(",")]
+        if {"label", "youtube_id"} <= set(header) or header == ["id", "name"]:
+            column = "label" if "label" in header else "name"
+            rows = list(csv.DictReader(io.StringIO(text)))
+            names = sorted({(r.get(column) or "").strip() for r in rows} - {""})
+        else:
+            names = _read_class_names(path, problems)
+    if not names or any(not n for n in names):
+        raise _error(path, 0, "no class names (or an empty one) in the file; give the dataset's label file")
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise _error(path, 0, f"duplicated class names {duplicated[:3]}")
+    return sorted(names)
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,7 +570,7 @@ def load_ssv1(
     try:
         frame_template.format(1)
     except (IndexError, KeyError, ValueError) as exc:
-        raise ValueError(
+        raise ConfigError(
             f"frame_template {frame_template!r} must format one integer, like '{{:05d}}.jpg'"
         ) from exc
     problems = _Problems(on_error, "ssv1")
@@ -846,7 +889,7 @@ def load_kinetics(
                 return _load_kinetics_folders(
                     root, split, split_dir, problems, explicit_dir=video_dir is not None
                 )
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no Kinetics-400 {split} annotations found; tried the CSVs "
             f"{_tried(dirs, csv_names)} and the folder layout "
             f"{' or '.join(str(d) for d in split_dirs)}. The root should hold "
@@ -922,14 +965,14 @@ def _resolve_classes(
     if isinstance(classes, (str, os.PathLike)):
         path = _abs(classes)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"class file {path} not found; it should hold one class name per line"
             )
         return _read_class_names(path, problems)
     names = [str(name) for name in classes]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
-        raise ValueError(f"classes contains duplicated names: {duplicated}")
+        raise ConfigError(f"classes contains duplicated names: {duplicated}")
     return names
 
 
@@ -956,7 +999,7 @@ def load_list(
     """
     list_file = _abs(list_file)
     if not list_file.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"list file {list_file} not found; it should hold one 'path num_frames label' line "
             "per video"
         )
@@ -1100,7 +1143,7 @@ def load_annotations(source: str, root: PathLike, split: str, **kw: Any) -> Anno
     if loader is None:
         close = difflib.get_close_matches(key, [*_LOADERS, *_SOURCE_ALIASES], n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
+        raise ConfigError(
             f"unknown annotation source {source!r}; allowed: "
             f"{', '.join(repr(name) for name in _LOADERS)} (aliases: "
             f"{', '.join(_SOURCE_ALIASES)}){hint}"

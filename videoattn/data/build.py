@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import check_keys, to_plain
+from ..errors import ConfigError
 from .annotations import Annotations, flip_label_map, has_left_right, load_annotations
 from .dataset import VideoDataset
 from .sampling import Sampling
@@ -38,9 +39,9 @@ def normalize_data_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     check_keys(cfg, DATA_KEYS, section="data")
     out = {k: cfg.get(k, v) for k, v in DATA_KEYS.items()}
     if not out["source"]:
-        raise ValueError("data config: `source` is required (ssv2 | ssv1 | kinetics | list)")
+        raise ConfigError("data config: `source` is required (ssv2 | ssv1 | kinetics | list)")
     if not out["root"] and not out["demo"]:
-        raise ValueError(f"data config {out['name']!r}: set `root` to the dataset folder (data.root=/path/to/dataset)")
+        raise ConfigError(f"data config {out['name']!r}: set `root` to the dataset folder (data.root=/path/to/dataset)")
     out["splits"] = {**DATA_KEYS["splits"], **(out["splits"] or {})}
     return out
 
@@ -57,6 +58,8 @@ def dataset_root(cfg: Mapping[str, Any]) -> Path:
 
 def load_split(cfg: Mapping[str, Any], split: str) -> Annotations:
     """The parsed annotations of ``split`` (``train`` / ``val`` / ``test`` -> ``cfg.splits``)."""
+    if split not in cfg["splits"]:
+        raise ConfigError(f"split={split!r} is not one of the data config's splits {sorted(cfg['splits'])}")
     return load_annotations(
         cfg["source"], dataset_root(cfg), cfg["splits"][split], on_error=cfg["on_error"], **cfg["annotations"]
     )
@@ -73,14 +76,14 @@ def build_dataset(
     if mode == "test":
         test = {**DATA_KEYS["test"], **cfg["test"]}
         if test["twice_sample"] and test["num_clips"] != 2:
-            raise ValueError(f"data config: test.twice_sample=true takes exactly 2 clips per video, got test.num_clips="
+            raise ConfigError(f"data config: test.twice_sample=true takes exactly 2 clips per video, got test.num_clips="
                              f"{test['num_clips']}; set test.twice_sample=false for {test['num_clips']} evenly spaced clips")
         sampling_kw.update(num_clips=test["num_clips"], twice_sample=test["twice_sample"])
         crops = TEST_CROPS.get(test["num_crops"])
         if crops is None:
-            raise ValueError(f"data config: test.num_crops must be one of {sorted(TEST_CROPS)}, got {test['num_crops']}")
+            raise ConfigError(f"data config: test.num_crops must be one of {sorted(TEST_CROPS)}, got {test['num_crops']}")
         if crops == "ten" and has_left_right(ann.classes):
-            raise ValueError("data config: ten-crop test views flip the clips, which swaps this dataset's left/right classes; use num_crops 1 or 3")
+            raise ConfigError("data config: ten-crop test views flip the clips, which swaps this dataset's left/right classes; use num_crops 1 or 3")
         ev = dict(cfg["eval_transform"])
         if crops == "three":  # TSM's full-resolution three-crop: squares of the resized short side
             ev["size"] = ev.get("resize") or ev.get("size", 224)
@@ -93,7 +96,7 @@ def build_dataset(
         if flip == "auto":
             flip = "swap" if has_left_right(ann.classes) else "on"
         if flip == "on" and has_left_right(ann.classes):
-            raise ValueError(
+            raise ConfigError(
                 "data config: train_transform.flip: on would mirror this dataset's left/right classes "
                 "without swapping their labels; use swap or off"
             )

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..errors import DataError
 from .annotations import Annotations, VideoRecord
 from .sampling import Sampling
 from .transforms import EvalTransform, TrainTransform
@@ -76,7 +77,7 @@ class VideoDataset(Dataset):
             self.classes = None
         self.records = list(records)
         if not self.records:
-            raise ValueError("the dataset has no videos: check the annotation file and the video folder")
+            raise DataError("the dataset has no videos: check the annotation file and the video folder")
         self.sampling, self.transform, self.mode = sampling, transform, mode
         self.backend, self.fallback, self.num_threads = backend, fallback, num_threads
         self.max_retries, self.seed = max_retries, seed
@@ -130,7 +131,7 @@ class VideoDataset(Dataset):
                     self._record_failure(current, e)
                 tried.append(str(self.records[current].path))
             current = int(rng.integers(len(self)))
-        raise RuntimeError(
+        raise DataError(
             f"{len(tried)} videos in a row could not be read while loading item {index} "
             f"(max_retries={self.max_retries}): {tried[:5]}; check the dataset with tools/prepare_data.py"
         )

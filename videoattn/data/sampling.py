@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ConfigError
+
 SAMPLING_MODES = ("segment", "dense")
 
 
@@ -145,16 +147,16 @@ class Sampling:
 
     def __post_init__(self) -> None:
         if self.mode not in SAMPLING_MODES:
-            raise ValueError(f"sampling mode {self.mode!r} is not one of {SAMPLING_MODES}")
+            raise ConfigError(f"sampling mode {self.mode!r} is not one of {SAMPLING_MODES}")
         if self.mode == "dense" and self.twice_sample:
-            raise ValueError("twice_sample applies to segment sampling only")
+            raise ConfigError("twice_sample applies to segment sampling only")
         # checked here, once, so that a bad setting fails at construction instead of being
         # taken, video after video, for an unreadable file
         if self.num_segments < 1 or self.stride < 1 or self.num_clips < 1:
-            raise ValueError(f"sampling needs num_segments, stride and num_clips >= 1, got {self.num_segments}, "
+            raise ConfigError(f"sampling needs num_segments, stride and num_clips >= 1, got {self.num_segments}, "
                              f"{self.stride}, {self.num_clips}")
         if self.twice_sample and self.num_clips != 2:
-            raise ValueError(f"twice_sample produces 2 clips, but num_clips={self.num_clips}")
+            raise ConfigError(f"twice_sample produces 2 clips, but num_clips={self.num_clips}")
 
     def train(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
         """Random training indices, ``(T,)``."""

@@ -24,6 +24,8 @@ import torch
 import torchvision.transforms.v2.functional as F
 from torch import Tensor
 
+from ..errors import ConfigError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TRAIN_CROPS = ("multiscale", "random_resized")
@@ -148,11 +150,11 @@ class TrainTransform:
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         if crop not in TRAIN_CROPS:
-            raise ValueError(f"train crop {crop!r} is not one of {TRAIN_CROPS}")
+            raise ConfigError(f"train crop {crop!r} is not one of {TRAIN_CROPS}")
         if flip not in FLIP_MODES:
-            raise ValueError(f"flip {flip!r} is not one of {FLIP_MODES}")
+            raise ConfigError(f"flip {flip!r} is not one of {FLIP_MODES}")
         if flip == "swap" and flip_map is None:
-            raise ValueError("flip='swap' needs the flip label map of the dataset's classes")
+            raise ConfigError("flip='swap' needs the flip label map of the dataset's classes")
         self.size, self.crop, self.resize = size, crop, resize
         self.scales, self.max_distort = tuple(scales), max_distort
         self.fix_crop, self.more_fix_crop = fix_crop, more_fix_crop
@@ -203,7 +205,7 @@ class EvalTransform:
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         if crops not in EVAL_CROPS:
-            raise ValueError(f"test crops {crops!r} is not one of {EVAL_CROPS}")
+            raise ConfigError(f"test crops {crops!r} is not one of {EVAL_CROPS}")
         self.size, self.resize, self.crops = size, resize, crops
         self.mean, self.std = tuple(mean), tuple(std)
 
@@ -228,7 +230,7 @@ class EvalTransform:
             clip = resize_short(clip, self.resize)
         h, w = clip.shape[-2:]
         if min(h, w) < self.size:
-            raise ValueError(f"frames of {h}x{w} are smaller than the {self.size}px test crop; set resize >= size")
+            raise ConfigError(f"frames of {h}x{w} are smaller than the {self.size}px test crop; set resize >= size")
         views = []
         for x, y in self.offsets(w, h):
             view = clip[..., y : y + self.size, x : x + self.size]  # (..., T, 3, S, S)

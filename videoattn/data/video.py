@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError, DataError, MissingFileError
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "decord", "pyav", "frames")
@@ -41,13 +43,14 @@ except ImportError:  # pragma: no cover - depends on the platform
     decord = None
 
 
-class DecodeError(RuntimeError):
+class DecodeError(DataError, RuntimeError):
     """A video that cannot be opened or decoded; the message names the file and the backend."""
 
     def __init__(self, path: str | os.PathLike, backend: str, cause: str) -> None:
         super().__init__(f"{backend}: cannot decode {os.fspath(path)}: {cause}")
         self.path = os.fspath(path)
         self.backend = backend
+        self.cause = cause
 
 
 def _as_index_list(indices: Sequence[int] | np.ndarray) -> list[int]:
@@ -248,14 +251,14 @@ def open_video(path: str | os.PathLike, *, backend: str = "auto", num_threads: i
     """Open ``path`` with ``backend``: ``"auto"`` (a folder -> frames, else decord when
     installed, else PyAV), ``"decord"``, ``"pyav"`` or ``"frames"``.
 
-    Raises ``FileNotFoundError`` for a missing path and :class:`DecodeError` for a file the
+    Raises :class:`~videoattn.errors.MissingFileError` (a ``FileNotFoundError``) for a missing path and :class:`DecodeError` for a file the
     backend cannot read.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"unknown video backend {backend!r}; choose one of {list(BACKENDS)}")
+        raise ConfigError(f"unknown video backend {backend!r}; choose one of {list(BACKENDS)}")
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"video not found: {path}")
+        raise MissingFileError(f"video not found: {path}")
     if backend == "auto":
         backend = "frames" if path.is_dir() else ("decord" if decord is not None else "pyav")
     if backend == "frames":
@@ -280,7 +283,8 @@ def read_clip(
     indices actually read (clamped to the decodable frames).
 
     With ``fallback`` (the default), a file that decord cannot open or decode is read again
-    with PyAV; the failure is logged. Raises :class:`DecodeError` when no backend can read it.
+    with PyAV (logged when PyAV succeeds). Raises :class:`DecodeError` when no backend can
+    read it, naming both readers' reasons.
     """
     try:
         with open_video(path, backend=backend, num_threads=num_threads) as reader:
@@ -288,9 +292,14 @@ def read_clip(
     except DecodeError as e:
         if not (fallback and e.backend == "decord"):
             raise
-        log.warning("%s; retrying with PyAV", e)
-    with open_video(path, backend="pyav", num_threads=num_threads) as reader:
-        return _read(reader, choose)
+        first = e
+    try:
+        with open_video(path, backend="pyav", num_threads=num_threads) as reader:
+            out = _read(reader, choose)
+    except DecodeError as e:  # one error naming both readers' reasons
+        raise DecodeError(path, "pyav", f"{e.cause} (decord: {first.cause})") from e
+    log.warning("%s; read with PyAV instead", first)
+    return out
 
 
 def _read(reader: VideoReader, choose: Callable[[int], np.ndarray]) -> tuple[Tensor, np.ndarray]:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class World:
@@ -31,7 +33,7 @@ def init_distributed(device: str = "auto") -> World:
     ``WORLD_SIZE``, ``LOCAL_RANK``): NCCL on CUDA, gloo on CPU. Without torchrun: one process."""
     want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if want_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda but no CUDA device is available; use device=cpu or auto")
+        raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or auto")
     size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))

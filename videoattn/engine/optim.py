@@ -18,6 +18,7 @@ from torch import nn
 
 from ..attention import no_weight_decay_names
 from ..config import check_keys, to_plain
+from ..errors import ConfigError
 
 OPTIM_KEYS: dict[str, Any] = {
     "name": "sgd",  # sgd | adamw
@@ -47,9 +48,9 @@ def normalize_optim_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     check_keys(cfg, OPTIM_KEYS, section="optim")
     out = {**OPTIM_KEYS, **cfg}
     if out["name"] not in ("sgd", "adamw"):
-        raise ValueError(f"optim config: name must be sgd or adamw, got {out['name']!r}")
+        raise ConfigError(f"optim config: name must be sgd or adamw, got {out['name']!r}")
     if out["schedule"] not in ("step", "cosine", "constant"):
-        raise ValueError(f"optim config: schedule must be step, cosine or constant, got {out['schedule']!r}")
+        raise ConfigError(f"optim config: schedule must be step, cosine or constant, got {out['schedule']!r}")
     return out
 
 

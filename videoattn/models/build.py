@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from ..attention import build_attention
+from ..checkpoint import as_checkpoint, describe, load_checkpoint, load_model_state, read_torch_file
+from ..errors import CheckpointError, ConfigError, MissingFileError
 from .classifier import VideoClassifier
 from .inserts import parse_inserts
 from .mobilenet import MobileNetV2Trunk
@@ -45,23 +47,25 @@ def normalize_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         cfg = OmegaConf.to_container(cfg, resolve=True)
     unknown = sorted(set(cfg) - set(MODEL_KEYS))
     if unknown:
-        raise ValueError(f"model config: unknown key(s) {unknown}; allowed: {sorted(MODEL_KEYS)}")
+        raise ConfigError(f"model config: unknown key(s) {unknown}; allowed: {sorted(MODEL_KEYS)}")
     missing = [k for k in REQUIRED if cfg.get(k) is None]
     if missing:
-        raise ValueError(f"model config: missing required key(s) {missing}")
+        raise ConfigError(f"model config: missing required key(s) {missing}")
     out = {k: cfg.get(k, default) for k, default in MODEL_KEYS.items()}
     if out["arch"] not in ALL_ARCHS:
-        raise ValueError(f"model config: unknown arch {out['arch']!r}; choose one of {list(ALL_ARCHS)}")
+        raise ConfigError(f"model config: unknown arch {out['arch']!r}; choose one of {list(ALL_ARCHS)}")
     for k in ("num_classes", "num_segments"):
         if not isinstance(out[k], int) or out[k] < 1:
-            raise ValueError(f"model config: {k} must be a positive integer, got {out[k]!r}")
+            raise ConfigError(f"model config: {k} must be a positive integer, got {out[k]!r}")
     out["inserts"] = [i.as_dict() for i in parse_inserts(out["inserts"])]
     return out
 
 
-def build_model(cfg: Mapping[str, Any]) -> VideoClassifier:
+def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None) -> VideoClassifier:
     """Build the classifier described by ``cfg`` (see ``MODEL_KEYS``), and load
-    ``cfg["pretrained"]`` into its backbone. The normalised config is kept as ``model.config``.
+    ``cfg["pretrained"]`` into it (:func:`load_pretrained`; ``classes``, the dataset's class
+    names, decide whether a pretrained checkpoint's classifier is kept). The normalised config
+    is kept as ``model.config``.
 
     >>> build_model({"arch": "resnet50", "num_classes": 174, "num_segments": 8,
     ...              "inserts": [{"name": "action"}, {"name": "se", "stages": [3, 4]}]})
@@ -71,7 +75,7 @@ def build_model(cfg: Mapping[str, Any]) -> VideoClassifier:
     t = cfg["num_segments"]
     if cfg["arch"] == "mobilenet_v2":
         if cfg["layers"] or cfg["widths"]:
-            raise ValueError("model config: layers / widths apply to ResNets only")
+            raise ConfigError("model config: layers / widths apply to ResNets only")
         backbone = MobileNetV2Trunk(num_segments=t, inserts=inserts)
     else:
         backbone = build_resnet(cfg["arch"], num_segments=t, inserts=inserts, layers=cfg["layers"], widths=cfg["widths"])
@@ -93,8 +97,27 @@ def build_model(cfg: Mapping[str, Any]) -> VideoClassifier:
     )
     model.config = cfg
     if cfg["pretrained"]:
-        load_pretrained(model, cfg["pretrained"])
+        load_pretrained(model, cfg["pretrained"], classes=classes)
     return model
+
+
+def model_from_checkpoint(ckpt: Mapping[str, Any], *, path: str | Path = "checkpoint") -> VideoClassifier:
+    """The model a checkpoint (:func:`videoattn.checkpoint.load_checkpoint`) describes, with its
+    weights loaded strictly, in eval mode."""
+    try:
+        model = build_model({**ckpt["model_config"], "pretrained": None})
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: its model config cannot be built here ({err})") from err
+    load_model_state(model, ckpt, path=path)
+    return model.eval()
+
+
+def load_model(path: str | Path) -> tuple[VideoClassifier, dict[str, Any]]:
+    """The model of the checkpoint file ``path`` (a training run's or a converted one) in eval
+    mode, and the checkpoint (its classes, clip settings, origin): what test / infer / benchmark
+    load."""
+    ckpt = load_checkpoint(path)
+    return model_from_checkpoint(ckpt, path=path), ckpt
 
 
 # ----------------------------------------------------------------------------- pretrained weights
@@ -107,18 +130,20 @@ _TV_VERSIONS = {"imagenet": "IMAGENET1K_V1", "imagenet_v2": "IMAGENET1K_V2"}
 
 @dataclass
 class LoadReport:
-    """What a weight load did: tensors loaded, and those left at their init (inserted modules,
-    the new classifier), by key."""
+    """What a weight load did: tensors loaded, those left at their init (inserted modules, a new
+    classifier) and those of the file not used, by key, with the reasons."""
 
     source: str
     loaded: int
     not_initialised: list[str]
     ignored: list[str]
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
             f"{self.source}: loaded {self.loaded} tensors; not initialised ({len(self.not_initialised)}): "
             f"{', '.join(self.not_initialised) or 'none'}; ignored from the file: {', '.join(self.ignored) or 'none'}"
+            + "".join(f"; {n}" for n in self.notes)
         )
 
 
@@ -128,13 +153,13 @@ def imagenet_state_dict(arch: str, version: str = "imagenet") -> dict[str, torch
     from torchvision.models import get_weight
 
     if version not in _TV_VERSIONS:
-        raise ValueError(f"pretrained: {version!r} is not one of {sorted(_TV_VERSIONS)} or a file path")
+        raise ConfigError(f"pretrained: {version!r} is not one of {sorted(_TV_VERSIONS)} or a file path")
     weights = get_weight(f"{_TV_WEIGHTS[arch]}.{_TV_VERSIONS[version]}")
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     try:
         return weights.get_state_dict(progress=False)
     except Exception as err:  # URLError, socket errors, HTTP errors: all mean "no file"
-        raise RuntimeError(
+        raise MissingFileError(
             f"could not get the ImageNet weights of {arch} ({weights.url}): {err}. "
             f"Without internet, download that file elsewhere and put it at {cached} "
             f"(or set TORCH_HOME), or set `pretrained:` to the path of a torchvision-format "
@@ -142,20 +167,15 @@ def imagenet_state_dict(arch: str, version: str = "imagenet") -> dict[str, torch
         ) from err
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state_dict from a file: a bare state_dict or a checkpoint with ``state_dict`` / ``model``."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights {path} not found (a torchvision-format state_dict .pth)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+def read_state_dict(path: str | Path, *, obj: Any = None) -> dict[str, torch.Tensor]:
+    """A state_dict from a file (or ``obj``, the file already loaded): a bare state_dict or a
+    checkpoint with ``state_dict`` / ``model``."""
+    obj = read_torch_file(path, what="pretrained weights") if obj is None else obj
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: expected a state_dict (name -> tensor)")
+        raise CheckpointError(f"pretrained weights {path}: expected a state_dict (name -> tensor)")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
@@ -167,33 +187,101 @@ def _inserted_prefixes(backbone: nn.Module) -> list[str]:
     ]
 
 
-def load_pretrained(model: VideoClassifier, pretrained: str | Path) -> LoadReport:
-    """Load ImageNet weights (``imagenet`` / ``imagenet_v2``) or a local torchvision-format
-    state_dict into ``model.backbone``. Only inserted modules may stay uninitialised (and the
-    classifier, which is new): any other missing, unexpected or mis-shaped key is an error."""
+def load_pretrained(model: VideoClassifier, pretrained: str | Path, *, classes: Sequence[str] | None = None) -> LoadReport:
+    """Initialise ``model`` from ``pretrained``:
+
+    - ``imagenet`` / ``imagenet_v2``, or a local torchvision-format state_dict: the backbone.
+      Only inserted modules (and the new classifier) stay uninitialised.
+    - a videoattn checkpoint (a training run's or a converted official one): fine-tuning. The
+      backbone and every inserted module the checkpoint has, and the classifier when the
+      checkpoint predicts exactly ``classes`` (same names, same order); inserted modules the
+      checkpoint lacks stay at their init, those the model lacks are ignored.
+
+    Any other missing, unexpected or mis-shaped tensor is an error ("another architecture?");
+    the report lists what was not initialised and why, and is logged."""
     arch = getattr(model, "config", {}).get("arch", "resnet50")
     if str(pretrained) in _TV_VERSIONS:
         source = f"torchvision {arch} {_TV_VERSIONS[str(pretrained)]}"
         sd = imagenet_state_dict(arch, str(pretrained))
     else:
         source = str(pretrained)
-        sd = read_state_dict(pretrained)
+        obj = read_torch_file(pretrained, what="pretrained weights")
+        ckpt = as_checkpoint(obj, pretrained)
+        if ckpt is not None:
+            report = _load_checkpoint_weights(model, ckpt, source=source, classes=classes)
+            log.info(report.summary())
+            return report
+        if isinstance(obj, dict) and any(k.startswith(("module.base_model.", "base_model.")) for k in obj.get("state_dict", obj)):
+            raise CheckpointError(f"pretrained weights {pretrained}: {describe(obj, pretrained)}")
+        sd = read_state_dict(pretrained, obj=obj)
     ignored = sorted(k for k in sd if k.startswith(_TV_HEADS))  # the 1000-class classifier
     sd = {k: v for k, v in sd.items() if not k.startswith(_TV_HEADS)}
     own = model.backbone.state_dict()
-    mismatched = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items() if k in own and v.shape != own[k].shape]
-    unexpected = sorted(k for k in sd if k not in own)
-    prefixes = _inserted_prefixes(model.backbone)
+    prefixes = tuple(_inserted_prefixes(model.backbone))
+    _check_fit(own, sd, lambda k: k.startswith(prefixes), source=source, arch=arch)
     missing = sorted(k for k in own if k not in sd)
-    bad_missing = [k for k in missing if not k.startswith(tuple(prefixes))]
+    model.backbone.load_state_dict(sd, strict=False)
+    report = LoadReport(source, len(sd), [f"backbone.{k}" for k in missing] + ["fc.weight", "fc.bias"], ignored)
+    log.info(report.summary())
+    return report
+
+
+def _check_fit(own: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor], inserted, *, source: str, arch: str,
+               hint: str = "") -> None:
+    """Fail unless ``theirs`` has every non-inserted tensor of ``own`` with its shape and nothing else."""
+    mismatched = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in theirs.items() if k in own and v.shape != own[k].shape]
+    unexpected = sorted(k for k in theirs if k not in own)
+    bad_missing = sorted(k for k in own if k not in theirs and not inserted(k))
     if mismatched or unexpected or bad_missing:
         problems = "; ".join(
             f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
             for label, keys in (("shape mismatch", mismatched), ("unexpected", unexpected), ("missing", bad_missing))
             if keys
         )
-        raise ValueError(f"{source} does not fit the {arch} backbone: {problems}. Is it a checkpoint of another architecture?")
-    model.backbone.load_state_dict(sd, strict=False)
-    report = LoadReport(source, len(sd), [f"backbone.{k}" for k in missing] + ["fc.weight", "fc.bias"], ignored)
-    log.info(report.summary())
-    return report
+        raise CheckpointError(f"{source} does not fit the {arch} model: {problems}. "
+                              + (hint or "Is it a checkpoint of another architecture?"))
+
+
+def _inserted_keys(model: VideoClassifier) -> set[str]:
+    """The state_dict keys of the modules inserted into ``model`` (slots, stage-shared, head)."""
+    prefixes = tuple(f"backbone.{p}" for p in _inserted_prefixes(model.backbone)) + ("head.",)
+    return {k for k in model.state_dict() if k.startswith(prefixes)}
+
+
+def _load_checkpoint_weights(model: VideoClassifier, ckpt: Mapping[str, Any], *, source: str,
+                             classes: Sequence[str] | None) -> LoadReport:
+    own, theirs = model.state_dict(), ckpt["model"]
+    cfg, their_cfg = model.config, ckpt["model_config"]
+    their_model = build_model({**their_cfg, "pretrained": None})  # which of its tensors are inserted modules
+    inserted = _inserted_keys(model) | _inserted_keys(their_model)
+    fc = {"fc.weight", "fc.bias"}
+    notes: list[str] = []
+    keep_fc = classes is not None and ckpt["classes"] is not None and list(ckpt["classes"]) == list(classes)
+    if not keep_fc:
+        k_theirs, k_own = their_cfg["num_classes"], cfg["num_classes"]
+        why = ("the checkpoint has no class names" if ckpt["classes"] is None
+               else f"the checkpoint predicts {k_theirs} classes, this model {k_own}" if k_theirs != k_own
+               else "the checkpoint's classes are not this dataset's" if classes is not None
+               else "the dataset's classes were not given")
+        notes.append(f"new classifier: {why}")
+    core = {k: v for k, v in theirs.items() if k not in inserted and k not in fc}
+    _check_fit({k: v for k, v in own.items() if k not in inserted and k not in fc}, core, lambda k: False,
+               source=source, arch=cfg["arch"])
+    load, ignored = dict(core), []
+    for k in sorted(inserted | (fc if keep_fc else set())):
+        if k not in theirs:
+            continue
+        if k not in own:
+            ignored.append(k)
+        elif theirs[k].shape != own[k].shape:
+            t = (f"the checkpoint was made with num_segments={their_cfg['num_segments']}, this model has "
+                 f"{cfg['num_segments']}, and this module's weights depend on T" if their_cfg["num_segments"] != cfg["num_segments"]
+                 else "its module was built with other settings")
+            raise CheckpointError(f"{source} does not fit this model: {k} has shape {tuple(theirs[k].shape)} in the "
+                                  f"checkpoint and {tuple(own[k].shape)} here ({t})")
+        else:
+            load[k] = theirs[k]
+    if ignored:
+        notes.append(f"{len(ignored)} tensors of inserted modules this model does not have were ignored")
+    model.load_state_dict(load, strict=False)
+    return LoadReport(source, len(load), sorted(k for k in own if k not in load), ignored, notes)

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..checkpoint import as_checkpoint, describe, make_checkpoint, read_torch_file, save_checkpoint
+from ..errors import CheckpointError, ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +91,7 @@ def _insert_placement(keys: list[str], marker: str, depth: tuple[int, ...]) -> d
     for every in (1, 2):
         if have == {(s, b) for s in range(1, 5) for b in range(depth[s - 1]) if b % every == 0}:
             return {"every": every}
-    raise ValueError(f"unsupported placement of {marker.strip('.')} modules: {sorted(have)}")
+    raise CheckpointError(f"unsupported placement of {marker.strip('.')} modules: {sorted(have)}")
 
 
 def convert_state_dict(
@@ -96,23 +99,23 @@ def convert_state_dict(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Map an official state_dict to ours; returns ``(state_dict, model_config)``."""
     if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; choose one of {SOURCES}")
+        raise ConfigError(f"unknown source {source!r}; choose one of {SOURCES}")
     sd = _strip(state_dict)
     found = detect_source(sd)
     if found != source:
         what = "not a TSM / TAM / ACTION-Net ResNet checkpoint" if found == "unknown" else f"a {found.upper()} checkpoint"
-        raise ValueError(f"--source {source}, but this state_dict looks like {what}")
+        raise CheckpointError(f"--source {source}, but this checkpoint looks like {what}")
     if "new_fc.weight" not in sd:
-        raise ValueError("no new_fc.weight in the checkpoint: not a TSN-style model of the official code")
+        raise CheckpointError("no new_fc.weight in the checkpoint: not a TSN-style model of the official code")
     keys = list(sd)
     depth = _blocks_per_stage(keys)
     arch = _DEPTHS.get(depth)
     if arch is None:
-        raise ValueError(f"blocks per stage {depth} match no supported ResNet (50: 3-4-6-3, 101: 3-4-23-3)")
+        raise CheckpointError(f"blocks per stage {depth} match no supported ResNet (50: 3-4-6-3, 101: 3-4-23-3)")
     if source == "tam":
         t_ckpt = sd["base_model.layer1.0.tam.G.0.weight"].shape[1]  # Linear(T, 2T)
         if t_ckpt != num_segments:
-            raise ValueError(f"this TAM checkpoint was trained with T={t_ckpt} segments, not {num_segments}")
+            raise CheckpointError(f"this TAM checkpoint was trained with T={t_ckpt} segments, not {num_segments}")
     if source == "tsm":
         # the shift has no parameters; the official code shifts every block, every second
         # block when layer3 has >= 23 blocks (ResNet-101)
@@ -136,46 +139,145 @@ def convert_state_dict(
     return out, cfg
 
 
+_T_IN_NAME = (re.compile(r"segments?_?(\d+)", re.I), re.compile(r"clip_len_?(\d+)", re.I),
+              re.compile(r"num_segments_?(\d+)", re.I))
+
+
+def num_segments_from_path(path: str | Path) -> tuple[int, str] | None:
+    """T as the official scripts write it into the file name or its folder's name, and where:
+    ``TSM_..._segment8_e45.pth``, ``TSM_..._segment8_e50/ckpt.best.pth.tar`` (TSM / TAM:
+    ``<store_name>/ckpt.best.pth.tar``), ``clip_len_8frame_sample_rate_1_checkpoint.pth.tar``
+    (ACTION-Net). Two different values (file vs folder) are refused."""
+    path = Path(path)
+    found: dict[int, str] = {}
+    for part in (path.name, path.parent.name):
+        for pattern in _T_IN_NAME:
+            for m in pattern.finditer(part):
+                found.setdefault(int(m.group(1)), f"{m.group(0)!r} in {part!r}")
+    if len(found) > 1:
+        raise CheckpointError(f"{path}: the names say different numbers of segments ({'; '.join(found.values())}); "
+                              "pass --num-segments")
+    return next(iter(found.items()), None)
+
+
 def guess_num_segments(path: str | Path) -> int | None:
-    """The official checkpoint names carry T (``..._segment8_...``)."""
-    m = re.search(r"segment(\d+)", Path(path).name)
-    return int(m.group(1)) if m else None
+    """T from the file name or its folder's name (:func:`num_segments_from_path`), or None."""
+    found = num_segments_from_path(path)
+    return found[0] if found else None
+
+
+def official_data_settings(path: str | Path, num_segments: int, sampling: str | None = None) -> dict[str, Any]:
+    """The clip settings of the official test scripts for a checkpoint: TSN segment sampling, or
+    dense sampling (8 frames 64/T apart: TSM's ``--dense_sample``, named ``..._dense`` in its
+    model zoo) when the name says ``dense`` or ``sampling="dense"``; resize to 256, centre crop 224."""
+    names = f"{Path(path).parent.name}/{Path(path).name}".lower()
+    mode = sampling or ("dense" if "dense" in names else "segment")
+    if mode not in ("segment", "dense"):
+        raise ConfigError(f"sampling must be segment or dense, got {mode!r}")
+    dataset = next((name for key, name in (("somethingv2", "ssv2"), ("something", "ssv1"), ("kinetics", "kinetics"),
+                                           ("jester", "jester")) if key in names), None)
+    return {"name": dataset, "sampling": {"mode": "dense", "stride": max(1, 64 // num_segments)} if mode == "dense"
+            else {"mode": "segment"}, "eval_transform": {"size": 224, "resize": 256}}
+
+
+def read_official(path: str | Path) -> tuple[dict[str, torch.Tensor], Any]:
+    """The (``module.``-stripped) state_dict of an official checkpoint file and the loaded object."""
+    path = Path(path)
+    obj = read_torch_file(path)  # official checkpoints pickle numpy scalars (best_prec1): trusted files only
+    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if as_checkpoint(obj, path) is not None:
+        raise CheckpointError(f"{path} is already a videoattn checkpoint; give it to the tools as it is (to add class "
+                              f"names: tools/convert_checkpoint.py --src {path} --dst {path} --classes LABEL_FILE)")
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{path}: not an official TSM / TAM / ACTION-Net checkpoint (expected a dict whose "
+                              "'state_dict' maps names to tensors)")
+    return _strip(sd), obj
 
 
 def convert_checkpoint(
-    src: str | Path, dst: str | Path, *, source: str, num_segments: int | None = None, shift_div: int = 8
+    src: str | Path,
+    dst: str | Path,
+    *,
+    source: str | None = None,
+    num_segments: int | None = None,
+    classes: Sequence[str] | None = None,
+    shift_div: int = 8,
+    sampling: str | None = None,
 ) -> dict[str, Any]:
-    """Read an official checkpoint, convert it, check that it loads strictly into the model
-    its config describes, and write ``{model_config, state_dict, class_names, converted_from}``
-    to ``dst`` atomically."""
+    """Convert the official checkpoint ``src`` into a videoattn checkpoint at ``dst`` (written
+    atomically) and return it. ``source`` defaults to what the weights show; T comes from
+    ``num_segments``, or the file / folder name, or TAM's weights, and a given value that
+    contradicts the name or the weights is refused. ``classes`` are the class names in the
+    project's order (sorted; :func:`videoattn.data.annotations.read_class_names`), checked
+    against the classifier. The converted model is checked to load strictly.
+
+    ``src`` may also be a videoattn checkpoint: it is rewritten with ``classes``."""
     from .build import build_model
 
-    src = Path(src)
-    if not src.is_file():
-        raise FileNotFoundError(f"checkpoint {src} not found")
-    try:
-        obj = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception:  # official checkpoints may pickle numpy scalars (best_prec1): trusted files only
-        log.warning("%s: not loadable with weights_only=True; loading it as a full pickle", src)
-        obj = torch.load(src, map_location="cpu", weights_only=False)
-    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(sd, dict):
-        raise ValueError(f"{src}: expected a dict with a 'state_dict' (the official checkpoint format)")
-    t = num_segments or guess_num_segments(src)
-    if t is None:
-        raise ValueError(f"{src}: pass num_segments (the T the model was trained with; not in the file name)")
+    src, dst = Path(src), Path(dst)
+    obj = read_torch_file(src)
+    existing = as_checkpoint(obj, src)
+    if existing is not None:
+        return _rename_classes(existing, src, dst, classes)
+    sd, obj = read_official(src)
+    found = detect_source(sd)
+    source = source or found
+    if source == "unknown":
+        raise CheckpointError(f"{src}: {describe(obj, src)}")
+    t = _num_segments(src, sd, num_segments)
     state_dict, cfg = convert_state_dict(sd, source=source, num_segments=t, shift_div=shift_div)
     model = build_model(cfg)
     model.load_state_dict(state_dict, strict=True)
-    ckpt = {
-        "model_config": model.config,
-        "state_dict": state_dict,
-        "class_names": None,
-        "converted_from": {"source": source, "file": src.name, "arch": obj.get("arch") if isinstance(obj, dict) else None},
-    }
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    torch.save(ckpt, tmp)
-    tmp.replace(dst)
+    names = _check_names(classes, cfg["num_classes"], src)
+    ckpt = make_checkpoint(
+        model, classes=names, data=official_data_settings(src, t, sampling),
+        origin={"kind": "converted", "source": source, "file": str(src.resolve()),
+                "arch": obj.get("arch") if isinstance(obj, dict) else None,
+                "epoch": _plain(obj.get("epoch")) if isinstance(obj, dict) else None,
+                "best_prec1": _plain(obj.get("best_prec1")) if isinstance(obj, dict) else None},
+    )
+    save_checkpoint(ckpt, dst)
+    return ckpt
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def _num_segments(src: Path, sd: Mapping[str, torch.Tensor], given: int | None) -> int:
+    named = num_segments_from_path(src)
+    weights = int(sd["base_model.layer1.0.tam.G.0.weight"].shape[1]) if "base_model.layer1.0.tam.G.0.weight" in sd else None
+    if given is not None and given < 1:
+        raise ConfigError(f"--num-segments must be >= 1, got {given}")
+    if given is not None and named is not None and given != named[0]:
+        raise ConfigError(f"--num-segments {given} contradicts the checkpoint's name ({named[1]} says T={named[0]}); "
+                          "the model was trained with that T, give that or leave --num-segments out")
+    t = given or (named[0] if named else None)
+    if weights is not None:  # TAM: the global branch's Linear(T, 2T) fixes T
+        if t is not None and t != weights:
+            what = f"--num-segments {given}" if given else f"its name ({named[1]})"
+            raise CheckpointError(f"{src}: {what} says T={t}, but its TAM weights were trained with T={weights} "
+                                  "(Linear(T, 2T) of the global branch)")
+        t = weights
+    if t is None:
+        raise ConfigError(f"{src}: neither the file name nor its folder says the number of segments (like 'segment8' or "
+                          "'clip_len_8'); pass --num-segments T, the T the model was trained with")
+    return t
+
+
+def _check_names(classes: Sequence[str] | None, num_classes: int, src: Path) -> list[str] | None:
+    if classes is None:
+        return None
+    names = list(classes)
+    if len(names) != num_classes:
+        raise DataError(f"the label file has {len(names)} classes, but {src}'s classifier predicts {num_classes}; "
+                        "give the label file of the dataset the model was trained on")
+    return names
+
+
+def _rename_classes(ckpt: dict[str, Any], src: Path, dst: Path, classes: Sequence[str] | None) -> dict[str, Any]:
+    if classes is None:
+        raise ConfigError(f"{src} is already a videoattn checkpoint; pass --classes LABEL_FILE to store class names in it")
+    ckpt["classes"] = _check_names(classes, ckpt["model_config"]["num_classes"], src)
+    save_checkpoint(ckpt, dst)
     return ckpt

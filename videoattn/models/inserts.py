@@ -23,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from ..attention import SLOTS, accepted_hparams, build_attention, get_spec
+from ..errors import ConfigError
 
 ALL_SLOTS = (*SLOTS, "head")
 
@@ -42,39 +43,39 @@ class Insert:
         if isinstance(spec, str):
             spec = {"name": spec}
         if not isinstance(spec, Mapping):
-            raise ValueError(f"{where}: an insert is a mapping with a 'name', got {spec!r}")
+            raise ConfigError(f"{where}: an insert is a mapping with a 'name', got {spec!r}")
         allowed = {f.name for f in fields(cls)}
         unknown = sorted(set(spec) - allowed)
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown} in insert {dict(spec)}; allowed: {sorted(allowed)}")
+            raise ConfigError(f"{where}: unknown key(s) {unknown} in insert {dict(spec)}; allowed: {sorted(allowed)}")
         if "name" not in spec:
-            raise ValueError(f"{where}: insert {dict(spec)} has no 'name'")
+            raise ConfigError(f"{where}: insert {dict(spec)} has no 'name'")
         name = spec["name"]
         try:
             reg = get_spec(name)
         except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
+            raise ConfigError(f"{where}: {err}") from None
         slot = spec.get("slot") or reg.slot
         if slot not in ALL_SLOTS:
-            raise ValueError(f"{where}: slot {slot!r} of {name!r} is not one of {ALL_SLOTS}")
+            raise ConfigError(f"{where}: slot {slot!r} of {name!r} is not one of {ALL_SLOTS}")
         if reg.scope == "head" and slot != "head":
-            raise ValueError(f"{where}: {name!r} is a head module (after the last stage); use slot 'head'")
+            raise ConfigError(f"{where}: {name!r} is a head module (after the last stage); use slot 'head'")
         if reg.scope == "stage" and slot != "output":
-            raise ValueError(f"{where}: {name!r} is shared across the blocks of a stage and gates the 'output' slot only")
+            raise ConfigError(f"{where}: {name!r} is shared across the blocks of a stage and gates the 'output' slot only")
         if reg.temporal and slot == "head":
-            raise ValueError(f"{where}: temporal module {name!r} cannot be a head module")
+            raise ConfigError(f"{where}: temporal module {name!r} cannot be a head module")
         stages = tuple(int(s) for s in spec.get("stages") or (1, 2, 3, 4))
         if not stages or any(s not in (1, 2, 3, 4) for s in stages):
-            raise ValueError(f"{where}: stages of {name!r} must be a subset of 1-4, got {list(stages)}")
+            raise ConfigError(f"{where}: stages of {name!r} must be a subset of 1-4, got {list(stages)}")
         every = int(spec.get("every", 1))
         if every < 1:
-            raise ValueError(f"{where}: every must be >= 1, got {every}")
+            raise ConfigError(f"{where}: every must be >= 1, got {every}")
         blocks = spec.get("blocks")
         blocks = None if blocks is None else tuple(int(b) for b in _as_seq(blocks))
         kwargs = dict(spec.get("kwargs") or {})
         unknown_hp = sorted(set(kwargs) - set(accepted_hparams(name)))
         if unknown_hp:
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: unknown kwargs {unknown_hp} for {name!r}; accepted: {accepted_hparams(name)}"
             )
         return cls(name, slot, stages, every, blocks, MappingProxyType(kwargs))

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torchvision.models.mobilenetv2 import InvertedResidual, MobileNetV2
 
 from ..attention import get_spec
+from ..errors import ConfigError
 from .inserts import Insert
 from .resnet import Inserts, _named
 
@@ -59,9 +60,9 @@ class MobileNetV2Trunk(nn.Module):
         for ins in inserts:
             spec = get_spec(ins.name)
             if spec.scope == "stage":
-                raise ValueError(f"{ins.name!r} needs ResNet stages (a state shared by their blocks); not available in mobilenet_v2")
+                raise ConfigError(f"{ins.name!r} needs ResNet stages (a state shared by their blocks); not available in mobilenet_v2")
             if ins.slot not in (*MOBILENET_SLOTS, "head"):
-                raise ValueError(f"mobilenet_v2 blocks have the slots {MOBILENET_SLOTS}, not {ins.slot!r} ({ins.name})")
+                raise ConfigError(f"mobilenet_v2 blocks have the slots {MOBILENET_SLOTS}, not {ins.slot!r} ({ins.name})")
         for stage in (1, 2, 3, 4):
             in_stage = [(i, m) for i, m in blocks if stage_of[i] == stage and m.use_res_connect]
             for j, (_, m) in enumerate(in_stage):

@@ -1,0 +1,241 @@
+"""What every tool does with a user's mistake: one line, exit code 2, no traceback.
+
+A tool wraps its work in :func:`user_errors`: a :class:`~videoattn.errors.UserError` (or an
+operating-system error on a path the user named: missing, not permitted, a folder, disk full)
+is printed as ``error: <message>`` on stderr and the process exits with code 2. Anything else
+is a bug and keeps its traceback. ``VIDEOATTN_DEBUG=1`` (or Hydra's ``HYDRA_FULL_ERROR=1``, or
+``--debug`` in the argparse tools) shows the traceback of user errors too.
+
+Hydra tools also call :func:`check_overrides` before ``main()``: it composes the config from
+the command line as Hydra will, so that an unknown key, an unknown config group option, a
+malformed override or a required value left out is reported in one line (Hydra itself prints
+a multi-line report and exits with code 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import errno
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from .errors import UserError
+
+__all__ = ["ArgumentParser", "check_overrides", "debug_enabled", "fail", "user_errors"]
+
+_USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.ENOSPC, errno.EROFS,
+                errno.EDQUOT, errno.ENAMETOOLONG}
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def debug_enabled() -> bool:
+    """Whether user errors should show their traceback (``VIDEOATTN_DEBUG=1`` / ``HYDRA_FULL_ERROR=1``)."""
+    return os.environ.get("VIDEOATTN_DEBUG") == "1" or os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: message`` (one line) on stderr and exit with code 2."""
+    sys.stdout.flush()
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def _os_message(err: OSError) -> str:
+    where = err.filename or ""
+    if err.errno in _DISK_FULL:
+        return f"{where or 'a file'}: the disk is full ({err.strerror}); free some space and run again"
+    return f"{where}: {err.strerror}" if where else str(err)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn user errors raised in the block into one line + exit code 2 (see the module doc)."""
+    try:
+        yield
+    except UserError as err:
+        if debug_enabled():
+            raise
+        fail(str(err))
+    except OSError as err:
+        if debug_enabled() or err.errno not in _USER_ERRNOS:
+            raise
+        fail(_os_message(err))
+    except RuntimeError as err:  # torch.save reports a full disk as "[enforce fail ...] unexpected pos"
+        if debug_enabled() or not _is_disk_full(err):
+            raise
+        fail(f"writing a file failed because the disk is full ({' '.join(str(err).split())[:120]}); "
+             "free some space and run again")
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in _DISK_FULL:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+class _Debug(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kw) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=False, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        os.environ["VIDEOATTN_DEBUG"] = "1"
+        setattr(namespace, self.dest, True)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors are one line (exit code 2), with ``--debug``."""
+
+    def __init__(self, *args, **kw) -> None:
+        kw.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kw)
+        self.add_argument("--debug", action=_Debug, help="show the traceback of errors (same as VIDEOATTN_DEBUG=1)")
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see {self.prog} --help)")
+
+
+# ----------------------------------------------------------------------------- Hydra command lines
+_VALUE_FLAGS = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd"}
+_SKIP_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--version", "--shell-completion", "-sc",
+               "--resolve", "--package", "-p", "--experimental-rerun"}
+
+
+def check_overrides(config_dir: str | os.PathLike, config_name: str, argv: Sequence[str] | None = None) -> None:
+    """Compose the config of a Hydra tool from ``argv`` (default ``sys.argv[1:]``) and exit with
+    one line and code 2 if Hydra would reject it, or if a required value (``???``) is left out.
+    Sweeps (``-m model=tsn,se``) are checked value by value. Hydra's own flags that print
+    instead of running (``--help``, ``--cfg``, ...) skip the check."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides, multirun, config_dirs = [], False, [str(config_dir)]
+    it = iter(argv)
+    for arg in it:
+        flag, _, inline = arg.partition("=")
+        if flag in _SKIP_FLAGS or (flag.startswith("-") and flag not in _VALUE_FLAGS | {"-m", "--multirun"}):
+            return  # Hydra prints something else, or reports the unknown flag itself
+        if flag in ("-m", "--multirun"):
+            multirun = True
+        elif flag in _VALUE_FLAGS:
+            value = inline or next(it, "")
+            if flag in ("--config-name", "-cn"):
+                config_name = value
+            elif flag in ("--config-dir", "-cd"):
+                config_dirs.append(value)
+            else:
+                return  # another primary config folder: let Hydra resolve it
+        else:
+            overrides.append(arg)
+    with user_errors():
+        for variant in _variants(overrides, multirun):
+            _compose(config_dirs, config_name, variant)
+
+
+def _variants(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override lists to compose: as given; with ``-m``, every sweep value at least once."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if not multirun:
+        return [overrides]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        fail(_first_lines(err))
+    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line] for o in parsed]
+    keys = [o.get_key_element() + "=" if o.is_sweep_override() else "" for o in parsed]
+    variants = [[k + v[0] for k, v in zip(keys, values, strict=True)]]
+    for i, vals in enumerate(values):
+        for v in vals[1:]:
+            variants.append([*variants[0][:i], keys[i] + v, *variants[0][i + 1:]])
+    return variants
+
+
+def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    def attempt(ovr: list[str]):
+        GlobalHydra.instance().clear()
+        searchpath = [f"file://{Path(d).resolve()}" for d in config_dirs[1:]]
+        with initialize_config_dir(config_dir=str(Path(config_dirs[0]).resolve()), version_base=None):
+            return compose(config_name, overrides=[*ovr, *([f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else [])])
+
+    try:
+        cfg = attempt(overrides)
+    except MissingConfigException as err:
+        fail(_missing_config(err, config_name, overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        fail(_override_error(err, overrides, lambda rest: attempt(rest)))
+    finally:
+        GlobalHydra.instance().clear()
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        fail(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: pass "
+             + " ".join(f"{k}=..." for k in missing) + f" on the command line (see configs/{config_name}.yaml)")
+
+
+def _first_lines(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    cause = err.__cause__
+    extra = str(cause).strip().splitlines()[:1] if cause is not None else []
+    return "; ".join(line.strip() for line in [*text[:2], *extra] if line.strip())
+
+
+def _missing_config(err: BaseException, config_name: str, overrides: list[str]) -> str:
+    options = getattr(err, "options", None) or []
+    group = None
+    for o in overrides:
+        key, _, value = o.lstrip("+~").partition("=")
+        if f"'{key}/{value}'" in str(err):
+            group = (key, value)
+            break
+    if group is None:
+        return _first_lines(err)
+    key, value = group
+    close = difflib.get_close_matches(value, options, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"{key}={value}: no such {key} config{hint}; available: {', '.join(options)}"
+
+
+def _override_error(err: BaseException, overrides: list[str], attempt) -> str:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+    from omegaconf import OmegaConf
+
+    if isinstance(err, OverrideParseException):
+        parser = OverridesParser.create()
+        for o in overrides:
+            try:
+                parser.parse_overrides([o])
+            except OverrideParseException as one:
+                return f"{o}: not a valid override ({str(one).splitlines()[0]}); write key=value, +key=value to add a key"
+        return _first_lines(err)
+    cause = str(err.__cause__ or "")
+    for i, o in enumerate(overrides):
+        key = o.lstrip("+~").partition("=")[0]
+        if f"'{key}'" not in str(err):
+            continue
+        if "not in struct" not in cause:
+            return f"{o}: {_first_lines(err)}"
+        try:  # where the key leaves the config, and the names there
+            cfg = attempt(overrides[:i] + overrides[i + 1:])
+        except Exception:  # the rest does not compose either: report the first problem only
+            return f"{o}: the config has no key {key!r}"
+        parts, node, depth = key.split("."), cfg, 0
+        while depth < len(parts) - 1 and OmegaConf.is_dict(node) and parts[depth] in node:
+            node, depth = node[parts[depth]], depth + 1
+        names = list(node.keys()) if OmegaConf.is_dict(node) else []
+        close = difflib.get_close_matches(parts[depth], names, n=3)
+        where = ".".join(parts[:depth])
+        hint = f" (did you mean {', '.join(f'{where}.{c}' if where else c for c in close)}?)" if close else ""
+        return f"{o}: the config has no key {'.'.join(parts[:depth + 1])!r}{hint}"
+    return _first_lines(err)
