@@ -16,13 +16,15 @@ from videoattn.data.annotations import (
     AnnotationError,
     Annotations,
     flip_label_map,
-    has_left_right,
+    has_mirrored,
     load_annotations,
+    load_jester,
     load_kinetics,
     load_list,
     load_ssv1,
     load_ssv2,
     swap_left_right,
+    unpaired_mirrored_classes,
 )
 
 # ------------------------------------------------------------------------------------------
@@ -85,6 +87,15 @@ def ssv2_dataset(
 
 
 SSV1_CLASSES = ["Something falling like a feather or paper", "Holding something", "Zooming in"]
+# The 27 classes of 20BN-Jester v1 (jester-v1-labels.csv)
+JESTER_CLASSES = [
+    "Doing other things", "Drumming Fingers", "No gesture", "Pulling Hand In", "Pulling Two Fingers In",
+    "Pushing Hand Away", "Pushing Two Fingers Away", "Rolling Hand Backward", "Rolling Hand Forward", "Shaking Hand",
+    "Sliding Two Fingers Down", "Sliding Two Fingers Left", "Sliding Two Fingers Right", "Sliding Two Fingers Up",
+    "Stop Sign", "Swiping Down", "Swiping Left", "Swiping Right", "Swiping Up", "Thumb Down", "Thumb Up",
+    "Turning Hand Clockwise", "Turning Hand Counterclockwise", "Zooming In With Full Hand", "Zooming In With Two Fingers",
+    "Zooming Out With Full Hand", "Zooming Out With Two Fingers",
+]  # fmt: skip
 
 
 def ssv1_dataset(
@@ -172,6 +183,25 @@ def test_ssv2_missing_files(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------
 # Something-Something v1
 # ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("long_names", [False, True], ids=["short", "official"])
+def test_jester_reads_the_ssv1_layout_with_its_own_names(tmp_path: Path, long_names: bool) -> None:
+    prefix = "jester-v1-" if long_names else ""
+    write(tmp_path / f"{prefix}labels.csv", "\n".join(JESTER_CLASSES) + "\n")
+    write(tmp_path / f"{prefix}validation.csv", "34870;Drumming Fingers\n56557;Turning Hand Clockwise\n")
+    write(tmp_path / f"{prefix}test.csv", "1\n")
+    for video_id, count in {"34870": 37, "56557": 2, "1": 4}.items():
+        for i in range(1, count + 1):
+            touch(tmp_path / "20bn-jester-v1" / video_id / f"{i:05d}.jpg")
+    ann = load_annotations("jester", tmp_path, "val")
+    assert ann.source == "jester" and ann.classes == JESTER_CLASSES  # already sorted
+    assert [(r.video_id, ann.classes[r.label], r.num_frames) for r in ann.records] == [
+        ("34870", "Drumming Fingers", 37), ("56557", "Turning Hand Clockwise", 2)]
+    assert ann.records[0].path == tmp_path / "20bn-jester-v1" / "34870"
+    assert [(r.video_id, r.label) for r in load_jester(tmp_path, "test").records] == [("1", -1)]
+    with pytest.raises(FileNotFoundError, match="Jester train list"):
+        load_jester(tmp_path, "train")
 
 
 @pytest.mark.parametrize("long_names", [False, True], ids=["short", "official"])
@@ -476,7 +506,7 @@ def test_load_annotations_dispatch(tmp_path: Path, source: str) -> None:
 
 
 def test_unknown_source_split_and_policy(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"'ssv2', 'ssv1', 'kinetics', 'list'.*did you mean"):
+    with pytest.raises(ValueError, match=r"'ssv2', 'ssv1', 'jester', 'kinetics', 'list'.*did you mean"):
         load_annotations("ssv3", tmp_path, "train")
     with pytest.raises(ValueError, match="unknown split"):
         load_ssv2(tmp_path, "dev")
@@ -518,14 +548,37 @@ def test_flip_label_map_swaps_pairs() -> None:
             "Turning the camera left while filming something"
         ),
     }
-    assert has_left_right(FLIP_CLASSES)
-    assert not has_left_right(["abseiling", "Showing something to the Left", "Leftover"])
+    assert has_mirrored(FLIP_CLASSES) and has_mirrored(["Showing something to the Left"])
+    assert not has_mirrored(["abseiling", "Leftover", "Clockworks"])
+    assert unpaired_mirrored_classes(FLIP_CLASSES) == ["Showing something to the Left"]
     assert flip_label_map(["a", "b"]) == [0, 1]
+
+
+
+
+def test_jester_flip_swaps_left_right_and_clockwise_counterclockwise() -> None:
+    mapping = flip_label_map(JESTER_CLASSES)
+    named = {JESTER_CLASSES[i]: JESTER_CLASSES[j] for i, j in enumerate(mapping) if i != j}
+    assert named == {
+        "Sliding Two Fingers Left": "Sliding Two Fingers Right", "Sliding Two Fingers Right": "Sliding Two Fingers Left",
+        "Swiping Left": "Swiping Right", "Swiping Right": "Swiping Left",
+        "Turning Hand Clockwise": "Turning Hand Counterclockwise",
+        "Turning Hand Counterclockwise": "Turning Hand Clockwise",
+    }  # fmt: skip
+    assert unpaired_mirrored_classes(JESTER_CLASSES) == []
+    # the other spellings of counterclockwise find their partner too; a lone one is unpaired
+    for other in ("Turning hand anticlockwise", "Turning hand counter-clockwise", "Turning hand counter clockwise"):
+        classes = ["Turning hand clockwise", other]
+        assert flip_label_map(classes) == [1, 0], other
+    assert unpaired_mirrored_classes(["Turning Hand Clockwise", "Thumb Up"]) == ["Turning Hand Clockwise"]
+    assert unpaired_mirrored_classes(["Moving leftwards", "Moving rightwards"]) == []
 
 
 @pytest.mark.parametrize(
     ("name", "swapped"),
-    [("Left to right", "Right to left"), ("LEFT_RIGHT", "RIGHT_LEFT"), ("leftover", "leftover")],
+    [("Left to right", "Right to left"), ("LEFT_RIGHT", "RIGHT_LEFT"), ("leftover", "leftover"),
+     ("Turning Hand Clockwise", "Turning Hand Counterclockwise"), ("anticlockwise", "clockwise"),
+     ("Sliding leftwards", "Sliding rightwards")],
 )
 def test_swap_left_right_keeps_case(name: str, swapped: str) -> None:
     assert swap_left_right(name) == swapped

@@ -306,6 +306,63 @@ def test_flip_swaps_left_right_labels():
         TrainTransform(flip="swap")
 
 
+def _rotating_dot(t: int = 8, size: int = 64) -> np.ndarray:
+    """``(T, H, W, 3)`` frames of a dot turning clockwise on screen (x right, y down)."""
+    frames = np.zeros((t, size, size, 3), np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(t):
+        angle = i * np.pi / 6  # increasing angle with y down: clockwise as seen
+        cx, cy = size / 2 + 20 * np.cos(angle), size / 2 + 20 * np.sin(angle)
+        frames[i][(xx - cx) ** 2 + (yy - cy) ** 2 <= 16] = 255
+    return frames
+
+
+def _turn(clip: torch.Tensor) -> float:
+    """Total turn of the bright dot over the clip, in radians: > 0 clockwise on screen."""
+    size = clip.shape[-1]
+    angles = []
+    for frame in clip[:, 0]:  # (T, 3, H, W) -> the first channel of each frame
+        ys, xs = torch.nonzero(frame > frame.mean() + frame.std(), as_tuple=True)
+        angles.append(np.arctan2(float(ys.float().mean()) - size / 2, float(xs.float().mean()) - size / 2))
+    return float(np.diff(np.unwrap(np.array(angles))).sum())
+
+
+def test_a_flipped_clockwise_clip_gets_the_counterclockwise_label(tmp_path):
+    """Jester's layout end to end: flip auto -> swap, and every flipped draw of a clip turning
+    clockwise turns counterclockwise and is labelled so (unflipped draws keep their label)."""
+    from PIL import Image
+
+    from videoattn.data.build import build_dataset
+
+    classes = ["Doing other things", "Turning Hand Clockwise", "Turning Hand Counterclockwise"]
+    (tmp_path / "jester-v1-labels.csv").write_text("\n".join(classes) + "\n")
+    (tmp_path / "jester-v1-train.csv").write_text("7;Turning Hand Clockwise\n")
+    folder = tmp_path / "20bn-jester-v1" / "7"
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(_rotating_dot()):
+        Image.fromarray(frame).save(folder / f"{i + 1:05d}.jpg", quality=95)
+    cfg = {"name": "jester", "source": "jester", "root": str(tmp_path), "backend": "frames",
+           "train_transform": {"size": 64, "scales": [1.0], "flip": "auto"}}
+    ds = build_dataset(cfg, "train", mode="train", num_segments=8)
+    assert ds.transform.flip == "swap"
+    cw, ccw = classes.index("Turning Hand Clockwise"), classes.index("Turning Hand Counterclockwise")
+    labels = set()
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        clip, label, _ = ds[0]
+        turn = _turn(clip)
+        assert abs(turn) > 2.0  # the dot turned about 7 * 30 degrees
+        assert label == (cw if turn > 0 else ccw)
+        labels.add(label)
+    assert labels == {cw, ccw}  # both flipped and unflipped draws were seen
+    unpaired = {**cfg, "root": str(tmp_path)}
+    (tmp_path / "jester-v1-labels.csv").write_text("Doing other things\nTurning Hand Clockwise\n")
+    with pytest.raises(ValueError, match="flip: auto would flip clips of 'Turning Hand Clockwise', whose mirror image"):
+        build_dataset(unpaired, "train", mode="train", num_segments=8)
+    assert build_dataset({**unpaired, "train_transform": {"size": 64, "flip": "off"}}, "train", mode="train",
+                         num_segments=8).transform.flip == "off"
+
+
 def test_eval_views():
     clip = _clip(t=4, h=120, w=160)
     center = EvalTransform(size=64, resize=72)(clip, squeeze=True)

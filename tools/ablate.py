@@ -14,7 +14,6 @@ GFLOPs (multiply-adds per clip) and training throughput.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -22,6 +21,8 @@ import sys
 from pathlib import Path
 
 from videoattn.attention import get_spec
+from videoattn.cli import ArgumentParser, fail, user_errors
+from videoattn.errors import DataError, MissingFileError
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = "tsn,se,tsm,action,tam"
@@ -53,7 +54,7 @@ def run_one(model: str, overrides: list[str], *, rerun: bool, runs: Path | None)
     out = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
     sys.stderr.write(out.stdout[-2000:])
     if out.returncode != 0:
-        raise SystemExit(f"[{model}] training failed (exit {out.returncode})")
+        fail(f"[{model}] training failed (exit {out.returncode}); its output is above")
     if run_dir is None:  # the default run folder: read it back from the config train.py saved
         line = [ln for ln in out.stdout.splitlines() if "checkpoints in" in ln][-1]
         run_dir = Path(line.rsplit("checkpoints in", 1)[1].strip())
@@ -63,7 +64,10 @@ def run_one(model: str, overrides: list[str], *, rerun: bool, runs: Path | None)
 def collect(run_dirs: list[Path]) -> list[dict]:
     rows = []
     for d in run_dirs:
-        res = json.loads((d / "results.json").read_text())
+        try:
+            res = json.loads((d / "results.json").read_text())
+        except json.JSONDecodeError as err:
+            raise DataError(f"{d / 'results.json'} is not valid JSON ({err}); train that run again") from err
         rows.append({"model": res["model"], "kind": kind(res["model"]), "top1": res.get("last_val_top1"),
                      "top5": res.get("last_val_top5"), "order": res.get("last_val_top1_order"),
                      "appearance": res.get("last_val_top1_appearance"), "best_top1": res.get("best_val_top1"),
@@ -112,7 +116,7 @@ def bar_chart(rows: list[dict], path: Path, title: str) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--models", default=DEFAULT_MODELS, help=f"model configs (default {DEFAULT_MODELS})")
     p.add_argument("--collect", type=Path, help="only collect finished runs under this folder (a multirun sweep dir)")
     p.add_argument("--runs", type=Path, default=None, help="run folders: RUNS/<model> (default: train.py's run_dir)")
@@ -120,13 +124,19 @@ def main() -> int:
     p.add_argument("--rerun", action="store_true", help="train again even if a run finished")
     p.add_argument("overrides", nargs="*", help="train.py overrides after --, e.g. -- data=ssv2 data.root=/data/ssv2")
     args = p.parse_args()
+    with user_errors():
+        return ablate(args)
 
+
+def ablate(args) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.collect:
+        if not args.collect.is_dir():
+            raise MissingFileError(f"--collect {args.collect}: no such folder (the folder holding the runs)")
         dirs = [d for d in (args.collect / m for m in models) if (d / "results.json").exists()]
         dirs += sorted(d for d in args.collect.iterdir() if (d / "results.json").exists() and d not in dirs)
         if not dirs:
-            raise SystemExit(f"no finished runs (results.json) under {args.collect}")
+            raise MissingFileError(f"no finished runs (results.json) under {args.collect}")
     else:
         dirs = [run_one(m, args.overrides, rerun=args.rerun, runs=args.runs) for m in models]
     rows = collect(dirs)

@@ -94,8 +94,10 @@ import torchvision  # noqa: E402
 import yaml  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
+from videoattn.cli import ArgumentParser, user_errors  # noqa: E402
 from videoattn.engine.memory import cache_freed_memory  # noqa: E402
-from videoattn.models import build_model, to_channels_last  # noqa: E402
+from videoattn.errors import ConfigError  # noqa: E402
+from videoattn.models import build_model, load_model, to_channels_last  # noqa: E402
 from videoattn.summary import count_macs, count_params  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
@@ -127,7 +129,10 @@ class TorchvisionTSN(nn.Module):
         super().__init__()
         self.num_segments = num_segments
         self.net = getattr(torchvision.models, arch)(weights=None)
-        self.net.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.net.fc.in_features, num_classes))
+        if arch.startswith("mobilenet"):  # MobileNetV2: classifier = (dropout, linear)
+            self.net.classifier[-1] = nn.Linear(self.net.classifier[-1].in_features, num_classes)
+        else:
+            self.net.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.net.fc.in_features, num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         n, t = x.shape[:2]
@@ -140,7 +145,7 @@ def model_config(name: str, *, num_classes: int, num_segments: int, arch: str | 
     path = CONFIGS / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
-        raise ValueError(f"no model config {path}; available: {', '.join(known)}")
+        raise ConfigError(f"--models: no model config {path}; available: {', '.join(known)}")
     cfg = yaml.safe_load(path.read_text())
     cfg.update(pretrained=None, num_classes=num_classes, num_segments=num_segments)
     if arch:
@@ -148,10 +153,14 @@ def model_config(name: str, *, num_classes: int, num_segments: int, arch: str | 
     return cfg
 
 
-def build(name: str, *, num_classes: int, num_segments: int, arch: str, overrides: dict | None = None) -> nn.Module:
-    """A model by config name, or the ``torchvision_tsn`` baseline; ``overrides`` are extra
-    model-config keys (``layers`` / ``widths`` for tiny test networks; ignored by the baseline)."""
+def build(name: str, *, num_classes: int, num_segments: int, arch: str, overrides: dict | None = None,
+          checkpoints: dict[str, nn.Module] | None = None) -> nn.Module:
+    """A model by config name, a checkpoint's model (``checkpoints``: name -> model), or the
+    ``torchvision_tsn`` baseline; ``overrides`` are extra model-config keys (``layers`` /
+    ``widths`` for tiny test networks; ignored by the baseline)."""
     torch.manual_seed(0)
+    if checkpoints and name in checkpoints:
+        return checkpoints[name]
     if name == BASELINE:
         return TorchvisionTSN(arch, num_classes=num_classes, num_segments=num_segments)
     cfg = model_config(name, num_classes=num_classes, num_segments=num_segments, arch=arch)
@@ -173,7 +182,7 @@ class Mode:
         opts = set(name.split("+"))
         unknown = opts - set(MODE_OPTIONS)
         if unknown or not opts or ("fp32" in opts and len(opts) > 1):
-            raise ValueError(f"mode {name!r}: use '+'-joined options from {MODE_OPTIONS} (fp32 alone)")
+            raise ConfigError(f"mode {name!r}: use '+'-joined options from {MODE_OPTIONS} (fp32 alone)")
         return cls(name, "channels_last" in opts, "bf16" in opts, "compile" in opts)
 
     def autocast(self, device: torch.device):
@@ -482,14 +491,16 @@ def bench_models(args: argparse.Namespace, *, overrides: dict | None = None) -> 
     torch.set_num_threads(args.threads)
     if args.malloc_cache and not cache_freed_memory():
         raise RuntimeError("--malloc-cache needs glibc (mallopt)")
-    names = [BASELINE, *[m for m in args.models if m != BASELINE]]
+    checkpoints = load_checkpoints(args)
+    names = [BASELINE, *[m for m in args.models if m != BASELINE], *checkpoints]
     modes = [Mode.parse(m) for m in args.modes]
     if "fp32" not in args.modes:
         modes.insert(0, Mode.parse("fp32"))  # the reference of the speed-ups and agreement
     models, info = {}, {}
     for name in names:
         log(f"building {name}")
-        model = build(name, num_classes=args.num_classes, num_segments=args.segments, arch=args.arch, overrides=overrides)
+        model = build(name, num_classes=args.num_classes, num_segments=args.segments, arch=args.arch, overrides=overrides,
+                      checkpoints=checkpoints)
         clip = torch.zeros(1, args.segments, 3, args.size, args.size)  # (N, T, 3, H, W)
         info[name] = {"params_m": count_params(model) / 1e6, "gmacs_per_clip": count_macs(model, clip) / 1e9}
         models[name] = model.to(device)
@@ -514,6 +525,27 @@ def bench_models(args: argparse.Namespace, *, overrides: dict | None = None) -> 
             "train", variants, batch_size=args.train_batch_size, args=args, macs=macs, device=device
         )
     return results
+
+
+def load_checkpoints(args: argparse.Namespace) -> dict[str, nn.Module]:
+    """The models of ``--checkpoint`` files (trained or converted), named by file; they set the
+    benchmark's T, classes, arch and size (a contradicting ``--segments`` etc. is an error)."""
+    out: dict[str, nn.Module] = {}
+    for path in args.checkpoint or []:
+        model, ckpt = load_model(path)
+        cfg = ckpt["model_config"]
+        for key, value in (("segments", cfg["num_segments"]), ("num_classes", cfg["num_classes"]), ("arch", cfg["arch"]),
+                           ("size", ckpt["data"]["eval_transform"].get("size", 224))):
+            if getattr(args, key) not in (None, value):
+                raise ConfigError(f"--{key.replace('_', '-')} {getattr(args, key)} contradicts {path} ({key} {value}); "
+                                  "leave it out: a checkpoint sets it")
+            setattr(args, key, value)
+        name = Path(path).stem
+        out[name if name not in out else f"{name}_{len(out)}"] = model
+    for key, default in (("segments", 8), ("num_classes", 174), ("arch", "resnet50"), ("size", 224)):
+        if getattr(args, key) is None:
+            setattr(args, key, default)
+    return out
 
 
 # ----------------------------------------------------------------------------- data loader
@@ -685,13 +717,17 @@ def _csv(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", type=_csv(str), default=list(DEFAULT_MODELS),
-                    help=f"configs/model/<name>.yaml names, comma separated; {BASELINE} is always added")
-    ap.add_argument("--arch", default="resnet50", help="backbone override for every model")
-    ap.add_argument("--segments", type=int, default=8, help="T, frames per clip")
-    ap.add_argument("--num-classes", type=int, default=174)
-    ap.add_argument("--size", type=int, default=224)
+    ap = ArgumentParser(description=__doc__)
+    ap.add_argument("--models", type=_csv(str), default=None,
+                    help=f"configs/model/<name>.yaml names, comma separated (default: {','.join(DEFAULT_MODELS)}, "
+                         f"none with --checkpoint); {BASELINE} is always added")
+    ap.add_argument("--checkpoint", action="append", metavar="CKPT",
+                    help="also measure the model of a checkpoint (trained or converted; repeatable); its T, classes, "
+                         "arch and crop size become the benchmark's")
+    ap.add_argument("--arch", default=None, help="backbone override for every model (default resnet50)")
+    ap.add_argument("--segments", type=int, default=None, help="T, frames per clip (default 8)")
+    ap.add_argument("--num-classes", type=int, default=None, help="default 174")
+    ap.add_argument("--size", type=int, default=None, help="default 224")
     ap.add_argument("--batch-sizes", type=_csv(int), default=[1, 2], help="clips per forward call")
     ap.add_argument("--modes", type=_csv(str), default=list(DEFAULT_MODES),
                     help="'+'-joined options from fp32, channels_last, bf16, compile (compile is slow on CPU)")
@@ -726,16 +762,22 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser().parse_args(argv)
+    with user_errors():
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.models is None:
+        args.models = [] if args.checkpoint else list(DEFAULT_MODELS)
     for m in args.modes:
-        try:
-            Mode.parse(m)
-        except ValueError as err:
-            parser().error(str(err))
+        Mode.parse(m)
     unknown = set(args.sections) - {"models", "loader"}
     if unknown or not args.sections:
-        parser().error(f"--sections: unknown {sorted(unknown)}; choose from models, loader")
+        raise ConfigError(f"--sections: unknown {sorted(unknown)}; choose from models, loader")
     results: dict[str, Any] = bench_models(args) if "models" in args.sections else {}
     if "loader" in args.sections:
+        if args.segments is None or args.size is None:
+            load_checkpoints(args)  # the defaults, or a checkpoint's T and size
         results["data_loader"] = bench_data(args)
     md = to_markdown(results)
     print(md)

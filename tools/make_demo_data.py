@@ -10,7 +10,6 @@ one frame). See ``videoattn/data/synthetic.py``. The same seed always gives the 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import av  # noqa: E402, F401  (before decord, which videoattn.data imports: see write_video)
 
+from videoattn.cli import ArgumentParser, fail  # noqa: E402
 from videoattn.data.synthetic import (  # noqa: E402
     APPEARANCE_CLASSES,
     DEFAULT_FPS,
@@ -37,9 +37,7 @@ def _size_mb(root: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument(
         "--root", type=Path, default=None, help=f"output folder (default {DEFAULT_ROOT})"
     )
@@ -97,9 +95,9 @@ def main(argv: list[str] | None = None) -> None:
             overwrite=args.overwrite,
         )
     except FileExistsError as e:
-        sys.exit(f"error: {e}".replace("pass overwrite=True", "pass --overwrite"))
+        fail(str(e).replace("pass overwrite=True", "pass --overwrite"))
     except ValueError as e:
-        sys.exit(f"error: {e}")
+        fail(str(e))
     seconds = time.perf_counter() - t0
 
     manifest = read_manifest(root) or {}

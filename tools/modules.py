@@ -9,7 +9,6 @@ The model table builds each ``configs/model/<name>.yaml`` as ResNet-50, T=8, 174
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import asdict
@@ -19,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml  # noqa: E402
 
+from videoattn.cli import ArgumentParser, user_errors  # noqa: E402
+from videoattn.errors import ConfigError  # noqa: E402
 from videoattn.models import build_model  # noqa: E402
 from videoattn.summary import attention_table, model_summary  # noqa: E402
 
@@ -27,7 +28,7 @@ PAPER = {"tsm": "24.3M / 33G", "tam": "25.6M / 33G", "action": "28.1M / 34.7G"} 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--channels", type=int, default=256)
     ap.add_argument("--size", type=int, default=56, help="feature-map side for the FLOP count")
     ap.add_argument("--num-segments", type=int, default=8)
@@ -36,7 +37,11 @@ def main() -> None:
                     help="model configs (configs/model/<name>.yaml) to summarise")
     ap.add_argument("--no-models", action="store_true", help="only the module table")
     args = ap.parse_args()
+    with user_errors():
+        tables(args)
 
+
+def tables(args) -> None:
     rows = attention_table(channels=args.channels, size=args.size, num_segments=args.num_segments)
     models = [] if args.no_models else [summarise(name, args.num_segments) for name in args.models]
     if args.json:
@@ -60,7 +65,8 @@ def main() -> None:
 def summarise(name: str, num_segments: int):
     path = CONFIGS / f"{name}.yaml"
     if not path.is_file():
-        sys.exit(f"error: no model config {path}")
+        known = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+        raise ConfigError(f"--models: no model config {path}; available: {', '.join(known)}")
     cfg = yaml.safe_load(path.read_text())
     model = build_model({**cfg, "num_classes": 174, "num_segments": num_segments, "pretrained": None})
     return model_summary(model, name=name)

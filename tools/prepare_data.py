@@ -4,18 +4,20 @@ For every split: parse the official annotations (malformed lines and missing vid
 counted, not fatal), open every video and decode its first and last frame (the frame count is
 what actually decodes), check that every class has videos, and write
 
-    <out>/<split>.txt        path num_frames label   (TSM list format, paths relative to root)
+    <out>/<split>.txt        path num_frames label   (TSM list format, paths relative to <out>)
     <out>/classes.txt        one class name per line, index = line number
     <out>/bad_files.txt      path <tab> reason, for the files that did not open or decode
     <out>/summary.json       counts per split and class, frame-count statistics
 
     uv run python tools/prepare_data.py --source ssv2 --root data/ssv2
     uv run python tools/prepare_data.py --source kinetics --root data/k400 --splits train val --workers 8
+
+Train and test on the lists (only the videos that decode, with their frame counts) with
+``data.source=list data.root=<out>``; the class names come from ``classes.txt``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -26,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from videoattn.cli import ArgumentParser, user_errors
 from videoattn.data.annotations import load_annotations
 from videoattn.data.video import DecodeError, open_video
+from videoattn.errors import DataError, MissingFileError
 
 
 def probe(args: tuple[str, str]) -> tuple[int, str]:
@@ -42,8 +46,8 @@ def probe(args: tuple[str, str]) -> tuple[int, str]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", required=True, help="ssv2 | ssv1 | kinetics | list")
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--source", required=True, help="ssv2 | ssv1 | jester | kinetics | list")
     p.add_argument("--root", required=True, type=Path, help="dataset root (annotation files + videos)")
     p.add_argument("--splits", nargs="+", default=["train", "val"])
     p.add_argument("--out", type=Path, default=None, help="where to write the lists (default: ROOT/lists)")
@@ -51,7 +55,13 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     p.add_argument("--no-decode", action="store_true", help="only parse and check that files exist")
     args = p.parse_args()
+    with user_errors():
+        return prepare(args)
 
+
+def prepare(args) -> int:
+    if not args.root.is_dir():
+        raise MissingFileError(f"--root {args.root}: no such folder (the dataset root: annotation files and videos)")
     out = args.out or args.root / "lists"
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"source": args.source, "root": str(args.root.resolve()), "splits": {}}
@@ -63,8 +73,7 @@ def main() -> int:
         if classes is None:
             classes = ann.classes
         elif ann.classes != classes:
-            print(f"error: the class list of split {split!r} differs from the first split's", file=sys.stderr)
-            return 2
+            raise DataError(f"the class list of split {split!r} differs from that of split {args.splits[0]!r}")
         for s in ann.skipped:
             bad_lines.append(f"{s.file}:{s.line}\t{s.reason}")
         print(f"{split}: {ann.summary()}", file=sys.stderr)
@@ -85,10 +94,10 @@ def main() -> int:
             if reason:
                 bad_lines.append(f"{r.path}\t{reason}")
                 continue
-            good.append(f"{_relative(r.path, args.root)} {n} {r.label}")
+            good.append(f"{os.path.relpath(r.path, out)} {n} {r.label}")
             counts[r.label] += 1
         list_file = out / f"{split}.txt"
-        _write_atomic(list_file, "\n".join(good) + "\n")
+        _write_atomic(list_file, "".join(line + "\n" for line in good))
         lengths = np.array([n for n, reason in frames if not reason] or [0])
         empty = [classes[k] for k in range(len(classes)) if counts[k] == 0] if split != "test" else []
         summary["splits"][split] = {
@@ -108,19 +117,13 @@ def main() -> int:
         )
         if empty:
             print(f"  warning: {len(empty)} classes have no videos in {split}: {empty[:5]}...", file=sys.stderr)
-    _write_atomic(out / "classes.txt", "\n".join(classes or []) + "\n")
+    _write_atomic(out / "classes.txt", "".join(name + "\n" for name in classes or []))
     _write_atomic(out / "bad_files.txt", "".join(line + "\n" for line in bad_lines))
     _write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out}/{{{','.join(args.splits)}}}.txt, classes.txt, summary.json; "
           f"{len(bad_lines)} problems in {out / 'bad_files.txt'}")
+    print(f"train / test on these lists with: data.source=list data.root={out}")
     return 0
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -5,7 +5,7 @@ from .annotations import (
     Annotations,
     VideoRecord,
     flip_label_map,
-    has_left_right,
+    has_mirrored,
     load_annotations,
 )
 from .dataset import VideoDataset, read_report
@@ -23,7 +23,7 @@ __all__ = [
     "VideoDataset",
     "VideoRecord",
     "flip_label_map",
-    "has_left_right",
+    "has_mirrored",
     "load_annotations",
     "open_video",
     "read_clip",

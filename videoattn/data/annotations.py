@@ -1,4 +1,4 @@
-"""Annotation parsers for Something-Something v1/v2, Kinetics-400 and TSM-style list files.
+"""Annotation parsers for Something-Something v1/v2, Jester, Kinetics-400 and TSM-style list files.
 
 Every parser returns an :class:`Annotations`: one :class:`VideoRecord` per usable video (absolute
 path, class index, frame count when known), the class names, and what was skipped.
@@ -48,14 +48,17 @@ __all__ = [
     "Skipped",
     "VideoRecord",
     "flip_label_map",
-    "has_left_right",
+    "has_mirrored",
     "load_annotations",
+    "load_jester",
     "load_kinetics",
     "load_list",
     "load_ssv1",
     "load_ssv2",
+    "mirror_names",
     "read_class_names",
     "swap_left_right",
+    "unpaired_mirrored_classes",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,7 @@ _SPLITS: dict[str, tuple[str, ...]] = {
 }
 _SSV2_VIDEO_DIRS = ("20bn-something-something-v2", "videos")
 _SSV1_FRAME_DIRS = ("20bn-something-something-v1", "frames")
+_JESTER_FRAME_DIRS = ("20bn-jester-v1", "frames")
 _ANNOTATION_SUBDIRS = ("labels", "annotations")  # where the official archives unpack their lists
 _KINETICS_CSV_PATTERNS = (
     "{}.csv",
@@ -522,7 +526,7 @@ def load_ssv2(
 
 
 # --------------------------------------------------------------------------------------------
-# Something-Something v1
+# Something-Something v1 and Jester (JPEG folders, id;class CSVs)
 # --------------------------------------------------------------------------------------------
 
 
@@ -540,6 +544,20 @@ def _count_frames(folder: Path, template: str) -> int:
     while template.format(count + 1) in names:
         count += 1
     return count
+
+
+@dataclass(frozen=True)
+class _FrameCsvLayout:
+    """Where a 20BN dataset of JPEG folders and ``id;class`` CSVs keeps its files."""
+
+    name: str  # for messages
+    source: str
+    prefix: str  # the official files are <prefix>-labels.csv, <prefix>-<split>.csv
+    frame_dirs: tuple[str, ...]
+
+
+_SSV1 = _FrameCsvLayout("Something-Something v1", "ssv1", "something-something-v1", _SSV1_FRAME_DIRS)
+_JESTER = _FrameCsvLayout("Jester", "jester", "jester-v1", _JESTER_FRAME_DIRS)
 
 
 def load_ssv1(
@@ -565,6 +583,41 @@ def load_ssv1(
     the first gap) and a folder without frames is a missing video; without it ``num_frames``
     is ``None``.
     """
+    return _load_frame_csv(_SSV1, root, split, frame_dir=frame_dir, on_error=on_error, check_files=check_files,
+                           frame_template=frame_template)
+
+
+def load_jester(
+    root: PathLike,
+    split: str,
+    *,
+    frame_dir: PathLike | None = None,
+    on_error: OnError = "raise",
+    check_files: bool = True,
+    frame_template: str = "{:05d}.jpg",
+) -> Annotations:
+    """20BN-Jester v1 annotations (27 hand gestures; the dataset of ACTION-Net's paper).
+
+    The layout of Something-Something v1, with Jester's names: ``jester-v1-labels.csv`` (or
+    ``labels.csv``: one class per line), ``jester-v1-train.csv`` / ``-validation.csv`` /
+    ``-test.csv`` (or ``train.csv`` ...: ``34870;Drumming Fingers``, test lines just the id),
+    in ``root`` or ``root/labels``, and JPEG folders ``20bn-jester-v1/<id>/00001.jpg`` (or
+    ``frames/``, or ``root``). Everything else as :func:`load_ssv1`.
+    """
+    return _load_frame_csv(_JESTER, root, split, frame_dir=frame_dir, on_error=on_error, check_files=check_files,
+                           frame_template=frame_template)
+
+
+def _load_frame_csv(
+    layout: _FrameCsvLayout,
+    root: PathLike,
+    split: str,
+    *,
+    frame_dir: PathLike | None,
+    on_error: OnError,
+    check_files: bool,
+    frame_template: str,
+) -> Annotations:
     split = _canonical_split(split)
     root = _abs(root)
     try:
@@ -573,12 +626,12 @@ def load_ssv1(
         raise ConfigError(
             f"frame_template {frame_template!r} must format one integer, like '{{:05d}}.jpg'"
         ) from exc
-    problems = _Problems(on_error, "ssv1")
+    problems = _Problems(on_error, layout.source)
     dirs = _annotation_dirs(root)
     labels_file = _find_file(
         dirs,
-        ("labels.csv", "something-something-v1-labels.csv"),
-        what="Something-Something v1 label file",
+        ("labels.csv", f"{layout.prefix}-labels.csv"),
+        what=f"{layout.name} label file",
         expect="The dataset root (or its labels/ folder) should hold labels.csv (one class "
         "per line) and train.csv / validation.csv / test.csv ('id;class' lines).",
     )
@@ -586,11 +639,11 @@ def load_ssv1(
     split_file = _find_file(
         dirs,
         [f"{s}.csv" for s in _SPLITS[split]]
-        + [f"something-something-v1-{s}.csv" for s in _SPLITS[split]],
-        what=f"Something-Something v1 {split} list",
+        + [f"{layout.prefix}-{s}.csv" for s in _SPLITS[split]],
+        what=f"{layout.name} {split} list",
         expect=f"Put the official split file ('id;class' lines) next to {labels_file.name}.",
     )
-    frames_root = _pick_dir(frame_dir, root, _SSV1_FRAME_DIRS, what="frame_dir", check=check_files)
+    frames_root = _pick_dir(frame_dir, root, layout.frame_dirs, what="frame_dir", check=check_files)
     index = {name: i for i, name in enumerate(classes)}
     first_seen: dict[str, int] = {}
     records: list[VideoRecord] = []
@@ -1085,9 +1138,13 @@ def _load_list_split(
 ) -> Annotations:
     """``load_annotations("list", ...)``: ``root`` is the list file itself, or the folder the
     paths are relative to, holding ``<split>.txt`` / ``<split>_videofolder.txt`` /
-    ``<split>list.txt`` / ``<split>_list.txt`` (or pass ``list_file=``)."""
+    ``<split>list.txt`` / ``<split>_list.txt`` (or pass ``list_file=``). Without ``classes``,
+    a ``classes.txt`` next to the list file (what ``tools/prepare_data.py`` writes) names them."""
     split = _canonical_split(split)
     base = _abs(root)
+    if classes is None:
+        near = (base.parent if base.is_file() else base) / "classes.txt"
+        classes = near if near.is_file() else None
     if list_file is None:
         if base.is_file():
             return load_list(base, classes=classes, on_error=on_error, check_files=check_files)
@@ -1114,6 +1171,7 @@ def _load_list_split(
 _LOADERS: dict[str, Callable[..., Annotations]] = {
     "ssv2": load_ssv2,
     "ssv1": load_ssv1,
+    "jester": load_jester,
     "kinetics": load_kinetics,
     "list": _load_list_split,
 }
@@ -1124,6 +1182,8 @@ _SOURCE_ALIASES = {
     "something-something-v1": "ssv1",
     "somethingv1": "ssv1",
     "sthv1": "ssv1",
+    "jester-v1": "jester",
+    "20bn-jester": "jester",
     "kinetics400": "kinetics",
     "kinetics-400": "kinetics",
     "k400": "kinetics",
@@ -1131,7 +1191,7 @@ _SOURCE_ALIASES = {
 
 
 def load_annotations(source: str, root: PathLike, split: str, **kw: Any) -> Annotations:
-    """Dispatch by name: ``"ssv2"``, ``"ssv1"``, ``"kinetics"`` or ``"list"`` (plus aliases such
+    """Dispatch by name: ``"ssv2"``, ``"ssv1"``, ``"jester"``, ``"kinetics"`` or ``"list"`` (plus aliases such
     as ``"sthv2"`` / ``"k400"``); ``kw`` goes to the loader.
 
     For ``"list"``, ``root`` is the list file, or the folder holding ``<split>.txt`` /
@@ -1152,49 +1212,92 @@ def load_annotations(source: str, root: PathLike, split: str, **kw: Any) -> Anno
 
 
 # --------------------------------------------------------------------------------------------
-# Left/right classes (horizontal flip)
+# Mirrored classes (horizontal flip)
 # --------------------------------------------------------------------------------------------
 
-# "left"/"right" as whole words; letters only count as word characters, so "left_to_right"
-# and "left-handed" match but "leftover" does not.
-_LEFT_RIGHT = re.compile(r"(?<![A-Za-z])(left|right)(?![A-Za-z])", re.IGNORECASE)
+# Words whose meaning a horizontal flip mirrors, as whole words: letters only count as word
+# characters, so "left_to_right" and "left-handed" match but "leftover" does not. Each maps to
+# the spellings of its mirror image, tried in turn against the class list.
+_MIRROR_WORDS: dict[str, tuple[str, ...]] = {
+    "left": ("right",),
+    "right": ("left",),
+    "leftward": ("rightward",),
+    "rightward": ("leftward",),
+    "leftwards": ("rightwards",),
+    "rightwards": ("leftwards",),
+    "clockwise": ("counterclockwise", "anticlockwise", "counter-clockwise", "anti-clockwise", "counter clockwise"),
+    "counterclockwise": ("clockwise",),
+    "anticlockwise": ("clockwise",),
+    "counter-clockwise": ("clockwise",),
+    "anti-clockwise": ("clockwise",),
+    "counter clockwise": ("clockwise",),
+}
+_MIRRORED = re.compile(
+    r"(?<![A-Za-z])(counter[- ]?clockwise|anti-?clockwise|clockwise|leftwards?|rightwards?|left|right)(?![A-Za-z])",
+    re.IGNORECASE,
+)
 
 
-def _swap_word(match: re.Match[str]) -> str:
-    word = match.group(0)
-    other = "right" if word.lower() == "left" else "left"
-    if word.isupper():
-        return other.upper()
-    if word[0].isupper():
-        return other.capitalize()
-    return other
+def _same_case(word: str, like: str) -> str:
+    if like.isupper():
+        return word.upper()
+    if like[0].isupper():
+        return word[0].upper() + word[1:]
+    return word
+
+
+def mirror_names(name: str) -> list[str]:
+    """The names a horizontal flip turns ``name`` into (case kept): "left" <-> "right",
+    "leftward(s)" <-> "rightward(s)", "clockwise" <-> "counterclockwise" / "anticlockwise" /
+    ..., every mirrored word swapped; ``[]`` when ``name`` has none."""
+    matches = list(_MIRRORED.finditer(name))
+    if not matches:
+        return []
+    out = [""]
+    pos = 0
+    for m in matches:
+        options = [_same_case(w, m.group(0)) for w in _MIRROR_WORDS[m.group(0).lower()]]
+        out = [prefix + name[pos : m.start()] + w for prefix in out for w in options]
+        pos = m.end()
+    return [prefix + name[pos:] for prefix in out]
 
 
 def swap_left_right(name: str) -> str:
-    """``name`` with the words "left" and "right" swapped (case-insensitive, case kept)."""
-    return _LEFT_RIGHT.sub(_swap_word, name)
+    """``name`` with every mirrored word swapped for its first mirror spelling ("left" <->
+    "right", "clockwise" -> "counterclockwise", ...); ``name`` itself when it has none."""
+    names = mirror_names(name)
+    return names[0] if names else name
 
 
 def flip_label_map(classes: Sequence[str]) -> list[int]:
-    """Label permutation for a horizontal flip: ``i`` -> the class named like ``classes[i]`` with
-    "left" and "right" swapped, or ``i`` itself when no such class exists.
+    """Label permutation for a horizontal flip: ``i`` -> the class whose name is ``classes[i]``
+    mirrored (:func:`mirror_names`), or ``i`` itself when there is none.
 
     E.g. SSv2 "Pushing something from left to right" <-> "Pushing something from right to
-    left". The result is an involution (``m[m[i]] == i``).
+    left", Jester "Turning Hand Clockwise" <-> "Turning Hand Counterclockwise". The result is an
+    involution (``m[m[i]] == i``). Classes with a mirrored word but no partner map to
+    themselves: see :func:`unpaired_mirrored_classes`.
     """
     names = list(classes)
     index = {name: i for i, name in enumerate(names)}
     if len(index) != len(names):
-        raise ValueError("classes contains duplicated names; a flip label map needs unique names")
+        raise ConfigError("classes contains duplicated names; a flip label map needs unique names")
     mapping: list[int] = []
     for i, name in enumerate(names):
-        j = index.get(swap_left_right(name), i)
-        if swap_left_right(names[j]) != name:  # odd casing: keep the map an involution
+        j = next((index[m] for m in mirror_names(name) if m in index), i)
+        if names[i] not in mirror_names(names[j]) and j != i:  # odd casing: keep the map an involution
             j = i
         mapping.append(j)
     return mapping
 
 
-def has_left_right(classes: Sequence[str]) -> bool:
-    """Whether any class has a left/right partner (then a horizontal flip must swap labels)."""
-    return any(j != i for i, j in enumerate(flip_label_map(classes)))
+def has_mirrored(classes: Sequence[str]) -> bool:
+    """Whether any class names a mirrored direction (a horizontal flip changes its meaning)."""
+    return any(_MIRRORED.search(name) for name in classes)
+
+
+def unpaired_mirrored_classes(classes: Sequence[str]) -> list[str]:
+    """Classes that name a mirrored direction but whose mirror image is not a class: a flipped
+    clip of one of them would keep a label that is now wrong."""
+    mapping = flip_label_map(classes)
+    return [name for i, name in enumerate(classes) if mapping[i] == i and _MIRRORED.search(name)]

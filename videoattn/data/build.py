@@ -9,14 +9,14 @@ from typing import Any
 
 from ..config import check_keys, to_plain
 from ..errors import ConfigError
-from .annotations import Annotations, flip_label_map, has_left_right, load_annotations
+from .annotations import Annotations, flip_label_map, has_mirrored, load_annotations, unpaired_mirrored_classes
 from .dataset import VideoDataset
 from .sampling import Sampling
 from .transforms import EvalTransform, TrainTransform
 
 DATA_KEYS: dict[str, Any] = {
     "name": None,  # a label for run names and tables
-    "source": None,  # ssv2 | ssv1 | kinetics | list
+    "source": None,  # ssv2 | ssv1 | jester | kinetics | list
     "root": None,  # dataset root; null with demo: true = the built-in demo dataset
     "demo": False,  # write the built-in demo dataset on first use (videoattn.data.synthetic)
     "annotations": {},  # extra keyword arguments of the parser (video_dir, list_file, ...)
@@ -39,7 +39,7 @@ def normalize_data_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     check_keys(cfg, DATA_KEYS, section="data")
     out = {k: cfg.get(k, v) for k, v in DATA_KEYS.items()}
     if not out["source"]:
-        raise ConfigError("data config: `source` is required (ssv2 | ssv1 | kinetics | list)")
+        raise ConfigError("data config: `source` is required (ssv2 | ssv1 | jester | kinetics | list)")
     if not out["root"] and not out["demo"]:
         raise ConfigError(f"data config {out['name']!r}: set `root` to the dataset folder (data.root=/path/to/dataset)")
     out["splits"] = {**DATA_KEYS["splits"], **(out["splits"] or {})}
@@ -65,6 +65,29 @@ def load_split(cfg: Mapping[str, Any], split: str) -> Annotations:
     )
 
 
+def flip_mode(flip: str, classes: list[str]) -> str:
+    """The horizontal-flip mode for ``classes``: ``auto`` is ``swap`` (flip, and swap the labels
+    of mirrored classes: left <-> right, clockwise <-> counterclockwise) when a class names a
+    mirrored direction, else ``on``. A mirrored class without its mirror image in the list makes
+    ``auto`` and ``swap`` refuse (its flipped clips would keep a wrong label), naming it;
+    ``on`` refuses mirrored classes altogether."""
+    if not has_mirrored(classes) or flip == "off":
+        return "on" if flip == "auto" else flip
+    if flip == "on":
+        raise ConfigError(f"data config: train_transform.flip: on would mirror this dataset's direction classes (e.g. "
+                          f"{_first_mirrored(classes)!r}) without swapping their labels; use swap or off")
+    unpaired = unpaired_mirrored_classes(classes)
+    if flip in ("auto", "swap") and unpaired:
+        raise ConfigError(f"data config: train_transform.flip: {flip} would flip clips of {unpaired[0]!r}, whose mirror "
+                          f"image is not a class of this dataset, and keep a wrong label ({len(unpaired)} such classes); "
+                          "set train_transform.flip=off")
+    return "swap" if flip == "auto" else flip
+
+
+def _first_mirrored(classes: list[str]) -> str:
+    return next(c for c in classes if has_mirrored([c]))
+
+
 def build_dataset(
     cfg: Mapping[str, Any], split: str, *, mode: str, num_segments: int, seed: int = 0, report: str | Path | None = None
 ) -> VideoDataset:
@@ -82,8 +105,9 @@ def build_dataset(
         crops = TEST_CROPS.get(test["num_crops"])
         if crops is None:
             raise ConfigError(f"data config: test.num_crops must be one of {sorted(TEST_CROPS)}, got {test['num_crops']}")
-        if crops == "ten" and has_left_right(ann.classes):
-            raise ConfigError("data config: ten-crop test views flip the clips, which swaps this dataset's left/right classes; use num_crops 1 or 3")
+        if crops == "ten" and has_mirrored(ann.classes):
+            raise ConfigError("data config: ten-crop test views flip the clips, which mirrors this dataset's "
+                              f"direction classes (e.g. {_first_mirrored(ann.classes)!r}); use num_crops 1 or 3")
         ev = dict(cfg["eval_transform"])
         if crops == "three":  # TSM's full-resolution three-crop: squares of the resized short side
             ev["size"] = ev.get("resize") or ev.get("size", 224)
@@ -92,14 +116,7 @@ def build_dataset(
         transform = EvalTransform(**cfg["eval_transform"])
     else:
         tt = dict(cfg["train_transform"])
-        flip = tt.pop("flip", "auto")
-        if flip == "auto":
-            flip = "swap" if has_left_right(ann.classes) else "on"
-        if flip == "on" and has_left_right(ann.classes):
-            raise ConfigError(
-                "data config: train_transform.flip: on would mirror this dataset's left/right classes "
-                "without swapping their labels; use swap or off"
-            )
+        flip = flip_mode(tt.pop("flip", "auto"), ann.classes)
         transform = TrainTransform(**tt, flip=flip, flip_map=flip_label_map(ann.classes) if flip == "swap" else None)
     sampling = Sampling(num_segments=num_segments, **sampling_kw)
     return VideoDataset(
