@@ -58,6 +58,7 @@ def _child(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -
     import io
     import warnings
 
+    mp.set_start_method(None, force=True)  # the platform's default again, as in a fresh interpreter (not forkserver)
     for fd, path in ((1, out), (2, err)):
         f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(f, fd)

@@ -13,8 +13,6 @@ import pytest
 import torch
 from cli import run, start
 
-from videoattn.data.synthetic import write_demo_dataset
-
 TINY = [
     "model.layers=[1,1,1,1]", "model.widths=[8,16,32,64]", "num_segments=4", "batch_size=4",
     "data.train_transform.size=48", "data.eval_transform.size=48", "data.eval_transform.resize=56",
@@ -23,10 +21,8 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    write_demo_dataset(root, train_per_class=2, val_per_class=1, test_clips=2, size=(64, 80), formats=("ssv2",), workers=1)
-    return root / "ssv2"
+def dataset(tiny_demo):
+    return tiny_demo / "ssv2"
 
 
 def train_cmd(run_dir, data_root, *extra, launcher=()):

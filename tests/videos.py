@@ -55,3 +55,29 @@ def write_frame_folder(path: Path, num_frames: int, *, height: int = 64, width: 
     for i in range(num_frames):
         Image.fromarray(bars(i, height=height, width=width)).save(path / f"{i + 1:05d}.jpg", quality=90)
     return path
+
+
+def ssv2_as_frame_folders(ssv2_root: Path, out: Path, *, layout: str = "ssv1") -> Path:
+    """The SSv2-format demo split (``labels.json``, ``train.json``, ``validation.json``, ``.webm``
+    videos) rewritten in the 20BN frame-folder layout: Something-Something v1 (``labels.csv``,
+    ``train.csv`` / ``validation.csv`` with ``id;class`` lines, ``20bn-something-something-v1/<id>/
+    00001.jpg``) or Jester (the same with the ``jester-v1-`` file names and ``20bn-jester-v1``)."""
+    import json
+
+    prefix, frames_dir = {"ssv1": ("", "20bn-something-something-v1"),
+                          "jester": ("jester-v1-", "20bn-jester-v1")}[layout]
+    out.mkdir(parents=True, exist_ok=True)
+    classes = sorted(json.loads((ssv2_root / "labels.json").read_text()))
+    (out / f"{prefix}labels.csv").write_text("".join(c + "\n" for c in classes))
+    for split in ("train", "validation"):
+        entries = json.loads((ssv2_root / f"{split}.json").read_text())
+        lines = []
+        for e in entries:
+            folder = out / frames_dir / e["id"]
+            folder.mkdir(parents=True, exist_ok=True)
+            with av.open(str(ssv2_root / "20bn-something-something-v2" / f"{e['id']}.webm")) as c:
+                for i, frame in enumerate(c.decode(video=0)):
+                    frame.to_image().save(folder / f"{i + 1:05d}.jpg", quality=90)
+            lines.append(f"{e['id']};{e['template'].replace('[', '').replace(']', '')}\n")
+        (out / f"{prefix}{split}.csv").write_text("".join(lines))
+    return out

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from videoattn.attention.encnet import se_loss
 from videoattn.checkpoint import (
     check_classes,
+    check_torch_file,
     load_checkpoint,
     load_model_state,
     make_checkpoint,
@@ -45,7 +46,7 @@ from videoattn.engine.distributed import World, barrier, init_distributed, shutd
 from videoattn.engine.evaluate import EvalResult, ShardSampler, autocast, evaluate
 from videoattn.engine.memory import cache_freed_memory
 from videoattn.engine.optim import build_optimizer, build_scheduler, normalize_optim_config
-from videoattn.errors import ConfigError, DataError, MissingFileError
+from videoattn.errors import ConfigError, DataError
 from videoattn.models import build_model, to_channels_last
 from videoattn.summary import count_macs, count_params
 
@@ -89,11 +90,10 @@ def train(cfg: DictConfig) -> float:
         torch.backends.cudnn.benchmark = True
     data_cfg = normalize_data_config(cfg.data)
     optim_cfg = normalize_optim_config(cfg.optim)
+    if cfg.model.get("pretrained") not in (None, "imagenet", "imagenet_v2"):
+        check_torch_file(cfg.model.pretrained, what="model.pretrained")  # before the data: fail in seconds
+    resume_from = _resume_path(cfg.resume, Path(cfg.run_dir))
     run_dir = Path(cfg.run_dir)
-    if world.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        log.info("run folder %s; %d process(es) on %s", run_dir, world.size, world.device)
     T = cfg.num_segments
 
     # ---------------------------------------------------------------- data
@@ -121,6 +121,10 @@ def train(cfg: DictConfig) -> float:
     model = build_model({**OmegaConf.to_container(cfg.model, resolve=True), "num_classes": len(classes), "num_segments": T},
                         classes=classes)  # model.pretrained: ImageNet, a state_dict, or a checkpoint to fine-tune
     params, macs = count_params(model), _macs(model, T, data_cfg)
+    if world.main:  # written once the data and the model are known to work
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        log.info("run folder %s; %d process(es) on %s", run_dir, world.size, world.device)
     model.to(world.device)
     if cfg.channels_last:
         model = to_channels_last(model)  # 4-D weights NHWC, 5-D (ACTION's Conv3d) NDHWC
@@ -140,7 +144,6 @@ def train(cfg: DictConfig) -> float:
 
     # ---------------------------------------------------------------- resume
     start_epoch, best_top1, history = 0, -1.0, []
-    resume_from = _resume_path(cfg.resume, run_dir)
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
         load_model_state(model, ckpt, path=resume_from)
@@ -267,10 +270,7 @@ def _resume_path(resume: str | None, run_dir: Path) -> Path | None:
     if resume == "auto":
         last = run_dir / "last.pth"
         return last if last.is_file() else None
-    path = Path(resume)
-    if not path.is_file():
-        raise MissingFileError(f"resume={resume}: no such checkpoint")
-    return path
+    return check_torch_file(resume, what="resume checkpoint")
 
 
 def _gather_rng(world: World) -> list:

@@ -42,7 +42,7 @@ from torch import nn
 
 from .errors import CheckpointError, DataError, MissingFileError
 
-__all__ = ["FORMAT", "as_checkpoint", "check_classes", "describe", "load_checkpoint", "load_model_state", "make_checkpoint", "read_torch_file",
+__all__ = ["FORMAT", "as_checkpoint", "check_classes", "check_torch_file", "describe", "load_checkpoint", "load_model_state", "make_checkpoint", "read_torch_file",
            "save_atomic", "save_checkpoint"]
 
 FORMAT = "videoattn-checkpoint-1"
@@ -67,27 +67,39 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def read_torch_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Any:
-    """``torch.load`` of ``path`` on the CPU, with one-line errors for a missing, empty, truncated
-    or non-PyTorch file. Tries ``weights_only=True`` first; files holding other Python objects
-    (training checkpoints' RNG states, official checkpoints' numpy scalars) are unpickled in
-    full: load only checkpoints you trust."""
+def check_torch_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Path:
+    """Fail early, in one line, unless ``path`` is a file that starts like a ``torch.save``
+    archive (a zip) or a legacy pickle; it reads only the first bytes."""
     path = Path(path).expanduser()
     if not path.exists():
         raise MissingFileError(f"{what} {path} not found")
     if path.is_dir():
         raise CheckpointError(f"{what} {path} is a folder; give the .pth file (e.g. {path}/best.pth)")
-    if path.stat().st_size == 0:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
         raise CheckpointError(f"{what} {path} is an empty file (an interrupted copy or download?)")
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # zip archive, pickle protocol >= 2
+        raise CheckpointError(f"{what} {path} is not a PyTorch checkpoint (it does not start like one)")
+    return path
+
+
+def read_torch_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Any:
+    """``torch.load`` of ``path`` on the CPU, with one-line errors for a missing, empty, truncated
+    or non-PyTorch file. Tries ``weights_only=True`` first; files holding other Python objects
+    (training checkpoints' RNG states, official checkpoints' numpy scalars) are unpickled in
+    full: load only checkpoints you trust."""
+    path = check_torch_file(path, what=what)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "weights_only" not in str(err):  # not a pickle at all
-            raise CheckpointError(f"{what} {path} is not a PyTorch checkpoint ({_short(err)})") from err
+    except pickle.UnpicklingError:  # other Python objects than tensors and plain data: unpickle in full
+        pass
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         raise CheckpointError(f"{what} {path} cannot be read: truncated or not a PyTorch checkpoint ({_short(err)})") from err
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, EOFError) as err:
+        raise CheckpointError(f"{what} {path} is not a PyTorch checkpoint ({_short(err)})") from err
     except Exception as err:  # a pickle that cannot be rebuilt here: classes of another program
         raise CheckpointError(f"{what} {path} cannot be read ({_short(err)})") from err
 

@@ -9,7 +9,13 @@ from typing import Any
 
 from ..config import check_keys, to_plain
 from ..errors import ConfigError
-from .annotations import Annotations, flip_label_map, has_mirrored, load_annotations, unpaired_mirrored_classes
+from .annotations import (
+    Annotations,
+    flip_label_map,
+    has_mirrored,
+    load_annotations,
+    unpaired_mirrored_classes,
+)
 from .dataset import VideoDataset
 from .sampling import Sampling
 from .transforms import EvalTransform, TrainTransform

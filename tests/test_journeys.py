@@ -1,0 +1,211 @@
+"""User journeys across the tools, run as a user types the commands (each in a process of its
+own, see cli.py), on tiny data made here:
+
+- an official TSM / TAM / ACTION-Net checkpoint -> convert_checkpoint.py --classes -> test.py ->
+  infer.py --json / --explain -> train.py fine-tuning from it;
+- prepare_data.py -> train.py -> test.py on Kinetics-, SSv1- and Jester-layout datasets;
+- test.py under torchrun with 2 processes gives the metrics of one process;
+- every tool answers a missing file, a random-bytes checkpoint and an unknown key or flag with
+  one line and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from cli import run
+from official import SOURCES, save_official
+from videos import ssv2_as_frame_folders
+
+from videoattn.data.synthetic import DEMO_CLASSES
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+SMALL = ["workers=0", "data.eval_transform.size=48", "data.eval_transform.resize=56"]
+TINY = ["model.layers=[1,1,1,1]", "model.widths=[8,16,32,64]", "num_segments=4", "batch_size=4",
+        "data.train_transform.size=48", *SMALL, "progress=false", "tensorboard=false"]
+
+
+THREADS = {"OMP_NUM_THREADS": "2"}  # the ResNet-50 commands: both cores (the suite runs one test at a time)
+
+
+def ok(out):
+    assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+# ----------------------------------------------------------------------------- official checkpoints
+@pytest.fixture(scope="module")
+def official(tmp_path_factory):
+    """Official-layout checkpoints (random weights, classifier resized to the demo's 12 classes),
+    where the official scripts save them: <store_name>/ckpt.best.pth.tar, T only in the folder."""
+    root = tmp_path_factory.mktemp("official")
+    return {s: save_official(root / f"{s.upper()}_something_RGB_resnet50_shift8_blockres_avg_segment8_e45"
+                             / "ckpt.best.pth.tar", s, seed=SOURCES.index(s), num_classes=len(DEMO_CLASSES))
+            for s in SOURCES}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_an_official_checkpoint_through_every_tool(source, official, tiny_demo, tmp_path):
+    ssv2 = tiny_demo / "ssv2"
+    ckpt = tmp_path / f"{source}.pth"
+    out = ok(run(["tools/convert_checkpoint.py", "--src", official[source], "--dst", ckpt,
+                  "--classes", ssv2 / "labels.json"]))
+    assert f"wrote {ckpt}: {source} resnet50, 12 classes, T=8, 12 class names" in out.stdout
+
+    ok(run(["tools/test.py", f"checkpoint={ckpt}", "data=ssv2", f"data.root={ssv2}", "split=val",
+            f"out_dir={tmp_path / 'test'}", *SMALL], env=THREADS))
+    metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    assert metrics["videos"] == 12 and (metrics["num_clips"], metrics["num_crops"]) == (2, 3)  # TSM's 2x3 protocol
+    assert sorted(metrics["per_class_accuracy"]) == sorted(DEMO_CLASSES)
+    with open(tmp_path / "test" / "predictions.csv") as f:
+        assert len(list(csv.DictReader(f))) == 12
+
+    video = sorted((ssv2 / "20bn-something-something-v2").glob("*.webm"))[0]
+    png = tmp_path / "explain.png"
+    out = ok(run(["tools/infer.py", video, "--checkpoint", ckpt, "--json", "--explain", png], env=THREADS))
+    res = json.loads(out.stdout)
+    assert len(res["top"]) == 5 and all(t["class"] == DEMO_CLASSES_SORTED[t["index"]] for t in res["top"])
+    assert len(res["frames"]) == 8 and png.stat().st_size > 5000  # T from the converted checkpoint
+
+    run_dir = tmp_path / "finetune"
+    out = ok(run(["tools/train.py", "--config-name", "ssv2", f"model={source}", f"model.pretrained={ckpt}",
+                  f"data.root={ssv2}", f"run_dir={run_dir}", "optim.epochs=1", "max_steps_per_epoch=1",
+                  "batch_size=2", "precision=fp32", "channels_last=false", "data.train_transform.size=48", *SMALL,
+                  "progress=false", "tensorboard=false"], env=THREADS))
+    assert f"{ckpt}: loaded" in out.stderr + out.stdout and "not initialised (0): none" in out.stderr + out.stdout
+    tuned = torch.load(run_dir / "last.pth", weights_only=False)
+    assert tuned["classes"] == DEMO_CLASSES_SORTED and tuned["model_config"]["pretrained"] == str(ckpt)
+
+
+DEMO_CLASSES_SORTED = sorted(DEMO_CLASSES)
+
+
+def test_a_converted_checkpoint_without_class_names_still_works(official, tiny_demo, tmp_path):
+    ckpt = tmp_path / "tsm.pth"
+    out = ok(run(["tools/convert_checkpoint.py", "--src", official["tsm"], "--dst", ckpt]))
+    assert "no class names (add them with --classes LABEL_FILE)" in out.stdout
+    video = sorted((tiny_demo / "ssv2" / "20bn-something-something-v2").glob("*.webm"))[0]
+    out = ok(run(["tools/infer.py", video, "--checkpoint", ckpt, "--json"]))
+    assert all(t["class"] is None for t in json.loads(out.stdout)["top"])
+    assert f"--src {ckpt} --dst {ckpt} --classes LABEL_FILE" in out.stderr  # says how to add names
+    out = ok(run(["tools/test.py", f"checkpoint={ckpt}", f"data.root={tiny_demo / 'ssv2'}", "data.demo=false",
+                  "split=val", f"out_dir={tmp_path / 'test'}", *SMALL]))
+    assert "carries no class names" in out.stdout
+    # classes of another dataset: the first difference named
+    other = tmp_path / "other.pth"
+    (tmp_path / "classes.txt").write_text("".join(f"class {i:02d}\n" for i in range(12)))
+    ok(run(["tools/convert_checkpoint.py", "--src", ckpt, "--dst", other, "--classes", tmp_path / "classes.txt"]))
+    out = run(["tools/test.py", f"checkpoint={other}", f"data.root={tiny_demo / 'ssv2'}", "data.demo=false",
+               "split=val", *SMALL])
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "the first difference at index 0: 'class 00' in the checkpoint, 'Moving something down' in the dataset" in out.stderr
+
+
+# ----------------------------------------------------------------------------- prepared datasets
+@pytest.fixture(scope="module")
+def layouts(tiny_demo, tmp_path_factory):
+    root = tmp_path_factory.mktemp("layouts")
+    return {"kinetics": tiny_demo / "kinetics",
+            "ssv1": ssv2_as_frame_folders(tiny_demo / "ssv2", root / "ssv1", layout="ssv1"),
+            "jester": ssv2_as_frame_folders(tiny_demo / "ssv2", root / "jester", layout="jester")}
+
+
+@pytest.mark.parametrize("layout", ["kinetics", "ssv1", "jester"])
+def test_prepare_train_test_on_a_prepared_dataset(layout, layouts, tmp_path):
+    root, lists = layouts[layout], tmp_path / "lists"
+    out = ok(run(["tools/prepare_data.py", "--source", layout, "--root", root, "--out", lists, "--workers", "1"]))
+    assert f"data.source=list data.root={lists}" in out.stdout
+    summary = json.loads((lists / "summary.json").read_text())
+    assert summary["splits"]["train"]["videos"] == 24 and summary["splits"]["val"]["videos"] == 12
+    assert (lists / "classes.txt").read_text().splitlines() == DEMO_CLASSES_SORTED
+    # the demo's classes include left/right pairs: kinetics' flip "on" would refuse them
+    extra = ["data.train_transform.flip=auto", "data.sampling.stride=2"] if layout == "kinetics" else []
+    run_dir = tmp_path / "run"
+    out = ok(run(["tools/train.py", f"data={layout}", "data.source=list", f"data.root={lists}", f"run_dir={run_dir}",
+                  "optim.epochs=1", *TINY, *extra]))
+    assert "12 classes, 24 train / 12 val clips" in out.stdout + out.stderr
+    ok(run(["tools/test.py", f"checkpoint={run_dir / 'best.pth'}", f"data={layout}", "data.source=list",
+            f"data.root={lists}", "split=val", "data.test.num_clips=2", "data.test.num_crops=1",
+            f"out_dir={tmp_path / 'test'}", *SMALL, *extra[1:]]))
+    metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    assert metrics["videos"] == 12 and metrics["data"] == layout
+
+
+# ----------------------------------------------------------------------------- torchrun
+def test_test_tool_under_torchrun_gives_the_metrics_of_one_process(tiny_demo, tmp_path):
+    ssv2 = tiny_demo / "ssv2"
+    ok(run(["tools/train.py", f"data.root={ssv2}", "data.demo=false", f"run_dir={tmp_path / 'run'}", "optim.epochs=1",
+            "max_steps_per_epoch=2", *TINY]))
+    args = [f"checkpoint={tmp_path / 'run' / 'last.pth'}", f"data.root={ssv2}", "data.demo=false", "split=val", *SMALL]
+    ok(run(["tools/test.py", *args, f"out_dir={tmp_path / 'one'}"]))
+    ok(run(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "tools/test.py", *args,
+            f"out_dir={tmp_path / 'two'}", "device=cpu"]))
+    one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
+    for key in ("videos", "top1", "top5", "mean_class_accuracy", "per_class_accuracy", "top1_order_dependent"):
+        assert one[key] == two[key], key
+    rows = [(tmp_path / d / "predictions.csv").read_text().splitlines() for d in ("one", "two")]
+    assert rows[0] == rows[1] and len(rows[0]) == 13
+
+
+# ----------------------------------------------------------------------------- mistakes
+@pytest.fixture(scope="module")
+def junk(tmp_path_factory):
+    """A random-bytes "checkpoint", a random-bytes annotation folder, a missing path."""
+    root = tmp_path_factory.mktemp("junk")
+    noise = torch.randint(0, 256, (8192,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes()
+    (root / "random.pth").write_bytes(noise)
+    (root / "ssv2").mkdir()
+    (root / "ssv2" / "labels.json").write_bytes(noise)
+    return {"random": root / "random.pth", "missing": root / "missing.pth", "junk_dataset": root / "ssv2",
+            "missing_dir": root / "missing_dir"}
+
+
+# tool -> (case, argv) with {random} / {missing} / {junk_dataset} / {missing_dir} filled in
+MISTAKES = {
+    "train.py": [("missing file", ["model.pretrained={missing}"]), ("random checkpoint", ["model.pretrained={random}"]),
+                 ("random resume", ["resume={random}"]), ("unknown key", ["model.dropuot=0.1"]),
+                 ("unknown config", ["model=tsmm"]), ("missing dataset", ["data.root={missing_dir}", "data.demo=false"])],
+    "test.py": [("missing file", ["checkpoint={missing}"]), ("random checkpoint", ["checkpoint={random}"]),
+                ("unknown key", ["checkpoint={random}", "data.tesst.num_clips=2"]), ("required key", [])],
+    "infer.py": [("missing file", ["{missing_dir}.webm", "--checkpoint", "{random}"]),
+                 ("random checkpoint", ["{video}", "--checkpoint", "{random}"]),
+                 ("unknown flag", ["{video}", "--checkpoint", "{random}", "--topkk", "3"])],
+    "convert_checkpoint.py": [("missing file", ["--src", "{missing}", "--dst", "{missing_dir}/x.pth"]),
+                              ("random checkpoint", ["--src", "{random}", "--dst", "{missing_dir}/x.pth"]),
+                              ("unknown flag", ["--src", "{random}", "--dst", "x.pth", "--clases", "x"])],
+    "benchmark.py": [("missing file", ["--checkpoint", "{missing}"]), ("random checkpoint", ["--checkpoint", "{random}"]),
+                     ("unknown flag", ["--modelz", "tsn"])],
+    "prepare_data.py": [("missing file", ["--source", "ssv2", "--root", "{missing_dir}"]),
+                        ("random annotations", ["--source", "ssv2", "--root", "{junk_dataset}"]),
+                        ("unknown flag", ["--source", "ssv2", "--root", "{junk_dataset}", "--workerz", "2"])],
+    "ablate.py": [("missing file", ["--collect", "{missing_dir}"]), ("unknown flag", ["--colect", "{missing_dir}"])],
+    "make_demo_data.py": [("unknown flag", ["--roots", "{missing_dir}"]),
+                          ("not a demo folder", ["--root", "{junk_dataset}", "--overwrite"])],
+    "modules.py": [("unknown config", ["--models", "tsmm"]), ("unknown flag", ["--chanels", "3"])],
+}
+CASES = [(tool, case, argv) for tool, cases in MISTAKES.items() for case, argv in cases]
+
+
+def test_every_tool_is_checked_for_mistakes():
+    assert sorted(MISTAKES) == sorted(p.name for p in TOOLS.glob("*.py"))
+
+
+@pytest.mark.parametrize("tool, case, argv", CASES, ids=[f"{t}-{c}" for t, c, _ in CASES])
+def test_a_mistake_gets_one_line_and_exit_code_2(tool, case, argv, junk, tiny_demo):
+    video = sorted((tiny_demo / "ssv2" / "20bn-something-something-v2").glob("*.webm"))[0]
+    args = [a.format(**junk, video=video) for a in argv]
+    out = run([f"tools/{tool}", *args])
+    text = (out.stdout + out.stderr).strip()
+    assert out.returncode == 2, f"{tool} {args}: exit {out.returncode}\n{text[-3000:]}"
+    assert "Traceback" not in text and len(text.splitlines()) == 1 and text.startswith("error: "), text
+
+
+def test_debug_shows_the_traceback_of_a_user_error(junk):
+    for cmd, env in ((["tools/test.py", f"checkpoint={junk['random']}"], {"HYDRA_FULL_ERROR": "1"}),
+                     (["tools/convert_checkpoint.py", "--src", junk["random"], "--dst", "x.pth", "--debug"], {})):
+        out = run(cmd, env=env)
+        assert out.returncode != 0 and "Traceback" in out.stderr and "CheckpointError" in out.stderr
