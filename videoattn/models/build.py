@@ -242,6 +242,10 @@ def _check_fit(own: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tenso
                               + (hint or "Is it a checkpoint of another architecture?"))
 
 
+def _yaml(value: Any) -> str:
+    return "null" if value is None else str(value).replace(" ", "")
+
+
 def _inserted_keys(model: VideoClassifier) -> set[str]:
     """The state_dict keys of the modules inserted into ``model`` (slots, stage-shared, head)."""
     prefixes = tuple(f"backbone.{p}" for p in _inserted_prefixes(model.backbone)) + ("head.",)
@@ -265,8 +269,18 @@ def _load_checkpoint_weights(model: VideoClassifier, ckpt: Mapping[str, Any], *,
                else "the dataset's classes were not given")
         notes.append(f"new classifier: {why}")
     core = {k: v for k, v in theirs.items() if k not in inserted and k not in fc}
-    _check_fit({k: v for k, v in own.items() if k not in inserted and k not in fc}, core, lambda k: False,
-               source=source, arch=cfg["arch"])
+    try:
+        _check_fit({k: v for k, v in own.items() if k not in inserted and k not in fc}, core, lambda k: False,
+                   source=source, arch=cfg["arch"])
+    except CheckpointError as err:
+        backbone = ("arch", "layers", "widths")
+        if all(their_cfg.get(k) == cfg.get(k) for k in backbone):
+            raise
+        raise CheckpointError(
+            f"{source} holds another backbone than this model's ({', '.join(f'{k} {_yaml(their_cfg.get(k))}' for k in backbone)} "
+            f"vs {', '.join(f'{k} {_yaml(cfg.get(k))}' for k in backbone)}); build the same one: "
+            + " ".join(f"model.{k}={_yaml(their_cfg.get(k))}" for k in backbone)
+            + " (the official ResNet-50 models: --config-name ssv2 model=NAME)") from err
     load, ignored = dict(core), []
     for k in sorted(inserted | (fc if keep_fc else set())):
         if k not in theirs:
