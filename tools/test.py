@@ -49,8 +49,7 @@ def test(cfg: DictConfig) -> float:
     world = init_distributed(cfg.device)
     if world.device.type == "cpu" and cfg.malloc_cache:
         cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
-    if cfg.reference and not Path(cfg.reference).is_file():
-        agreement({}, None, Path(cfg.reference))  # fails now, not after the whole split
+    reference = read_reference(Path(cfg.reference)) if cfg.reference else None  # a bad file fails now, not after the split
     model, ckpt = load_model(cfg.checkpoint)  # a training run's or a converted checkpoint
     model_cfg = ckpt["model_config"]
     model.to(world.device)
@@ -89,7 +88,7 @@ def test(cfg: DictConfig) -> float:
         if order:
             metrics["top1_order_dependent"] = result.subset_top1(order)
         if cfg.reference:
-            metrics["reference"] = agreement(result.probs, dataset, Path(cfg.reference))
+            metrics["reference"] = agreement(result.probs, dataset, reference, Path(cfg.reference))
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         with open(out_dir / "predictions.csv", "w", newline="") as f:
             w = csv.writer(f)
@@ -128,22 +127,29 @@ def top1(probs: torch.Tensor) -> int:
     return int(probs.topk(1).indices[0])
 
 
-def agreement(probs: dict[int, torch.Tensor], dataset, path: Path) -> dict:
-    """Fraction of the videos predicted here whose top-1 class equals the one in ``path``,
-    a predictions.csv written by another run (another precision, a compiled model) of this tool."""
+def read_reference(path: Path) -> dict[str, int]:
+    """``video_id -> top1`` of a predictions.csv written by another run of this tool."""
     if not path.is_file():
         raise MissingFileError(f"reference={path}: no such predictions file; run tools/test.py on the same split "
-                                "first (e.g. with precision=fp32) and pass its predictions.csv")
+                               "first (e.g. with precision=fp32) and pass its predictions.csv")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"video_id", "top1"} <= set(rows[0]):
         raise DataError(f"reference={path}: not a predictions.csv of tools/test.py (needs video_id and top1 columns)")
-    ref = {r["video_id"]: int(r["top1"]) for r in rows}
+    try:
+        return {r["video_id"]: int(r["top1"]) for r in rows}
+    except (TypeError, ValueError) as err:
+        raise DataError(f"reference={path}: a top1 value is not a class index ({err})") from err
+
+
+def agreement(probs: dict[int, torch.Tensor], dataset, ref: dict[str, int], path: Path) -> dict:
+    """Fraction of the videos predicted here whose top-1 class equals the one in ``ref`` (the
+    predictions of another run: another precision, a compiled model)."""
     ours = {dataset.records[i].video_id: top1(p) for i, p in probs.items()}
     common = ours.keys() & ref.keys()
     if not common:
         raise DataError(f"reference={path}: none of its {len(ref)} videos are among the {len(ours)} tested here; "
-                         "was it written for another split or dataset?")
+                        "was it written for another split or dataset?")
     same = sum(ours[v] == ref[v] for v in common)
     return {"path": str(path), "videos": len(common), "top1_agreement": same / len(common)}
 
