@@ -87,6 +87,14 @@ def test_data_config_flip_rules(tmp_path):
         build_dataset({**cfg, "test": {"num_crops": 10}}, "train", mode="test", num_segments=4)
     with pytest.raises(ValueError, match="test.twice_sample=true takes exactly 2 clips.*num_clips=1"):
         build_dataset({**cfg, "test": {"num_clips": 1, "twice_sample": True}}, "train", mode="test", num_segments=4)
+    with pytest.raises(ValueError, match="data.train_transform config: unknown key 'sizee'.*size"):
+        build_dataset({**cfg, "train_transform": {"sizee": 3}}, "train", mode="train", num_segments=4)
+    with pytest.raises(ValueError, match="data.sampling config: unknown key 'strid'"):
+        build_dataset({**cfg, "sampling": {"strid": 3}}, "train", mode="val", num_segments=4)
+    with pytest.raises(ValueError, match="data.test config: unknown key 'num_clip'"):
+        build_dataset({**cfg, "test": {"num_clip": 3}}, "train", mode="test", num_segments=4)
+    with pytest.raises(ValueError, match="'video_dri' is not a keyword of the load_ssv2 parser .*video_dir"):
+        build_dataset({**cfg, "annotations": {"video_dri": "x"}}, "train", mode="val", num_segments=4)
     with pytest.raises(ValueError, match="unknown key 'sourc'.*source"):
         normalize_data_config({"sourc": "ssv2"})
     with pytest.raises(ValueError, match="set `root`"):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import inspect
 import io
 import json
 import logging
@@ -1208,6 +1209,13 @@ def load_annotations(source: str, root: PathLike, split: str, **kw: Any) -> Anno
             f"{', '.join(repr(name) for name in _LOADERS)} (aliases: "
             f"{', '.join(_SOURCE_ALIASES)}){hint}"
         )
+    accepted = [p.name for p in inspect.signature(loader).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    for key in kw:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=2)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"data.annotations: {key!r} is not a keyword of the {loader.__name__} parser{hint}; "
+                              f"allowed: {', '.join(accepted)}")
     return loader(root, split, **kw)
 
 

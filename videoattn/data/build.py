@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,13 @@ def flip_mode(flip: str, classes: list[str]) -> str:
     return "swap" if flip == "auto" else flip
 
 
+def _make(cls: type, settings: Mapping[str, Any], section: str, **fixed: Any) -> Any:
+    """``cls(**settings, **fixed)``, a key of ``settings`` it does not take failing with its name."""
+    allowed = [p for p in inspect.signature(cls).parameters if p not in fixed and p != "self"]
+    check_keys(settings, allowed, section=section)
+    return cls(**settings, **fixed)
+
+
 def _first_mirrored(classes: list[str]) -> str:
     return next(c for c in classes if has_mirrored([c]))
 
@@ -103,6 +111,7 @@ def build_dataset(
     ann = load_split(cfg, split)
     sampling_kw = dict(cfg["sampling"])
     if mode == "test":
+        check_keys(cfg["test"], DATA_KEYS["test"], section="data.test")
         test = {**DATA_KEYS["test"], **cfg["test"]}
         if test["twice_sample"] and test["num_clips"] != 2:
             raise ConfigError(f"data config: test.twice_sample=true takes exactly 2 clips per video, got test.num_clips="
@@ -117,14 +126,15 @@ def build_dataset(
         ev = dict(cfg["eval_transform"])
         if crops == "three":  # TSM's full-resolution three-crop: squares of the resized short side
             ev["size"] = ev.get("resize") or ev.get("size", 224)
-        transform: TrainTransform | EvalTransform = EvalTransform(**ev, crops=crops)
+        transform: TrainTransform | EvalTransform = _make(EvalTransform, ev, "data.eval_transform", crops=crops)
     elif mode == "val":
-        transform = EvalTransform(**cfg["eval_transform"])
+        transform = _make(EvalTransform, cfg["eval_transform"], "data.eval_transform")
     else:
         tt = dict(cfg["train_transform"])
         flip = flip_mode(tt.pop("flip", "auto"), ann.classes)
-        transform = TrainTransform(**tt, flip=flip, flip_map=flip_label_map(ann.classes) if flip == "swap" else None)
-    sampling = Sampling(num_segments=num_segments, **sampling_kw)
+        transform = _make(TrainTransform, tt, "data.train_transform", flip=flip,
+                          flip_map=flip_label_map(ann.classes) if flip == "swap" else None)
+    sampling = _make(Sampling, sampling_kw, "data.sampling", num_segments=num_segments)
     return VideoDataset(
         ann, sampling=sampling, transform=transform, mode=mode, backend=cfg["backend"],
         max_retries=cfg["max_retries"], seed=seed, report=report,
