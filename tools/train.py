@@ -36,7 +36,7 @@ from videoattn.checkpoint import (
     load_checkpoint,
     load_model_state,
     make_checkpoint,
-    save_atomic,
+    save_checkpoint,
 )
 from videoattn.cli import check_overrides, user_errors
 from videoattn.data.build import build_dataset, dataset_root, normalize_data_config
@@ -231,9 +231,9 @@ def train(cfg: DictConfig) -> float:
                                    optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                                    scaler=scaler.state_dict(), epoch=epoch, best_top1=best_top1, history=history,
                                    rng=states, config=OmegaConf.to_container(cfg, resolve=True))
-            save_atomic(ckpt, run_dir / "last.pth")
+            save_checkpoint(ckpt, run_dir / "last.pth")
             if improved:
-                save_atomic(ckpt, run_dir / "best.pth")
+                save_checkpoint(ckpt, run_dir / "best.pth")
             _append_csv(run_dir / "metrics.csv", row)
             if tb is not None:
                 for k, v in row.items():

@@ -42,8 +42,8 @@ from torch import nn
 
 from .errors import CheckpointError, DataError, MissingFileError
 
-__all__ = ["FORMAT", "as_checkpoint", "check_classes", "check_torch_file", "describe", "load_checkpoint", "load_model_state", "make_checkpoint", "read_torch_file",
-           "save_atomic", "save_checkpoint"]
+__all__ = ["FORMAT", "as_checkpoint", "check_classes", "check_torch_file", "describe", "load_checkpoint",
+           "load_model_state", "make_checkpoint", "read_torch_file", "save_atomic", "save_checkpoint"]
 
 FORMAT = "videoattn-checkpoint-1"
 DEFAULT_DATA = {"name": None, "sampling": {"mode": "segment"}, "eval_transform": {"size": 224, "resize": 256}}
