@@ -93,8 +93,9 @@ def test_a_converted_checkpoint_without_class_names_still_works(official, tiny_d
     assert all(t["class"] is None for t in json.loads(out.stdout)["top"])
     assert f"--src {ckpt} --dst {ckpt} --classes LABEL_FILE" in out.stderr  # says how to add names
     out = ok(run(["tools/test.py", f"checkpoint={ckpt}", f"data.root={tiny_demo / 'ssv2'}", "data.demo=false",
-                  "split=val", f"out_dir={tmp_path / 'test'}", *SMALL]))
+                  "split=val", *SMALL]))
     assert "carries no class names" in out.stdout
+    assert (tmp_path / "test_tsm_demo_val_2x1" / "metrics.json").is_file()  # named by checkpoint, data, split, views
     # classes of another dataset: the first difference named
     other = tmp_path / "other.pth"
     (tmp_path / "classes.txt").write_text("".join(f"class {i:02d}\n" for i in range(12)))

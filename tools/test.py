@@ -58,7 +58,7 @@ def test(cfg: DictConfig) -> float:
 
     data_cfg = normalize_data_config(cfg.data)
     test = data_cfg["test"]
-    out_dir = Path(cfg.out_dir or Path(cfg.checkpoint).parent / f"test_{cfg.split}_{test['num_clips']}x{test['num_crops']}")
+    out_dir = Path(cfg.out_dir or default_out_dir(cfg, data_cfg))
     dataset = build_dataset(data_cfg, cfg.split, mode="test", num_segments=model_cfg["num_segments"],
                             report=out_dir / "bad_files.jsonl")
     named = check_classes(ckpt, dataset.classes, checkpoint=cfg.checkpoint, dataset=f"{data_cfg['name']}/{cfg.split}")
@@ -125,6 +125,16 @@ def top1(probs: torch.Tensor) -> int:
     """The predicted class, as the ``top1`` column of predictions.csv has it (``topk``: with
     bf16's coarse probabilities exact ties happen, and ``argmax`` may break them otherwise)."""
     return int(probs.topk(1).indices[0])
+
+
+def default_out_dir(cfg: DictConfig, data_cfg: dict) -> Path:
+    """``<checkpoint folder>/test_<checkpoint>_<data>_<split>_<clips>x<crops>[_bf16][_compiled]``:
+    tests of other checkpoints in the same folder, other datasets, protocols or precisions do
+    not overwrite each other."""
+    test, ckpt = data_cfg["test"], Path(cfg.checkpoint)
+    name = f"test_{ckpt.name.split('.')[0]}_{data_cfg['name']}_{cfg.split}_{test['num_clips']}x{test['num_crops']}"
+    name += ("" if cfg.precision == "fp32" else f"_{cfg.precision}") + ("_compiled" if cfg.compile else "")
+    return ckpt.parent / name
 
 
 def read_reference(path: Path) -> dict[str, int]:

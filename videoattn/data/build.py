@@ -50,6 +50,8 @@ def normalize_data_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if not out["root"] and not out["demo"]:
         raise ConfigError(f"data config {out['name']!r}: set `root` to the dataset folder (data.root=/path/to/dataset)")
     out["splits"] = {**DATA_KEYS["splits"], **(out["splits"] or {})}
+    check_keys(out["test"] or {}, DATA_KEYS["test"], section="data.test")
+    out["test"] = {**DATA_KEYS["test"], **(out["test"] or {})}
     return out
 
 
@@ -111,8 +113,7 @@ def build_dataset(
     ann = load_split(cfg, split)
     sampling_kw = dict(cfg["sampling"])
     if mode == "test":
-        check_keys(cfg["test"], DATA_KEYS["test"], section="data.test")
-        test = {**DATA_KEYS["test"], **cfg["test"]}
+        test = cfg["test"]
         if test["twice_sample"] and test["num_clips"] != 2:
             raise ConfigError(f"data config: test.twice_sample=true takes exactly 2 clips per video, got test.num_clips="
                              f"{test['num_clips']}; set test.twice_sample=false for {test['num_clips']} evenly spaced clips")
