@@ -105,3 +105,23 @@ def test_median_ci_is_the_binomial_order_statistic_interval(bench):
     assert bench.median_ci(list(range(20, 0, -1))) == (6, 15)
     lo, hi = bench.median_ci(list(range(101)), level=0.99)
     assert lo < 50 < hi
+
+
+def test_a_checkpoint_is_measured_with_its_own_t_classes_and_size(bench, tmp_path):
+    from videoattn.checkpoint import make_checkpoint, save_checkpoint
+    from videoattn.errors import ConfigError
+    from videoattn.models import build_model
+
+    model = build_model({"arch": "resnet18", "layers": [1, 1, 1, 1], "widths": [8, 16, 32, 64], "num_classes": 5,
+                         "num_segments": 3, "inserts": [{"name": "tsm"}]})
+    path = save_checkpoint(make_checkpoint(model, classes=list("abcde"), data={"eval_transform": {"size": 32}},
+                                           origin={"kind": "training"}), tmp_path / "tiny_tsm.pth")
+    argv = ["--checkpoint", str(path), "--batch-sizes", "1", "--modes", "fp32", "--repeats", "1", "--warmup", "0",
+            "--min-sample-s", "0", "--agree-clips", "0", "--no-memory", "--threads", "1"]
+    results = bench.main([*argv, "--arch", "resnet18"])
+    assert list(results["models"]) == ["torchvision_tsn", "tiny_tsm"]  # no default configs with --checkpoint
+    s = results["settings"]
+    assert (s["segments"], s["num_classes"], s["size"], s["arch"]) == (3, 5, 32, "resnet18")
+    assert results["models"]["tiny_tsm"]["params_m"] * 1e6 == pytest.approx(sum(p.numel() for p in model.parameters()))
+    with pytest.raises(ConfigError, match="--segments 8 contradicts .*tiny_tsm.pth"):
+        bench.run(bench.parser().parse_args([*argv, "--segments", "8"]))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from official import official_state_dict, save_official
+from official import save_official
 
 from videoattn.checkpoint import (
     FORMAT,
@@ -55,12 +55,15 @@ def test_every_file_that_is_not_a_checkpoint_gets_one_line_saying_what_it_is(tmp
                                                         dtype=torch.uint8).numpy().tobytes())
     (tmp_path / "torn.pth").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bare.pth")
+    torch.save({"conv1.weight": torch.zeros(1000)}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    (tmp_path / "torn_old.pth").write_bytes((tmp_path / "old.pth").read_bytes()[:2000])
     save_official(tmp_path / "TSM_something_RGB_resnet50_segment8.pth", "tsm")
     cases = {
         "missing.pth": (MissingFileError, "missing.pth not found"),
         "empty.pth": (CheckpointError, "empty.pth is an empty file"),
         "random.pth": (CheckpointError, "random.pth (is not a PyTorch checkpoint|cannot be read)"),
         "torn.pth": (CheckpointError, "torn.pth cannot be read: truncated"),
+        "torn_old.pth": (CheckpointError, "torn_old.pth (cannot be read: truncated|is not a PyTorch checkpoint)"),
         "bare.pth": (CheckpointError, "bare weights .* model.pretrained="),
         "TSM_something_RGB_resnet50_segment8.pth": (CheckpointError, "an official TSM checkpoint, not converted yet: run "
                                                                      "tools/convert_checkpoint.py --src .*segment8.pth"),
@@ -112,7 +115,7 @@ def test_conversion_reads_t_refuses_contradictions_and_stores_sorted_class_names
     with pytest.raises(ConfigError, match="pass --num-segments T"):
         convert_checkpoint(anonymous, tmp_path / "x.pth")
     assert convert_checkpoint(anonymous, tmp_path / "x.pth", num_segments=16)["model_config"]["num_segments"] == 16
-    tam = save_official(tmp_path / "tam_best.pth", "tam", num_classes=3)  # TAM: T from its weights
+    tam = save_official(tmp_path / "tam_best.pth", "tam", num_classes=3, legacy=True)  # TAM: T from its weights
     assert convert_checkpoint(tam, tmp_path / "tam.pth")["model_config"]["num_segments"] == 8
     with pytest.raises(CheckpointError, match="--num-segments 4 says T=4, but its TAM weights were trained with T=8"):
         convert_checkpoint(tam, tmp_path / "tam.pth", num_segments=4)
@@ -208,8 +211,3 @@ def test_save_atomic_leaves_the_old_file_when_writing_fails(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         save_atomic({"x": Unpicklable()}, path)
     assert torch.load(path) == {"x": 1} and [p.name for p in tmp_path.iterdir()] == ["f.pth"]
-
-
-def test_an_official_state_dict_converts_with_its_classifier_resized():
-    sd = official_state_dict("action", num_classes=5)
-    assert sd["module.new_fc.weight"].shape == (5, 2048) and sd["module.new_fc.bias"].shape == (5,)

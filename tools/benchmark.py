@@ -484,14 +484,16 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
-def bench_models(args: argparse.Namespace, *, overrides: dict | None = None) -> dict[str, Any]:
+def bench_models(args: argparse.Namespace, *, overrides: dict | None = None,
+                 checkpoints: dict[str, nn.Module] | None = None) -> dict[str, Any]:
     """The whole model benchmark for parsed ``args``; returns the JSON-ready results.
     ``overrides`` are extra model-config keys (tiny networks in the tests)."""
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     if args.malloc_cache and not cache_freed_memory():
         raise RuntimeError("--malloc-cache needs glibc (mallopt)")
-    checkpoints = load_checkpoints(args)
+    if checkpoints is None:
+        checkpoints = load_checkpoints(args)
     names = [BASELINE, *[m for m in args.models if m != BASELINE], *checkpoints]
     modes = [Mode.parse(m) for m in args.modes]
     if "fp32" not in args.modes:
@@ -774,10 +776,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     unknown = set(args.sections) - {"models", "loader"}
     if unknown or not args.sections:
         raise ConfigError(f"--sections: unknown {sorted(unknown)}; choose from models, loader")
-    results: dict[str, Any] = bench_models(args) if "models" in args.sections else {}
+    checkpoints = load_checkpoints(args)  # also settles T, classes, arch and size
+    results: dict[str, Any] = bench_models(args, checkpoints=checkpoints) if "models" in args.sections else {}
     if "loader" in args.sections:
-        if args.segments is None or args.size is None:
-            load_checkpoints(args)  # the defaults, or a checkpoint's T and size
         results["data_loader"] = bench_data(args)
     md = to_markdown(results)
     print(md)

@@ -85,23 +85,34 @@ def check_torch_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Pa
 
 
 def read_torch_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Any:
-    """``torch.load`` of ``path`` on the CPU, with one-line errors for a missing, empty, truncated
-    or non-PyTorch file. Tries ``weights_only=True`` first; files holding other Python objects
-    (training checkpoints' RNG states, official checkpoints' numpy scalars) are unpickled in
-    full: load only checkpoints you trust."""
+    """``torch.load`` of ``path`` on the CPU, once, with one-line errors for a missing, empty,
+    truncated or non-PyTorch file. A file holding only tensors and plain data (this toolkit's
+    checkpoints) loads with ``weights_only=True``; one that pickles other Python objects (the
+    official checkpoints' numpy scalars) is unpickled in full: load only checkpoints you trust.
+    Which of the two a zip archive is, is read from its pickle alone; a legacy (pre-1.6) file is
+    tried both ways."""
     path = check_torch_file(path, what=what)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # other Python objects than tensors and plain data: unpickle in full
-        pass
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        raise CheckpointError(f"{what} {path} cannot be read: truncated or not a PyTorch checkpoint ({_short(err)})") from err
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, EOFError) as err:
-        raise CheckpointError(f"{what} {path} is not a PyTorch checkpoint ({_short(err)})") from err
-    except Exception as err:  # a pickle that cannot be rebuilt here: classes of another program
-        raise CheckpointError(f"{what} {path} cannot be read ({_short(err)})") from err
+    if zipfile.is_zipfile(path):
+        try:
+            attempts: tuple[bool, ...] = (not torch.serialization.get_unsafe_globals_in_checkpoint(path),)
+        except (RuntimeError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise CheckpointError(f"{what} {path} cannot be read: truncated or not a PyTorch checkpoint "
+                                  f"({_short(err)})") from err
+    else:
+        attempts = (True, False)
+    for weights_only in attempts:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=weights_only)
+        except pickle.UnpicklingError as err:
+            if weights_only and len(attempts) > 1:
+                continue  # other Python objects than tensors and plain data: unpickle in full
+            raise CheckpointError(f"{what} {path} is not a PyTorch checkpoint ({_short(err)})") from err
+        except (RuntimeError, EOFError, ValueError, OSError) as err:
+            raise CheckpointError(f"{what} {path} cannot be read: truncated or not a PyTorch checkpoint "
+                                  f"({_short(err)})") from err
+        except Exception as err:  # a pickle that cannot be rebuilt here: classes of another program
+            raise CheckpointError(f"{what} {path} cannot be read ({_short(err)})") from err
+    raise AssertionError("unreachable")
 
 
 def _short(err: BaseException) -> str:

@@ -1,5 +1,8 @@
 """What every tool does with a user's mistake: one line, exit code 2, no traceback.
 
+The command-line front end of the tools, and the one module of the package that writes to the
+terminal and exits the process (:func:`fail`); the rest of the library raises and logs.
+
 A tool wraps its work in :func:`user_errors`: a :class:`~videoattn.errors.UserError` (or an
 operating-system error on a path the user named: missing, not permitted, a folder, disk full)
 is printed as ``error: <message>`` on stderr and the process exits with code 2. Anything else
@@ -41,7 +44,8 @@ def debug_enabled() -> bool:
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` (one line) on stderr and exit with code 2."""
     sys.stdout.flush()
-    print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"error: {' '.join(str(message).split())}\n")
+    sys.stderr.flush()
     raise SystemExit(2)
 
 

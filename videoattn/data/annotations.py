@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,7 +373,7 @@ def read_class_names(path: PathLike) -> list[str]:
             names = _read_class_names(path, problems)
     if not names or any(not n for n in names):
         raise _error(path, 0, "no class names (or an empty one) in the file; give the dataset's label file")
-    duplicated = sorted({n for n in names if names.count(n) > 1})
+    duplicated = sorted(n for n, count in Counter(names).items() if count > 1)
     if duplicated:
         raise _error(path, 0, f"duplicated class names {duplicated[:3]}")
     return sorted(names)

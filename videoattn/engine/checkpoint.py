@@ -1,5 +1,5 @@
 """What a training run adds to its checkpoints: the RNG states that make a resumed run continue
-exactly where it stopped. The checkpoint format itself (writing, reading, checking) is
+exactly where it stopped, as tensors and plain data (no pickled numpy objects). The checkpoint format itself (writing, reading, checking) is
 :mod:`videoattn.checkpoint`, shared by every tool."""
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import torch
 
 
 def rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002 (the legacy global state is what users seed)
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 (the legacy global state is what users seed)
+        # plain data, not an ndarray: the checkpoint then loads with torch.load(weights_only=True)
+        "numpy": (kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():

@@ -226,8 +226,8 @@ def load_pretrained(model: VideoClassifier, pretrained: str | Path, *, classes: 
     return report
 
 
-def _check_fit(own: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor], inserted, *, source: str, arch: str,
-               hint: str = "") -> None:
+def _check_fit(own: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor], inserted, *, source: str,
+               arch: str) -> None:
     """Fail unless ``theirs`` has every non-inserted tensor of ``own`` with its shape and nothing else."""
     mismatched = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in theirs.items() if k in own and v.shape != own[k].shape]
     unexpected = sorted(k for k in theirs if k not in own)
@@ -238,8 +238,8 @@ def _check_fit(own: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tenso
             for label, keys in (("shape mismatch", mismatched), ("unexpected", unexpected), ("missing", bad_missing))
             if keys
         )
-        raise CheckpointError(f"{source} does not fit the {arch} model: {problems}. "
-                              + (hint or "Is it a checkpoint of another architecture?"))
+        raise CheckpointError(f"{source} does not fit the {arch} model: {problems}. Is it a checkpoint of another "
+                              "architecture?")
 
 
 def _yaml(value: Any) -> str:
@@ -256,7 +256,8 @@ def _load_checkpoint_weights(model: VideoClassifier, ckpt: Mapping[str, Any], *,
                              classes: Sequence[str] | None) -> LoadReport:
     own, theirs = model.state_dict(), ckpt["model"]
     cfg, their_cfg = model.config, ckpt["model_config"]
-    their_model = build_model({**their_cfg, "pretrained": None})  # which of its tensors are inserted modules
+    with torch.device("meta"):  # its structure only: which of its tensors belong to inserted modules
+        their_model = build_model({**their_cfg, "pretrained": None})
     inserted = _inserted_keys(model) | _inserted_keys(their_model)
     fc = {"fc.weight", "fc.bias"}
     notes: list[str] = []

@@ -180,10 +180,11 @@ def official_data_settings(path: str | Path, num_segments: int, sampling: str | 
             else {"mode": "segment"}, "eval_transform": {"size": 224, "resize": 256}}
 
 
-def read_official(path: str | Path) -> tuple[dict[str, torch.Tensor], Any]:
-    """The (``module.``-stripped) state_dict of an official checkpoint file and the loaded object."""
+def read_official(path: str | Path, *, obj: Any = None) -> tuple[dict[str, torch.Tensor], Any]:
+    """The (``module.``-stripped) state_dict of an official checkpoint file (or ``obj``, the file
+    already loaded) and the loaded object."""
     path = Path(path)
-    obj = read_torch_file(path)  # official checkpoints pickle numpy scalars (best_prec1): trusted files only
+    obj = read_torch_file(path) if obj is None else obj  # official checkpoints pickle numpy scalars: trusted files only
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if as_checkpoint(obj, path) is not None:
         raise CheckpointError(f"{path} is already a videoattn checkpoint; give it to the tools as it is (to add class "
@@ -219,7 +220,7 @@ def convert_checkpoint(
     existing = as_checkpoint(obj, src)
     if existing is not None:
         return _rename_classes(existing, src, dst, classes)
-    sd, obj = read_official(src)
+    sd, obj = read_official(src, obj=obj)
     found = detect_source(sd)
     source = source or found
     if source == "unknown":
