@@ -30,6 +30,9 @@ def one_error_line(capsys) -> str:
     ("train", ["model.dropout=[1"], "model.dropout=[1: not a valid override"),
     ("train", ["--config-name", "ssv2"], "data.root is required: pass data.root=..."),
     ("test", [], "checkpoint is required"),
+    ("train", ["+epochs=1", "+lr=0.1"], "+epochs=1: adds a key 'epochs' that nothing reads (did you mean optim.epochs"),
+    ("train", ["optim.lr=0.1", "++seeds=3"], "++seeds=3: adds a key 'seeds' that nothing reads (did you mean seed?)"),
+    ("test", ["checkpoint=x", "+batchsize=2"], "adds a key 'batchsize' that nothing reads (did you mean batch_size"),
 ])  # fmt: skip
 def test_check_overrides_reports_what_hydra_would_reject_in_one_line(config, argv, message, capsys):
     with pytest.raises(SystemExit) as info:
@@ -73,3 +76,81 @@ def test_argparse_usage_errors_are_one_line(capsys, monkeypatch):
         p.parse_args(["--n", "x"])
     assert info.value.code == 2 and "invalid int value: 'x' (see tool.py --help)" in one_error_line(capsys)
     assert p.parse_args(["--debug"]).debug and os.environ["VIDEOATTN_DEBUG"] == "1"
+
+
+# ----------------------------------------------------------------------------- the README's overrides
+README_FILES = ("README.md", "data/README.md", "configs/README.md")
+NOT_OVERRIDES = {"VIDEOATTN_DEBUG=1", "HYDRA_FULL_ERROR=1", "+key=value", "bias=True", 'combine="max"', "kernel_size=3"}
+
+
+def documented_overrides() -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """The command lines of train.py / test.py in the READMEs' code blocks (tool, arguments),
+    and the overrides quoted in their text (`data.on_error=skip`)."""
+    import re
+    import shlex
+
+    commands, inline = [], []
+    for name in README_FILES:
+        text = (CONFIGS.parent / name).read_text()
+        for span in re.findall(r"`([^`\n]+)`", text):
+            tokens = span.split()
+            if tokens and all(re.fullmatch(r"\+{0,2}[A-Za-z_][\w.]*=\S+", t) for t in tokens):
+                inline += [t for t in tokens if t not in NOT_OVERRIDES]
+        for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", text, re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                for part in line.split("#")[0].split("&&"):
+                    if "tools/train.py" not in part and "tools/test.py" not in part:
+                        continue
+                    words = shlex.split(part)
+                    for tool in ("train", "test"):
+                        if f"tools/{tool}.py" in words:
+                            commands.append((tool, words[words.index(f"tools/{tool}.py") + 1:]))
+    return commands, inline
+
+
+def validated(config: str, argv: list[str]):
+    """Compose as the tool does (one-line errors via check_overrides), then check every section."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from videoattn.data.build import normalize_data_config
+    from videoattn.engine.optim import normalize_optim_config
+    from videoattn.models.build import normalize_config
+
+    check_overrides(CONFIGS, config, argv)
+    name = argv[argv.index("--config-name") + 1] if "--config-name" in argv else config
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        cfg = compose(name, overrides=[o.split("=")[0] + "=" + o.split("=", 1)[1].split(",")[0] for o in overrides])
+    GlobalHydra.instance().clear()
+    data = normalize_data_config(cfg.data)
+    if config == "train":
+        normalize_optim_config(cfg.optim)
+        normalize_config({**cfg.model, "num_classes": 2, "num_segments": cfg.num_segments})
+    return cfg, data
+
+
+def test_every_command_line_in_the_readmes_composes_and_validates():
+    commands, _ = documented_overrides()
+    assert sum(tool == "train" for tool, _ in commands) >= 10 and sum(tool == "test" for tool, _ in commands) >= 6
+    for tool, argv in commands:
+        validated(tool, ["checkpoint=x.pth", *argv] if tool == "test" and not any(a.startswith("checkpoint=") for a in argv)
+                  else argv)
+
+
+def test_every_override_quoted_in_the_readmes_works_as_written(tiny_demo):
+    """Each documented override once: composed with train.py's or test.py's config, every
+    section checked, and a data override applied to a dataset that reads a clip."""
+    from videoattn.data.build import build_dataset
+
+    _, inline = documented_overrides()
+    assert {"data.on_error=skip", "resume=none", "overwrite=true", "keep_last=2", "data.backend=pyav"} <= set(inline)
+    for override in dict.fromkeys(inline):
+        try:
+            cfg, data = validated("train", [override])
+        except SystemExit:  # a test.py setting (compile=true)
+            cfg, data = validated("test", ["checkpoint=x.pth", override])
+        if override.startswith("data.") and not override.startswith(("data.source=", "data.root=")):
+            dataset = build_dataset({**data, "root": str(tiny_demo / "ssv2")}, "val", mode="val", num_segments=2)
+            assert dataset[0][0].shape[0] == 2, override

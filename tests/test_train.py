@@ -94,7 +94,7 @@ def test_a_corrupt_video_is_reported_and_training_finishes(dataset, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["bad_files"] == [str(video)]
-    assert "unreadable videos were skipped" in out.stdout and video.name in out.stdout + out.stderr
+    assert "1 bad files were skipped" in out.stdout and video.name in out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("override, key", [("model.dropuot=0.1", "dropuot"), ("+data.flipp=on", "flipp")])

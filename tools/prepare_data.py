@@ -30,17 +30,19 @@ import numpy as np
 
 from videoattn.cli import ArgumentParser, user_errors
 from videoattn.data.annotations import load_annotations
-from videoattn.data.video import DecodeError, open_video
+from videoattn.data.video import DecodeError, read_clip
 from videoattn.errors import DataError, MissingFileError
+from videoattn.files import write_atomic
 
 
 def probe(args: tuple[str, str]) -> tuple[int, str]:
-    """``(decodable frames, "")`` or ``(0, reason)`` for one video file or frame folder."""
+    """``(decodable frames, "")`` or ``(0, reason)`` for one video file or frame folder, read
+    as training reads it (:func:`~videoattn.data.video.read_clip`: decord, then PyAV for what
+    decord rejects): its first and last frame, the count shrinking to what decodes."""
     path, backend = args
     try:
-        with open_video(path, backend=backend) as reader:
-            reader.read([0, reader.num_frames - 1])  # shrinks num_frames to what decodes
-            return reader.num_frames, ""
+        _, indices = read_clip(path, lambda n: np.array([0, max(n - 1, 0)]), backend=backend, fallback=True)
+        return int(indices.max()) + 1, ""
     except (DecodeError, OSError) as e:
         return 0, str(e)
 
@@ -78,6 +80,9 @@ def prepare(args) -> int:
             bad_lines.append(f"{s.file}:{s.line}\t{s.reason}")
         print(f"{split}: {ann.summary()}", file=sys.stderr)
         records = ann.records
+        if not records:
+            raise DataError(f"split {split!r} of {args.root} has no videos ({ann.summary()}); check its annotation "
+                            "file, or leave the split out with --splits")
         if args.no_decode:
             frames = [(r.num_frames or 0, "") for r in records]
         else:
@@ -96,8 +101,11 @@ def prepare(args) -> int:
                 continue
             good.append(f"{os.path.relpath(r.path, out)} {n} {r.label}")
             counts[r.label] += 1
+        if not good:
+            raise DataError(f"split {split!r} of {args.root}: none of its {len(records)} videos can be read "
+                            f"(first: {bad_lines[-1]}); see the reasons with --workers 1")
         list_file = out / f"{split}.txt"
-        _write_atomic(list_file, "".join(line + "\n" for line in good))
+        write_atomic(list_file, "".join(line + "\n" for line in good))
         lengths = np.array([n for n, reason in frames if not reason] or [0])
         empty = [classes[k] for k in range(len(classes)) if counts[k] == 0] if split != "test" else []
         summary["splits"][split] = {
@@ -117,19 +125,13 @@ def prepare(args) -> int:
         )
         if empty:
             print(f"  warning: {len(empty)} classes have no videos in {split}: {empty[:5]}...", file=sys.stderr)
-    _write_atomic(out / "classes.txt", "".join(name + "\n" for name in classes or []))
-    _write_atomic(out / "bad_files.txt", "".join(line + "\n" for line in bad_lines))
-    _write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(out / "classes.txt", "".join(name + "\n" for name in classes or []))
+    write_atomic(out / "bad_files.txt", "".join(line + "\n" for line in bad_lines))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out}/{{{','.join(args.splits)}}}.txt, classes.txt, summary.json; "
           f"{len(bad_lines)} problems in {out / 'bad_files.txt'}")
     print(f"train / test on these lists with: data.source=list data.root={out}")
     return 0
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

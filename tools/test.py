@@ -80,8 +80,10 @@ def test(cfg: DictConfig) -> float:
         per_class = result.per_class().tolist()
         metrics = {"checkpoint": str(cfg.checkpoint), "data": data_cfg["name"], "split": cfg.split,
                    "num_clips": test["num_clips"], "num_crops": test["num_crops"], "videos": len(dataset),
+                   "videos_evaluated": len(result.probs), "unreadable": result.substituted,
+                   "skipped_annotations": dataset.report_skipped(),
                    "precision": cfg.precision, "channels_last": channels_last, "compile": cfg.compile,
-                   "substituted_unreadable": result.substituted, "top1": result.top1, "top5": result.top5,
+                   "top1": result.top1, "top5": result.top5,
                    "mean_class_accuracy": result.mean_class,
                    "per_class_accuracy": {c: a for c, a in zip(classes, per_class, strict=True)}}
         order = [classes.index(c) for c in data_cfg["order_dependent"]]
@@ -108,17 +110,23 @@ def test(cfg: DictConfig) -> float:
         if labelled:
             print(f"top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  mean class {result.mean_class:.4f}"
                   + (f"  order-dependent {metrics['top1_order_dependent']:.4f}" if order else "")
-                  + f"  ({len(dataset)} videos, {test['num_clips']}x{test['num_crops']} views)")
+                  + f"  ({_coverage(len(result.probs), len(dataset), result.substituted)}, "
+                    f"{test['num_clips']}x{test['num_crops']} views)")
         else:
             print(f"{len(result.probs)} unlabelled videos predicted; submission in {out_dir / 'submission.csv'}")
         if cfg.reference:
             ref = metrics["reference"]
             print(f"top-1 agreement with {ref['path']}: {ref['top1_agreement']:.4f} ({ref['videos']} videos)")
-        if result.substituted:
-            print(f"{result.substituted} unreadable videos left out; see {out_dir / 'bad_files.jsonl'}")
+        if result.substituted or metrics["skipped_annotations"]:
+            print(f"{result.substituted} unreadable videos left out, {metrics['skipped_annotations']} annotation entries "
+                  f"skipped; see {out_dir / 'bad_files.jsonl'}")
         print(f"wrote {out_dir}")
     shutdown(world)
     return result.top1
+
+
+def _coverage(evaluated: int, total: int, unreadable: int) -> str:
+    return f"{evaluated} of {total} videos" + (f", {unreadable} unreadable" if unreadable else "")
 
 
 def top1(probs: torch.Tensor) -> int:
@@ -186,6 +194,13 @@ def plot_confusion(cm: torch.Tensor, classes: list[str], path: Path, *, title: s
     plt.close(fig)
 
 
+REFUSED = {  # overrides that cannot apply to a trained model: test.py would run without them
+    "num_segments": "test.py takes T (num_segments) from the checkpoint: its model was trained for it (TAM's and the "
+                    "global branches' weights depend on it); test another T with a checkpoint trained for it",
+    "model": "test.py builds the model from the checkpoint's model_config; to test another model, pass its checkpoint",
+    "data.train_transform": "test.py does not train: its views come from data.eval_transform and data.test",
+}
+
 if __name__ == "__main__":
-    check_overrides(CONFIGS, "test")
+    check_overrides(CONFIGS, "test", refuse=REFUSED)
     main()

@@ -5,17 +5,20 @@
     uv run python tools/train.py --config-name ssv2 data.root=/data/ssv2 model=tam
     torchrun --nproc_per_node 8 tools/train.py --config-name kinetics data.root=/data/k400
 
-Reads top to bottom: config -> processes -> data -> model -> optimiser -> resume -> epochs.
-Every epoch writes RUN_DIR/last.pth atomically (and best.pth on a new best val top-1);
+Reads top to bottom: config -> processes -> run folder -> data -> model -> optimiser -> resume
+-> epochs. One training at a time writes a run folder (a lock names the one that holds it).
+Every epoch writes RUN_DIR/last.pth atomically (keeping the one before it as last.1.pth), then
+best.pth on a new best val top-1, metrics.csv and results.json (videoattn.engine.run_folder);
 `resume=auto` (the default) continues from last.pth after any interruption, with the same
-data order, augmentation and RNG state as an uninterrupted run.
+data order, augmentation and RNG state as an uninterrupted run, and repairs what a kill left.
+Starting again from scratch in a folder that holds a run takes `resume=none overwrite=true`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
+import contextlib
 import logging
+import logging.handlers
 import math
 import time
 from pathlib import Path
@@ -36,17 +39,18 @@ from videoattn.checkpoint import (
     load_checkpoint,
     load_model_state,
     make_checkpoint,
-    save_checkpoint,
 )
 from videoattn.cli import check_overrides, user_errors
 from videoattn.data.build import build_dataset, dataset_root, normalize_data_config
-from videoattn.data.dataset import read_report
+from videoattn.data.dataset import read_report_entries
 from videoattn.engine.checkpoint import rng_state, set_rng_state
-from videoattn.engine.distributed import World, barrier, init_distributed, shutdown
+from videoattn.engine.distributed import World, barrier, init_distributed, on_main, shutdown
 from videoattn.engine.evaluate import EvalResult, ShardSampler, autocast, evaluate
 from videoattn.engine.memory import cache_freed_memory
 from videoattn.engine.optim import build_optimizer, build_scheduler, normalize_optim_config
-from videoattn.errors import ConfigError, DataError
+from videoattn.engine.run_folder import RunFolder, RunFolderError, best_epoch
+from videoattn.errors import CheckpointError, ConfigError, DataError
+from videoattn.files import write_atomic
 from videoattn.models import build_model, to_channels_last
 from videoattn.summary import count_macs, count_params
 
@@ -92,17 +96,31 @@ def train(cfg: DictConfig) -> float:
     optim_cfg = normalize_optim_config(cfg.optim)
     if cfg.model.get("pretrained") not in (None, "imagenet", "imagenet_v2"):
         check_torch_file(cfg.model.pretrained, what="model.pretrained")  # before the data: fail in seconds
-    resume_from = _resume_path(cfg.resume, Path(cfg.run_dir))
-    run_dir = Path(cfg.run_dir)
+    folder = RunFolder(cfg.run_dir, keep_last=cfg.keep_last)
+    log_buffer = logging.handlers.MemoryHandler(capacity=1_000_000, flushLevel=logging.CRITICAL + 1)
+    logging.getLogger().addHandler(log_buffer)  # for train.log, written once the folder is ours
+    with contextlib.ExitStack() as held:
+        held.callback(logging.getLogger().removeHandler, log_buffer)
+
+        def take_folder() -> Path | None:  # rank 0: lock the folder, then decide where the run starts
+            held.enter_context(folder.lock())
+            return folder.resume_point(cfg.resume, overwrite=cfg.overwrite)
+
+        resume_from = on_main(world, take_folder)
+        return _train(cfg, world, folder, data_cfg, optim_cfg, resume_from, log_buffer, held)
+
+
+def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, optim_cfg: dict, resume_from: Path | None,
+           log_buffer: logging.handlers.MemoryHandler, held: contextlib.ExitStack) -> float:
+    run_dir = folder.path
     T = cfg.num_segments
 
     # ---------------------------------------------------------------- data
     if world.main:  # the demo data is written on first use, by one process
         dataset_root(data_cfg)
     barrier(world)
-    report = run_dir / "bad_files.jsonl"
-    train_set = build_dataset(data_cfg, "train", mode="train", num_segments=T, seed=cfg.seed, report=report)
-    val_set = build_dataset(data_cfg, "val", mode="val", num_segments=T, seed=cfg.seed, report=report)
+    train_set = build_dataset(data_cfg, "train", mode="train", num_segments=T, seed=cfg.seed, report=folder.report)
+    val_set = build_dataset(data_cfg, "val", mode="val", num_segments=T, seed=cfg.seed, report=folder.report)
     classes = train_set.classes
     if val_set.classes != classes:
         raise DataError("the train and val splits have different class lists")
@@ -116,14 +134,38 @@ def train(cfg: DictConfig) -> float:
     if steps_per_epoch == 0:
         raise DataError(f"the training split has {len(train_set)} clips, fewer than one global batch of {cfg.batch_size * world.size}")
 
-    # ---------------------------------------------------------------- model
+    # ---------------------------------------------------------------- model, and the checkpoint it continues
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_model({**OmegaConf.to_container(cfg.model, resolve=True), "num_classes": len(classes), "num_segments": T},
                         classes=classes)  # model.pretrained: ImageNet, a state_dict, or a checkpoint to fine-tune
     params, macs = count_params(model), _macs(model, T, data_cfg)
-    if world.main:  # written once the data and the model are known to work
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    ckpt = None
+    if resume_from is not None:  # checked before anything is written to the run folder
+        ckpt = load_checkpoint(resume_from)
+        try:
+            load_model_state(model, ckpt, path=resume_from)
+        except CheckpointError as err:
+            raise RunFolderError(f"{err}. run_dir={run_dir} holds a run of another model: choose another run_dir (by "
+                                 "default runs/<data>/<model>), or pass resume=none overwrite=true to replace it") from None
+        check_classes(ckpt, classes, checkpoint=resume_from, dataset=f"{data_cfg['name']}/train")
+    epochs = optim_cfg["epochs"]
+    results = _Results(model=model.config["name"], data=data_cfg["name"], params=params, macs=macs, epochs=epochs,
+                       report=folder.report)
+    if world.main:  # the folder is ours and the run fits it: from here on the run writes it
+        handler = logging.FileHandler(run_dir / "train.log")
+        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        log_buffer.setTarget(handler)
+        log_buffer.flush()
+        logging.getLogger().removeHandler(log_buffer)
+        logging.getLogger().addHandler(handler)
+        held.callback(handler.close)
+        held.callback(logging.getLogger().removeHandler, handler)
+        write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        for dataset in (train_set, val_set):
+            dataset.report_skipped()  # data.on_error=skip: the skipped annotation entries, with their split
+        if ckpt is not None:
+            folder.repair(ckpt, resume_from)
+            folder.write_results(results(ckpt))
         log.info("run folder %s; %d process(es) on %s", run_dir, world.size, world.device)
     model.to(world.device)
     if cfg.channels_last:
@@ -140,22 +182,19 @@ def train(cfg: DictConfig) -> float:
     optimizer = build_optimizer(model, optim_cfg, global_batch=global_batch)
     scheduler = build_scheduler(optimizer, optim_cfg, steps_per_epoch=steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
-    epochs = optim_cfg["epochs"]
 
     # ---------------------------------------------------------------- resume
-    start_epoch, best_top1, history = 0, -1.0, []
-    if resume_from is not None:
-        ckpt = load_checkpoint(resume_from)
-        load_model_state(model, ckpt, path=resume_from)
-        check_classes(ckpt, classes, checkpoint=resume_from, dataset=f"{data_cfg['name']}/train")
+    start_epoch, best_top1, best_at, history = 0, -1.0, None, []
+    if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, best_top1, history = ckpt["epoch"] + 1, ckpt["best_top1"], ckpt["history"]
+        start_epoch, best_top1, best_at, history = ckpt["epoch"] + 1, ckpt["best_top1"], best_epoch(ckpt), ckpt["history"]
         states = ckpt["rng"]
         set_rng_state(states[world.rank] if len(states) == world.size else states[0])
         if world.main:
             log.info("resumed from %s at epoch %d (best val top-1 %.4f)", resume_from, start_epoch, best_top1)
+        del ckpt
     if world.main:
         log.info("%s: %.2fM params, %.2f GMACs/clip; %d classes, %d train / %d val clips; global batch %d, peak lr %.4g",
                  model.config["name"] or "model", params / 1e6, macs / 1e9, len(classes), len(train_set), len(val_set),
@@ -209,38 +248,40 @@ def train(cfg: DictConfig) -> float:
         train_time = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(seen, 1),
                "train_top1": correct / max(seen, 1), "train_clips_per_s": seen * world.size / train_time,
-               "val_loss": math.nan, "val_top1": math.nan, "val_top5": math.nan, "val_mean_class": math.nan}
+               "val_loss": math.nan, "val_top1": math.nan, "val_top5": math.nan, "val_mean_class": math.nan,
+               "val_videos": 0, "val_unreadable": 0}
         if order_dependent:
             row.update(val_top1_order=math.nan, val_top1_appearance=math.nan)
 
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs:
             val = evaluate(net.module.model if world.distributed else model, val_loader, num_classes=len(classes),
                            world=world, precision=cfg.precision)
-            row.update(val.as_dict("val_"))
+            row.update(val.as_dict("val_"), val_videos=val.num_clips, val_unreadable=val.substituted)
             if order_dependent:
                 row["val_top1_order"] = val.subset_top1(order_dependent)
                 row["val_top1_appearance"] = val.subset_top1([k for k in range(len(classes)) if k not in order_dependent])
         history.append(row)
         improved = row["val_top1"] > best_top1  # False for NaN (no validation this epoch)
         if improved:
-            best_top1 = row["val_top1"]
+            best_top1, best_at = row["val_top1"], epoch
 
         states = _gather_rng(world)
         if world.main:
             ckpt = make_checkpoint(model, classes=classes, data=data_cfg, origin={"kind": "training", "run_dir": str(run_dir)},
                                    optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                                   scaler=scaler.state_dict(), epoch=epoch, best_top1=best_top1, history=history,
-                                   rng=states, config=OmegaConf.to_container(cfg, resolve=True))
-            save_checkpoint(ckpt, run_dir / "last.pth")
-            if improved:
-                save_checkpoint(ckpt, run_dir / "best.pth")
-            _append_csv(run_dir / "metrics.csv", row)
+                                   scaler=scaler.state_dict(), epoch=epoch, best_top1=best_top1, best_epoch=best_at,
+                                   history=history, rng=states, config=OmegaConf.to_container(cfg, resolve=True))
+            folder.save_epoch(ckpt, improved=improved, results=results(ckpt))  # last.pth, best.pth, metrics, results
+            del ckpt
             if tb is not None:
                 for k, v in row.items():
                     if k != "epoch":
                         tb.add_scalar(f"epoch/{k}", v, epoch + 1)
             text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
             tqdm.write(f"epoch {epoch + 1}/{epochs}: {text}{' (best)' if improved else ''}")
+            if row["val_unreadable"]:
+                log.warning("validation of epoch %d covers %d of %d videos: %d could not be read (see %s)", epoch + 1,
+                            row["val_videos"], len(val_set), row["val_unreadable"], folder.report)
         barrier(world)
 
     # ---------------------------------------------------------------- summary
@@ -248,14 +289,14 @@ def train(cfg: DictConfig) -> float:
         _check_replicas(model, world)
     if world.main:
         last = history[-1] if history else {}
-        bad = read_report(report)
-        results = {"model": model.config["name"], "data": data_cfg["name"], "params": params, "macs": macs,
-                   "best_val_top1": best_top1, "epochs": epochs, **{f"last_{k}": v for k, v in last.items() if k != "epoch"},
-                   "bad_files": sorted(bad)}
-        (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        bad = read_report_entries(folder.report)
         if bad:
-            print(f"{len(bad)} unreadable videos were skipped and replaced; see {report}")
-        print(f"val top-1 {last.get('val_top1', float('nan')):.4f} (best {best_top1:.4f})"
+            print(f"{len(bad)} bad files were skipped (unreadable videos, malformed annotation entries); see {folder.report}")
+        covered = ""
+        if last.get("val_videos"):
+            covered = f" over {last['val_videos']} of {len(val_set)} val videos" + (
+                f" ({last['val_unreadable']} unreadable)" if last["val_unreadable"] else "")
+        print(f"val top-1 {last.get('val_top1', float('nan')):.4f} (best {best_top1:.4f}){covered}"
               + (f", order-dependent classes {last['val_top1_order']:.4f}" if "val_top1_order" in last else "")
               + f"; checkpoints in {run_dir}")
         if tb is not None:
@@ -264,13 +305,26 @@ def train(cfg: DictConfig) -> float:
     return best_top1
 
 
-def _resume_path(resume: str | None, run_dir: Path) -> Path | None:
-    if resume in (None, "none", "never", False):
-        return None
-    if resume == "auto":
-        last = run_dir / "last.pth"
-        return last if last.is_file() else None
-    return check_torch_file(resume, what="resume checkpoint")
+class _Results:
+    """``results.json`` from a checkpoint: the run's summary, complete or not, derived from the
+    checkpoint's history (so a resumed run rewrites it to agree with ``last.pth``)."""
+
+    def __init__(self, *, report: Path, **fixed) -> None:
+        self.report, self.fixed = report, fixed
+
+    def __call__(self, ckpt: dict) -> dict:
+        history = ckpt["history"]
+        last = history[-1] if history else {}
+        best = best_epoch(ckpt)
+        bad = read_report_entries(self.report)
+        per_split: dict[str, int] = {}
+        for entry in bad:
+            split = entry.get("split") or "unknown"
+            per_split[split] = per_split.get(split, 0) + 1
+        return {**self.fixed, "epochs_done": len(history), "complete": len(history) >= self.fixed["epochs"],
+                "best_val_top1": ckpt["best_top1"], "best_epoch": None if best is None else best + 1,
+                **{f"last_{k}": v for k, v in last.items() if k != "epoch"},
+                "bad_files": sorted({e["path"] for e in bad}), "bad_files_per_split": per_split}
 
 
 def _gather_rng(world: World) -> list:
@@ -301,15 +355,6 @@ def _macs(model: nn.Module, t: int, data_cfg: dict) -> float:
     size = data_cfg["train_transform"].get("size", 224)
     with torch.no_grad():
         return count_macs(model, torch.zeros(1, t, 3, size, size))
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 def _tensorboard(run_dir: Path):

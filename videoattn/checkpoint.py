@@ -30,6 +30,7 @@ Checkpoints of earlier versions of this format are upgraded in memory.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -41,6 +42,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, DataError, MissingFileError
+from .files import atomic_file
 
 __all__ = ["FORMAT", "as_checkpoint", "check_classes", "check_torch_file", "describe", "load_checkpoint",
            "load_model_state", "make_checkpoint", "read_torch_file", "save_atomic", "save_checkpoint"]
@@ -51,20 +53,14 @@ _REQUIRED = ("model", "model_config", "classes", "data", "origin")
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` through a temporary file in the same folder, fsync and rename:
-    a crash at any moment leaves the old file or the new one, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """``torch.save`` to ``path`` through :func:`videoattn.files.atomic_file`: a crash at any
+    moment leaves the old file or the new one, never a torn one. The object is serialised in
+    memory first, so a full disk is an ``OSError`` (ENOSPC) naming ``path``, not a torch error."""
+    with atomic_file(path) as f:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        f.write(buf.getbuffer())
+    return Path(path)
 
 
 def check_torch_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Path:

@@ -23,7 +23,7 @@ import difflib
 import errno
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -111,11 +111,15 @@ _SKIP_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "-
                "--resolve", "--package", "-p", "--experimental-rerun"}
 
 
-def check_overrides(config_dir: str | os.PathLike, config_name: str, argv: Sequence[str] | None = None) -> None:
+def check_overrides(config_dir: str | os.PathLike, config_name: str, argv: Sequence[str] | None = None, *,
+                    refuse: Mapping[str, str] | None = None) -> None:
     """Compose the config of a Hydra tool from ``argv`` (default ``sys.argv[1:]``) and exit with
-    one line and code 2 if Hydra would reject it, or if a required value (``???``) is left out.
-    Sweeps (``-m model=tsn,se``) are checked value by value. Hydra's own flags that print
-    instead of running (``--help``, ``--cfg``, ...) skip the check."""
+    one line and code 2 if Hydra would reject it, if a required value (``???``) is left out, or
+    if ``+key=value`` adds a top-level key (nothing reads those: the sections ``model``, ``data``,
+    ``optim`` check their own keys). ``refuse`` maps keys (and their sub-keys) that the tool
+    cannot apply to the reason, given when an override names one. Sweeps (``-m model=tsn,se``)
+    are checked value by value. Hydra's own flags that print instead of running (``--help``,
+    ``--cfg``, ...) skip the check."""
     argv = list(sys.argv[1:] if argv is None else argv)
     overrides, multirun, config_dirs = [], False, [str(config_dir)]
     it = iter(argv)
@@ -136,8 +140,17 @@ def check_overrides(config_dir: str | os.PathLike, config_name: str, argv: Seque
         else:
             overrides.append(arg)
     with user_errors():
+        _refused(overrides, refuse or {})
         for variant in _variants(overrides, multirun):
             _compose(config_dirs, config_name, variant)
+
+
+def _refused(overrides: list[str], refuse: Mapping[str, str]) -> None:
+    for o in overrides:
+        key = o.lstrip("+~").partition("=")[0]
+        for name, reason in refuse.items():
+            if key == name or key.startswith(name + "."):
+                fail(f"{o}: {reason}")
 
 
 def _variants(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -181,10 +194,39 @@ def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> 
         fail(_override_error(err, overrides, lambda rest: attempt(rest)))
     finally:
         GlobalHydra.instance().clear()
+    _added_top_level_keys(cfg, overrides, attempt)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         fail(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: pass "
              + " ".join(f"{k}=..." for k in missing) + f" on the command line (see configs/{config_name}.yaml)")
+
+
+def _added_top_level_keys(cfg, overrides: list[str], attempt) -> None:
+    """Fail on ``+key=value`` that adds a top-level key: the tool would run without reading it."""
+    added = [o for o in overrides if o.startswith("+") and "." not in o.lstrip("+").partition("=")[0]]
+    if not added:
+        return
+    from omegaconf import OmegaConf
+
+    try:
+        base = attempt([o for o in overrides if o not in added])
+    except Exception:  # noqa: BLE001 (the rest does not compose without them: nothing to compare)
+        return
+    leaves = _leaf_paths(OmegaConf.to_container(base, resolve=False))
+    for o in added:
+        key = o.lstrip("+").partition("=")[0]
+        if key in base or key == "hydra":
+            continue
+        names = {p.rsplit(".", 1)[-1]: p for p in leaves}
+        close = [names[c] for c in difflib.get_close_matches(key, list(names), n=3)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        fail(f"{o}: adds a key {key!r} that nothing reads{hint}; the config's keys are listed by --cfg job")
+
+
+def _leaf_paths(node, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [p for k, v in node.items() if k != "hydra" for p in _leaf_paths(v, f"{prefix}{k}.")]
+    return [prefix[:-1]]
 
 
 def _first_lines(err: BaseException) -> str:

@@ -8,7 +8,7 @@ from .annotations import (
     has_mirrored,
     load_annotations,
 )
-from .dataset import VideoDataset, read_report
+from .dataset import VideoDataset, read_report, read_report_entries
 from .sampling import Sampling
 from .transforms import EvalTransform, TrainTransform
 from .video import DecodeError, open_video, read_clip
@@ -28,4 +28,5 @@ __all__ = [
     "open_video",
     "read_clip",
     "read_report",
+    "read_report_entries",
 ]

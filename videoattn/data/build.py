@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import check_keys, to_plain
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingFileError
 from .annotations import (
     Annotations,
     flip_label_map,
@@ -24,8 +24,8 @@ from .transforms import EvalTransform, TrainTransform
 DATA_KEYS: dict[str, Any] = {
     "name": None,  # a label for run names and tables
     "source": None,  # ssv2 | ssv1 | jester | kinetics | list
-    "root": None,  # dataset root; null with demo: true = the built-in demo dataset
-    "demo": False,  # write the built-in demo dataset on first use (videoattn.data.synthetic)
+    "root": None,  # dataset root (read, never written); null with demo: true = the built-in demo dataset
+    "demo": False,  # root: null means the built-in demo dataset, written on first use (videoattn.data.synthetic)
     "annotations": {},  # extra keyword arguments of the parser (video_dir, list_file, ...)
     "splits": {"train": "train", "val": "val", "test": "val"},
     "on_error": "raise",  # malformed annotation lines / missing videos: raise | skip
@@ -56,13 +56,18 @@ def normalize_data_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def dataset_root(cfg: Mapping[str, Any]) -> Path:
-    """The dataset folder; for the demo data, written on first use."""
-    if cfg["demo"]:
-        from .synthetic import ensure_demo_dataset
+    """The dataset folder. A given ``root`` is a real dataset there: it is read, never written,
+    and a missing folder fails naming it. Only ``root: null`` with ``demo: true`` means the
+    built-in demo dataset, written to its default folder on first use."""
+    if cfg["root"]:
+        root = Path(cfg["root"]).expanduser()
+        if not root.exists():
+            raise MissingFileError(f"data.root={root}: no such folder; give the {cfg['source']} dataset's root "
+                                   f"(see data/README.md for the files it holds)")
+        return root
+    from .synthetic import ensure_demo_dataset
 
-        base = ensure_demo_dataset(cfg["root"] and Path(cfg["root"]).parent)
-        return base / cfg["source"] if not cfg["root"] else Path(cfg["root"])
-    return Path(cfg["root"]).expanduser()
+    return ensure_demo_dataset(None) / cfg["source"]
 
 
 def load_split(cfg: Mapping[str, Any], split: str) -> Annotations:
@@ -138,5 +143,5 @@ def build_dataset(
     sampling = _make(Sampling, sampling_kw, "data.sampling", num_segments=num_segments)
     return VideoDataset(
         ann, sampling=sampling, transform=transform, mode=mode, backend=cfg["backend"],
-        max_retries=cfg["max_retries"], seed=seed, report=report,
+        max_retries=cfg["max_retries"], seed=seed, report=report, split=split,
     )

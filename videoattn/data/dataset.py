@@ -48,7 +48,8 @@ class VideoDataset(Dataset):
     ``transform``: a :class:`TrainTransform` for ``mode="train"``, an :class:`EvalTransform`
     otherwise. ``backend``: the video reader (``"auto"``, ``"decord"``, ``"pyav"``,
     ``"frames"``); with ``fallback``, files decord rejects are read with PyAV. ``report``: a
-    JSON-lines file that every process (DataLoader workers, DDP ranks) appends its bad files to.
+    JSON-lines file that every process (DataLoader workers, DDP ranks) appends its bad files to,
+    each line naming the ``split`` (default: the mode).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class VideoDataset(Dataset):
         max_retries: int = 10,
         seed: int = 0,
         report: str | os.PathLike | None = None,
+        split: str | None = None,
         num_threads: int = 1,
     ) -> None:
         if mode not in MODES:
@@ -70,8 +72,10 @@ class VideoDataset(Dataset):
         if (mode == "train") != isinstance(transform, TrainTransform):
             want = "TrainTransform" if mode == "train" else "EvalTransform"
             raise TypeError(f"mode={mode!r} needs a {want}, got {type(transform).__name__}")
+        self.skipped: list = []  # annotation entries skipped with on_error="skip"
         if isinstance(records, Annotations):
             self.classes: list[str] | None = list(records.classes)
+            self.skipped = list(records.skipped)
             records = records.records
         else:
             self.classes = None
@@ -83,6 +87,7 @@ class VideoDataset(Dataset):
         self.max_retries, self.seed = max_retries, seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # read by every worker
         self.report = Path(report) if report is not None else None
+        self.split = split or mode
         self.failures: list[dict[str, str]] = []  # bad files seen by this process
         self._bad: set[int] = set()
 
@@ -142,27 +147,54 @@ class VideoDataset(Dataset):
     def _record_failure(self, index: int, error: BaseException) -> None:
         self._bad.add(index)
         path = str(self.records[index].path)
-        entry = {"path": path, "error": f"{type(error).__name__}: {error}", "epoch": self.epoch}
+        entry = {"split": self.split, "path": path, "error": f"{type(error).__name__}: {error}", "epoch": self.epoch}
         self.failures.append(entry)
         log.warning("skipping unreadable video %s (%s: %s); using another item", path, type(error).__name__, error)
-        if self.report is not None:
-            self.report.parent.mkdir(parents=True, exist_ok=True)
-            line = (json.dumps(entry) + "\n").encode()
-            fd = os.open(self.report, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:  # one write on an O_APPEND descriptor: lines of concurrent workers do not interleave
-                os.write(fd, line)
-            finally:
-                os.close(fd)
+        self._append([entry])
+
+    def report_skipped(self) -> int:
+        """Append the annotation entries skipped with ``on_error="skip"`` to the report (those not
+        in it already); returns how many were skipped. Called by the one process that writes."""
+        if not self.skipped or self.report is None:
+            return len(self.skipped)
+        known = {(e.get("split"), e["path"]) for e in read_report_entries(self.report)}
+        entries = [{"split": self.split, "path": f"{s.file}:{s.line}", "error": f"skipped annotation: {s.reason}"}
+                   for s in self.skipped]
+        self._append([e for e in entries if (e["split"], e["path"]) not in known])
+        return len(self.skipped)
+
+    def _append(self, entries: list[dict]) -> None:
+        if self.report is None or not entries:
+            return
+        self.report.parent.mkdir(parents=True, exist_ok=True)
+        data = "".join(json.dumps(e) + "\n" for e in entries).encode()
+        fd = os.open(self.report, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:  # one write on an O_APPEND descriptor: lines of concurrent workers do not interleave
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+
+def read_report_entries(path: str | os.PathLike) -> list[dict]:
+    """The entries of a report written by :class:`VideoDataset`, one per ``(split, path)`` (the
+    first seen): ``{"split", "path", "error", ...}``."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    seen: dict[tuple, dict] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                entry = json.loads(line)
+            except ValueError:  # a line torn by a kill mid-write
+                continue
+            seen.setdefault((entry.get("split"), entry["path"]), entry)
+    return list(seen.values())
 
 
 def read_report(path: str | os.PathLike) -> dict[str, str]:
     """The bad files of a report written by :class:`VideoDataset`: ``{path: first error}``."""
-    path = Path(path)
-    if not path.exists():
-        return {}
     bad: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            entry = json.loads(line)
-            bad.setdefault(entry["path"], entry["error"])
+    for entry in read_report_entries(path):
+        bad.setdefault(entry["path"], entry["error"])
     return bad

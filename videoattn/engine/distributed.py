@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -62,3 +66,24 @@ def barrier(world: World) -> None:
 def shutdown(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def on_main(world: World, fn: Callable[[], R]) -> R:
+    """Run ``fn`` on rank 0 only and return its result on every rank (it must pickle); a user
+    error raised by ``fn`` is raised on every rank, so that all of them stop with its message
+    instead of waiting for rank 0 in the next collective."""
+    result, error = None, None
+    if world.main:
+        try:
+            result = fn()
+        except UserError as err:
+            if not world.distributed:
+                raise
+            error = err
+    if world.distributed:
+        box = [(result, error)]
+        dist.broadcast_object_list(box, src=0)
+        result, error = box[0]
+    if error is not None:
+        raise error
+    return result
