@@ -180,4 +180,4 @@ def test_temp_files_of_dead_writers_are_removed_and_a_live_ones_kept(tmp_path):
         (tmp_path / f".last.pth.{pid}.tmp").write_bytes(b"x")
     (tmp_path / ".notes.txt").write_text("mine")
     assert remove_temp_files(tmp_path) == [tmp_path / f".last.pth.{dead}.tmp"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".last.pth.%d.tmp" % os.getpid(), ".notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".last.pth.{os.getpid()}.tmp", ".notes.txt"]
