@@ -15,7 +15,6 @@ GFLOPs (multiply-adds per clip) and training throughput.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,9 +44,9 @@ def run_one(model: str, overrides: list[str], *, rerun: bool, runs: Path | None)
     cmd = [sys.executable, str(REPO / "tools" / "train.py"), f"model={model}", *overrides]
     if run_dir is not None:
         cmd.append(f"run_dir={run_dir}")
-        if rerun and run_dir.exists():
-            shutil.rmtree(run_dir)
-        if (run_dir / "results.json").exists():
+        if rerun:
+            cmd += ["resume=none", "overwrite=true"]  # train.py replaces the old run (and says so), unless one is running
+        elif finished(run_dir):
             print(f"[{model}] done before: {run_dir / 'results.json'}", file=sys.stderr)
             return run_dir
     print(f"[{model}] {' '.join(cmd[1:])}", file=sys.stderr)
@@ -59,6 +58,15 @@ def run_one(model: str, overrides: list[str], *, rerun: bool, runs: Path | None)
         line = [ln for ln in out.stdout.splitlines() if "checkpoints in" in ln][-1]
         run_dir = Path(line.rsplit("checkpoints in", 1)[1].strip())
     return run_dir
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` ran all its epochs (train.py rewrites results.json every
+    epoch; ``complete`` says whether it is the last; files of older versions were final)."""
+    try:
+        return json.loads((run_dir / "results.json").read_text()).get("complete", True)
+    except (OSError, ValueError):
+        return False
 
 
 def collect(run_dirs: list[Path]) -> list[dict]:
@@ -133,8 +141,11 @@ def ablate(args) -> int:
     if args.collect:
         if not args.collect.is_dir():
             raise MissingFileError(f"--collect {args.collect}: no such folder (the folder holding the runs)")
-        dirs = [d for d in (args.collect / m for m in models) if (d / "results.json").exists()]
-        dirs += sorted(d for d in args.collect.iterdir() if (d / "results.json").exists() and d not in dirs)
+        dirs = [d for d in (args.collect / m for m in models) if finished(d)]
+        dirs += sorted(d for d in args.collect.iterdir() if finished(d) and d not in dirs)
+        for d in sorted(args.collect.iterdir()):
+            if (d / "results.json").exists() and not finished(d):
+                print(f"{d}: not finished (results.json: complete false); left out", file=sys.stderr)
         if not dirs:
             raise MissingFileError(f"no finished runs (results.json) under {args.collect}")
     else:

@@ -32,7 +32,7 @@ from videoattn.cli import ArgumentParser, user_errors
 from videoattn.data.annotations import load_annotations
 from videoattn.data.video import DecodeError, read_clip
 from videoattn.errors import DataError, MissingFileError
-from videoattn.files import write_atomic
+from videoattn.files import remove_temp_files, write_atomic
 
 
 def probe(args: tuple[str, str]) -> tuple[int, str]:
@@ -66,6 +66,7 @@ def prepare(args) -> int:
         raise MissingFileError(f"--root {args.root}: no such folder (the dataset root: annotation files and videos)")
     out = args.out or args.root / "lists"
     out.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(out)  # of a run killed while writing its lists
     summary: dict = {"source": args.source, "root": str(args.root.resolve()), "splits": {}}
     bad_lines: list[str] = []
     classes: list[str] | None = None
