@@ -53,6 +53,16 @@ def test_schedules():
         normalize_optim_config({"lr_step": [1]})
 
 
+@pytest.mark.parametrize("cfg, key", [
+    ({"name": "adamw", "momentum": 0.8}, "momentum"), ({"name": "sgd", "betas": [0.9, 0.99]}, "betas"),
+    ({"schedule": "cosine", "milestones": [5]}, "milestones"), ({"schedule": "step", "min_lr_factor": 0.1}, "min_lr_factor"),
+    ({"warmup_factor": 0.5}, "warmup_factor"),
+])  # fmt: skip
+def test_an_optim_setting_that_would_be_ignored_is_refused(cfg, key):
+    with pytest.raises(ValueError, match=f"optim.{key}=.* has no effect with"):
+        normalize_optim_config(cfg)
+
+
 def test_metrics():
     logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
     labels = torch.tensor([1, 0, 0, 2])

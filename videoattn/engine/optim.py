@@ -51,7 +51,23 @@ def normalize_optim_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"optim config: name must be sgd or adamw, got {out['name']!r}")
     if out["schedule"] not in ("step", "cosine", "constant"):
         raise ConfigError(f"optim config: schedule must be step, cosine or constant, got {out['schedule']!r}")
+    for key, (setting, applies) in APPLIES_WITH.items():  # a value changed where it would be ignored
+        if out[key] != OPTIM_KEYS[key] and not applies(out):
+            raise ConfigError(f"optim.{key}={out[key]!r} has no effect with {setting} (here name={out['name']}, "
+                              f"schedule={out['schedule']}, warmup_epochs={out['warmup_epochs']}); leave it at its "
+                              f"default {OPTIM_KEYS[key]!r} or change the setting it belongs to")
     return out
+
+
+APPLIES_WITH = {  # keys that only some settings read
+    "momentum": ("optim.name=sgd", lambda c: c["name"] == "sgd"),
+    "nesterov": ("optim.name=sgd", lambda c: c["name"] == "sgd"),
+    "betas": ("optim.name=adamw", lambda c: c["name"] == "adamw"),
+    "milestones": ("optim.schedule=step", lambda c: c["schedule"] == "step"),
+    "gamma": ("optim.schedule=step", lambda c: c["schedule"] == "step"),
+    "min_lr_factor": ("optim.schedule=cosine", lambda c: c["schedule"] == "cosine"),
+    "warmup_factor": ("optim.warmup_epochs > 0", lambda c: c["warmup_epochs"] > 0),
+}
 
 
 def param_groups(model: nn.Module, *, weight_decay: float, fc_lr_mult: float = 1.0) -> list[dict[str, Any]]:
