@@ -151,11 +151,14 @@ class RunFolder:
         self._created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         except FileExistsError as err:
             raise RunFolderError(f"run_dir={self.path} is a file, not a folder; choose another run_dir") from err
+        except OSError as err:
+            raise RunFolderError(f"run_dir={self.path}: cannot create or write the run folder ({err.strerror}: "
+                                 f"{err.filename}); choose a folder you can write") from err
         path = self.path / ".lock"
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
@@ -173,6 +176,7 @@ class RunFolder:
             if same:
                 break
             os.close(fd)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         previous = _read_owner(fd)
         if previous:
             log.warning("run_dir %s: the previous training in it (%s) ended without releasing its lock (killed?); "
