@@ -32,6 +32,7 @@ def one_error_line(capsys) -> str:
     ("test", [], "checkpoint is required"),
     ("train", ["+epochs=1", "+lr=0.1"], "+epochs=1: adds a key 'epochs' that nothing reads (did you mean optim.epochs"),
     ("train", ["optim.lr=0.1", "++seeds=3"], "++seeds=3: adds a key 'seeds' that nothing reads (did you mean seed?)"),
+    ("train", ["~seed"], "~seed: removes the top-level key 'seed', which the tool reads; set it instead (seed=...)"),
     ("test", ["checkpoint=x", "+batchsize=2"], "adds a key 'batchsize' that nothing reads (did you mean batch_size"),
 ])  # fmt: skip
 def test_check_overrides_reports_what_hydra_would_reject_in_one_line(config, argv, message, capsys):

@@ -193,6 +193,45 @@ def test_a_run_whose_checkpoints_are_all_unreadable_is_not_restarted_silently(da
     assert_same_weights(assert_files_agree(run_dir), load(finished / "last.pth"))
 
 
+def test_overwrite_deletes_the_old_run_only_once_the_new_one_is_known_to_start(dataset, finished, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    before = snapshot(run_dir)
+    for root, resume, mistake in ((tmp_path / "typo", "resume=none", "seed=0"),  # no such dataset
+                                  (dataset, f"resume={finished / 'last.pth'}", "model=tam")):  # TSM weights for TAM
+        one_error(run(train_cmd(run_dir, root, *RUN3, resume, "overwrite=true", mistake)))
+        assert snapshot(run_dir) == before  # the run it was told to replace is still there
+
+
+def test_resuming_with_other_training_settings_is_refused_naming_them(dataset, finished, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    before = snapshot(run_dir)
+    one_error(run(train_cmd(run_dir, dataset, *RUN3, "optim.lr=0.1", "seed=3")), "was trained with other settings",
+              "optim.lr: 0.004 -> 0.1", "seed: 0 -> 3", "drop these overrides to continue it")
+    one_error(run(train_cmd(run_dir, dataset, "model=tsm", "optim.epochs=2", "max_steps_per_epoch=2")),
+              "optim.epochs=2: the run in", "has trained 3 epochs already")
+    assert snapshot(run_dir) == before
+    ok(run(train_cmd(run_dir, dataset, *RUN3, "workers=1", "precision=bf16")))  # how it runs may change
+
+
+def test_a_killed_run_restarts_at_once_though_its_dataloader_workers_are_still_exiting(dataset, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ("optim.epochs=40", "max_steps_per_epoch=2", "workers=2")
+    first = start(train_cmd(run_dir, dataset, *args))
+    while not (run_dir / "metrics.csv").exists():
+        assert first.poll() is None, "the run ended early"
+        time.sleep(0.02)
+    first.kill()  # the workers it forked live on for a moment (a POSIX lock is not inherited by them)
+    first.wait()
+    again = start(train_cmd(run_dir, dataset, *args))
+    while not (run_dir / "train.log").exists() or "resumed from" not in (run_dir / "train.log").read_text():
+        assert again.poll() is None, again.wait().stderr[-3000:]
+        time.sleep(0.02)
+    again.kill()
+    again.wait()
+
+
 def test_another_model_in_the_run_folder_fails_before_anything_is_written(dataset, finished, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(finished, run_dir)

@@ -169,7 +169,8 @@ def junk(tmp_path_factory):
 MISTAKES = {
     "train.py": [("missing file", ["model.pretrained={missing}"]), ("random checkpoint", ["model.pretrained={random}"]),
                  ("random resume", ["resume={random}"]), ("unknown key", ["model.dropuot=0.1"]),
-                 ("unknown config", ["model=tsmm"]), ("missing dataset", ["data.root={missing_dir}", "data.demo=false"])],
+                 ("unknown config", ["model=tsmm"]), ("missing dataset", ["data.root={missing_dir}", "data.demo=false"]),
+                 ("resume not a path", ["resume=true"]), ("zero eval_every", ["eval_every=0"])],
     "test.py": [("missing file", ["checkpoint={missing}"]), ("random checkpoint", ["checkpoint={random}"]),
                 ("unknown key", ["checkpoint={random}", "data.tesst.num_clips=2"]), ("required key", [])],
     "infer.py": [("missing file", ["{missing_dir}.webm", "--checkpoint", "{random}"]),

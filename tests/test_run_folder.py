@@ -5,7 +5,6 @@ the messages of a full disk. The same behaviour through tools/train.py: tests/te
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import signal
@@ -43,6 +42,24 @@ def epoch_of(path) -> int:
     return torch.load(path, weights_only=True)["epoch"]
 
 
+def other_process_tries(run_dir) -> str:
+    """The error another process gets when it tries to lock ``run_dir`` ("" if it got the lock)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with RunFolder(run_dir).lock():
+                pass
+            os.write(w, b"")
+        except RunFolderBusy as err:
+            os.write(w, str(err).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    return os.read(r, 65536).decode()
+
+
 def test_a_second_writer_fails_naming_the_first_and_a_killed_ones_lock_is_taken_over(tmp_path, caplog):
     run_dir = tmp_path / "run"
     ready_r, ready_w = os.pipe()
@@ -65,7 +82,7 @@ def test_a_second_writer_fails_naming_the_first_and_a_killed_ones_lock_is_taken_
     (run_dir / f".last.pth.{pid}.tmp").write_bytes(b"half a checkpoint")
     with caplog.at_level(logging.WARNING), RunFolder(run_dir).lock():  # the kernel released the dead one's lock
         assert not (run_dir / f".last.pth.{pid}.tmp").exists()  # its temporary file is gone
-        assert json.loads((run_dir / ".lock").read_text())["pid"] == os.getpid()
+        assert f"pid {os.getpid()} on " in other_process_tries(run_dir)  # and now names this process
     assert f"pid {pid}" in caplog.text and "taking it over" in caplog.text
     assert [p.name for p in run_dir.iterdir()] == []  # the lock goes with its holder
     with pytest.raises(RunFolderError), RunFolder(tmp_path / "new").lock():  # a start that fails before writing
@@ -85,6 +102,20 @@ def test_keep_last_rotates_and_resume_falls_back_to_the_newest_readable(tmp_path
     assert "cannot resume from" in caplog.text and "resuming from the older checkpoint" in caplog.text
 
 
+@pytest.mark.parametrize("keep_last", [1, 2, 3])
+def test_after_a_fall_back_the_unreadable_checkpoint_is_set_aside_and_never_rotated_over_the_good_one(tmp_path,
+                                                                                                    keep_last):
+    folder = RunFolder(tmp_path, keep_last=max(keep_last, 2))
+    train_epochs(folder, [0.1, 0.3, 0.2], upto=2)
+    folder.keep_last = keep_last  # the run resumes with this keep_last
+    folder.last.write_bytes(folder.last.read_bytes()[:1000])
+    assert folder.resume_point("auto") == folder.older(1)
+    assert folder.start() == folder.last and epoch_of(folder.last) == 1  # the resumed epoch is last.pth now
+    assert (tmp_path / "last.pth.unreadable").exists()
+    folder._rotate()  # a kill here, before the next last.pth, still leaves the resumed epoch
+    assert folder.resume_point("auto") == folder.last and epoch_of(folder.last) == 1
+
+
 def test_a_folder_holding_a_run_is_not_started_again_from_scratch_unless_told(tmp_path, caplog):
     folder = RunFolder(tmp_path / "run")
     assert folder.resume_point("auto") is None and folder.resume_point("none") is None  # nothing there yet
@@ -99,8 +130,10 @@ def test_a_folder_holding_a_run_is_not_started_again_from_scratch_unless_told(tm
     with pytest.raises(ConfigError, match="resume=auto never does"):
         folder.resume_point("auto", overwrite=True)
     assert epoch_of(folder.best) == 1  # nothing was touched
+    assert folder.resume_point("none", overwrite=True) is None
+    assert epoch_of(folder.best) == 1  # deciding changes nothing: the run may still fail its checks
     with caplog.at_level(logging.WARNING):
-        assert folder.resume_point("none", overwrite=True) is None
+        assert folder.start() is None
     assert folder.run_files() == [] and "deleted the previous run" in caplog.text and "best.pth" in caplog.text
 
 
@@ -111,7 +144,8 @@ def test_resuming_another_checkpoint_into_a_folder_holding_a_run_needs_overwrite
     with pytest.raises(RunFolderError, match="would continue another checkpoint there"):
         folder.resume_point(str(other))
     assert folder.resume_point(str(folder.older(1) if folder.older(1).exists() else folder.last)) is not None
-    assert folder.resume_point(str(other), overwrite=True) == other and folder.run_files() == []
+    assert folder.resume_point(str(other), overwrite=True) == other and folder.run_files() != []
+    assert folder.start() is None and folder.run_files() == []  # not one of the folder's checkpoints
 
 
 @pytest.mark.parametrize("killed_after", ["last", "best", "metrics"])

@@ -70,6 +70,7 @@ def prepare(args) -> int:
     summary: dict = {"source": args.source, "root": str(args.root.resolve()), "splits": {}}
     bad_lines: list[str] = []
     classes: list[str] | None = None
+    lists: dict[Path, str] = {}
     for split in args.splits:
         t0 = time.perf_counter()
         ann = load_annotations(args.source, args.root, split, on_error="skip")
@@ -106,7 +107,7 @@ def prepare(args) -> int:
             raise DataError(f"split {split!r} of {args.root}: none of its {len(records)} videos can be read "
                             f"(first: {bad_lines[-1]}); see the reasons with --workers 1")
         list_file = out / f"{split}.txt"
-        write_atomic(list_file, "".join(line + "\n" for line in good))
+        lists[list_file] = "".join(line + "\n" for line in good)  # written with the rest, once every split is done
         lengths = np.array([n for n, reason in frames if not reason] or [0])
         empty = [classes[k] for k in range(len(classes)) if counts[k] == 0] if split != "test" else []
         summary["splits"][split] = {
@@ -126,6 +127,8 @@ def prepare(args) -> int:
         )
         if empty:
             print(f"  warning: {len(empty)} classes have no videos in {split}: {empty[:5]}...", file=sys.stderr)
+    for list_file, text in lists.items():
+        write_atomic(list_file, text)
     write_atomic(out / "classes.txt", "".join(name + "\n" for name in classes or []))
     write_atomic(out / "bad_files.txt", "".join(line + "\n" for line in bad_lines))
     write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -96,11 +96,19 @@ def train(cfg: DictConfig) -> float:
     optim_cfg = normalize_optim_config(cfg.optim)
     if cfg.model.get("pretrained") not in (None, "imagenet", "imagenet_v2"):
         check_torch_file(cfg.model.pretrained, what="model.pretrained")  # before the data: fail in seconds
+    for key in ("batch_size", "eval_every", "log_every"):
+        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
+            raise ConfigError(f"{key}={cfg[key]!r}: a positive integer")
+    if not isinstance(cfg.workers, int) or cfg.workers < 0:
+        raise ConfigError(f"workers={cfg.workers!r}: a number of DataLoader processes, 0 or more")
+    if cfg.max_steps_per_epoch is not None and (not isinstance(cfg.max_steps_per_epoch, int) or cfg.max_steps_per_epoch < 1):
+        raise ConfigError(f"max_steps_per_epoch={cfg.max_steps_per_epoch!r}: null or a positive integer")
     folder = RunFolder(cfg.run_dir, keep_last=cfg.keep_last)
     log_buffer = logging.handlers.MemoryHandler(capacity=1_000_000, flushLevel=logging.CRITICAL + 1)
-    logging.getLogger().addHandler(log_buffer)  # for train.log, written once the folder is ours
     with contextlib.ExitStack() as held:
-        held.callback(logging.getLogger().removeHandler, log_buffer)
+        if world.main:  # the records of the start, for train.log, written once the folder is ours
+            logging.getLogger().addHandler(log_buffer)
+            held.callback(logging.getLogger().removeHandler, log_buffer)
 
         def take_folder() -> Path | None:  # rank 0: lock the folder, then decide where the run starts
             held.enter_context(folder.lock())
@@ -140,18 +148,28 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
                         classes=classes)  # model.pretrained: ImageNet, a state_dict, or a checkpoint to fine-tune
     params, macs = count_params(model), _macs(model, T, data_cfg)
     ckpt = None
+    epochs = optim_cfg["epochs"]
     if resume_from is not None:  # checked before anything is written to the run folder
         ckpt = load_checkpoint(resume_from)
+        if "optimizer" not in ckpt:
+            raise CheckpointError(f"resume={resume_from} holds weights but no training state (optimiser, epoch); "
+                                  f"to start a run from its weights use model.pretrained={resume_from}")
         try:
             load_model_state(model, ckpt, path=resume_from)
         except CheckpointError as err:
+            if resume_from.parent.resolve() != run_dir.resolve():
+                raise
             raise RunFolderError(f"{err}. run_dir={run_dir} holds a run of another model: choose another run_dir (by "
                                  "default runs/<data>/<model>), or pass resume=none overwrite=true to replace it") from None
         check_classes(ckpt, classes, checkpoint=resume_from, dataset=f"{data_cfg['name']}/train")
-    epochs = optim_cfg["epochs"]
+        _check_resumed_settings(ckpt, cfg, resume_from)
+        if epochs < ckpt["epoch"] + 1:
+            raise ConfigError(f"optim.epochs={epochs}: the run in {resume_from} has trained {ckpt['epoch'] + 1} epochs "
+                              "already; give at least as many (more to train on)")
     results = _Results(model=model.config["name"], data=data_cfg["name"], params=params, macs=macs, epochs=epochs,
                        report=folder.report)
     if world.main:  # the folder is ours and the run fits it: from here on the run writes it
+        source = folder.start()  # overwrite=true: the old run goes; a fall-back: the unreadable files are set aside
         handler = logging.FileHandler(run_dir / "train.log")
         handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
         log_buffer.setTarget(handler)
@@ -164,7 +182,7 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
         for dataset in (train_set, val_set):
             dataset.report_skipped()  # data.on_error=skip: the skipped annotation entries, with their split
         if ckpt is not None:
-            folder.repair(ckpt, resume_from)
+            folder.repair(ckpt, source or resume_from)
             folder.write_results(results(ckpt))
         log.info("run folder %s; %d process(es) on %s", run_dir, world.size, world.device)
     model.to(world.device)
@@ -199,7 +217,7 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
         log.info("%s: %.2fM params, %.2f GMACs/clip; %d classes, %d train / %d val clips; global batch %d, peak lr %.4g",
                  model.config["name"] or "model", params / 1e6, macs / 1e9, len(classes), len(train_set), len(val_set),
                  global_batch, optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"]))
-    tb = _tensorboard(run_dir) if world.main and cfg.tensorboard else None
+    tb = _tensorboard(run_dir, purge_step=start_epoch * steps_per_epoch + 1) if world.main and cfg.tensorboard else None
 
     # ---------------------------------------------------------------- epochs
     val: EvalResult | None = None
@@ -357,10 +375,40 @@ def _macs(model: nn.Module, t: int, data_cfg: dict) -> float:
         return count_macs(model, torch.zeros(1, t, 3, size, size))
 
 
-def _tensorboard(run_dir: Path):
+def _tensorboard(run_dir: Path, *, purge_step: int):
+    """TensorBoard's writer; a resumed run drops the points a killed one wrote beyond the checkpoint."""
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(str(run_dir / "tb"))
+    return SummaryWriter(str(run_dir / "tb"), purge_step=purge_step if purge_step > 1 else None)
+
+
+# Settings a resumed run may change: where and how it runs, not what it trains (the optimiser
+# and schedule state in the checkpoint hold lr, weight decay, batch scaling, seed-driven order).
+RESUME_MAY_CHANGE = ("resume", "overwrite", "keep_last", "run_dir", "workers", "progress", "device", "tensorboard",
+                     "log_every", "malloc_cache", "eval_every", "precision", "channels_last", "deterministic",
+                     "optim.epochs", "data.root", "data.backend", "data.max_retries", "data.on_error",
+                     "data.annotations", "data.test")
+
+
+def _check_resumed_settings(ckpt: dict, cfg: DictConfig, path: Path) -> None:
+    """A resumed run continues with the settings it was trained with: a changed one would be
+    ignored (or break the exact continuation), so it is refused, naming each."""
+    if not isinstance(ckpt.get("config"), dict):
+        return
+    old, new = _flat(ckpt["config"]), _flat(OmegaConf.to_container(cfg, resolve=True))
+    changed = [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in sorted(old.keys() | new.keys())
+               if old.get(k) != new.get(k) and not any(k == m or k.startswith(m + ".") for m in RESUME_MAY_CHANGE)]
+    if changed:
+        raise ConfigError(f"resume: {path} was trained with other settings ({'; '.join(changed[:6])}"
+                          f"{'; ...' if len(changed) > 6 else ''}); a resumed run keeps its own (its optimiser and "
+                          "schedule state hold them): drop these overrides to continue it, or start another run "
+                          f"(another run_dir, or model.pretrained={path} to start from its weights)")
+
+
+def _flat(node, prefix: str = "") -> dict:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
 
 
 def _hms(seconds: float) -> str:

@@ -202,7 +202,12 @@ def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> 
 
 
 def _added_top_level_keys(cfg, overrides: list[str], attempt) -> None:
-    """Fail on ``+key=value`` that adds a top-level key: the tool would run without reading it."""
+    """Fail on ``+key=value`` that adds a top-level key (the tool would run without reading it)
+    and on ``~key`` that deletes one (the tool reads every one of them)."""
+    for o in overrides:
+        key = o.lstrip("~").partition("=")[0]
+        if o.startswith("~") and "." not in key:
+            fail(f"{o}: removes the top-level key {key!r}, which the tool reads; set it instead ({key}=...)")
     added = [o for o in overrides if o.startswith("+") and "." not in o.lstrip("+").partition("=")[0]]
     if not added:
         return

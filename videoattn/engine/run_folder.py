@@ -3,9 +3,11 @@
 ``RUN_DIR`` holds
 
 ==================  ===============================================================================
-``.lock``           held (``flock``) by the one training process that writes the folder, for the
-                    whole run; it names that process (pid, host, start time, command). The kernel
-                    releases it however the process ends, SIGKILL included.
+``.lock``           held (a POSIX record lock, ``lockf``) by the one training process that writes
+                    the folder, for the whole run; it names that process (pid, host, start time,
+                    command). The kernel releases it however the process ends, SIGKILL included;
+                    unlike ``flock``, forked DataLoader workers do not inherit it (so they cannot
+                    keep a killed run's folder locked), and it works on NFS.
 ``last.pth``        the newest epoch: **the run's commit point** (weights, optimiser, history,
                     best epoch, RNG states). Every other file is derived from it.
 ``last.1.pth`` ...  the ``keep_last - 1`` epochs before it; resume falls back to them, with a
@@ -87,6 +89,7 @@ class RunFolder:
         self.keep_last = keep_last
         self._lock_fd: int | None = None
         self._created = False
+        self._replace, self._unreadable, self._source = False, [], None  # decided by resume_point
 
     # ------------------------------------------------------------------ names
     @property
@@ -160,7 +163,8 @@ class RunFolder:
         path = self.path / ".lock"
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the process must not open .lock again: closing
+                # any descriptor of the file releases a POSIX lock
             except OSError as err:
                 owner = _read_owner(fd)
                 os.close(fd)
@@ -169,7 +173,7 @@ class RunFolder:
                 raise RunFolderBusy(
                     f"run_dir={self.path} is in use by another training ({_describe_owner(owner)}); wait for it to end, "
                     "stop it, or choose another run_dir") from None
-            try:  # its last holder may have deleted the file between our open and our flock: lock the current one
+            try:  # its last holder may have deleted the file between our open and our lock: lock the current one
                 same = os.fstat(fd).st_ino == os.stat(path).st_ino
             except FileNotFoundError:
                 same = False
@@ -202,7 +206,9 @@ class RunFolder:
 
     # ------------------------------------------------------------------ where to start
     def resume_point(self, resume: Any, *, overwrite: bool = False) -> Path | None:
-        """The checkpoint the run continues from, or ``None`` to start from scratch.
+        """The checkpoint the run continues from, or ``None`` to start from scratch. It only
+        decides: nothing in the folder changes until :meth:`start`, which the run calls once it
+        knows that the data and the checkpoint fit its model.
 
         ``resume=auto``: the newest readable of the last checkpoints (falling back to an older
         one, with a warning, when a newer one is unreadable); from scratch only in a folder that
@@ -212,6 +218,9 @@ class RunFolder:
         """
         if not isinstance(overwrite, bool):
             raise ConfigError(f"overwrite={overwrite!r}: true or false")
+        if not (resume in NO_RESUME or isinstance(resume, str | os.PathLike)):
+            raise ConfigError(f"resume={resume!r}: auto, none, or the path of a checkpoint")
+        self._replace, self._unreadable, self._source = False, [], None
         present = self.run_files()
         if resume == "auto":
             if overwrite:
@@ -224,10 +233,12 @@ class RunFolder:
                     _peek(path)
                 except CheckpointError as err:
                     errors.append(f"{path.name}: {err}")
+                    self._unreadable.append(path)
                     log.warning("cannot resume from %s (%s); trying the checkpoint before it", path, err)
                     continue
                 if errors:
                     log.warning("resuming from the older checkpoint %s: %s", path, "; ".join(errors))
+                self._source = path
                 return path
             if present:
                 why = f" ({'; '.join(errors)})" if errors else ""
@@ -241,28 +252,48 @@ class RunFolder:
                     f"run_dir={self.path} already holds a run ({', '.join(present)}); resume=none would start it again "
                     "from scratch and replace it: add overwrite=true to do that, drop resume=none to continue it, "
                     "or choose another run_dir")
-            if present:
-                self.clear()
+            self._replace = bool(present)
             return None
         path = check_torch_file(resume, what="resume checkpoint")
         inside = path.resolve().parent == self.path.resolve()
-        if present and not inside:
-            if not overwrite:
-                raise RunFolderError(
-                    f"run_dir={self.path} already holds a run ({', '.join(present)}); resume={path} would continue "
-                    "another checkpoint there and replace it: add overwrite=true to do that, or choose another run_dir")
-            self.clear()
-        elif overwrite and not present:
+        if present and not inside and not overwrite:
+            raise RunFolderError(
+                f"run_dir={self.path} already holds a run ({', '.join(present)}); resume={path} would continue "
+                "another checkpoint there and replace it: add overwrite=true to do that, or choose another run_dir")
+        self._replace = bool(present) and not inside
+        if overwrite and not present:
             log.info("overwrite=true: run_dir %s holds no run; nothing to replace", self.path)
+        self._source = path if inside else None
         return path
 
+    def start(self) -> Path | None:
+        """Carry out what :meth:`resume_point` decided, once the run is known to fit: delete the
+        run being replaced (``overwrite=true``), or, after a fall-back, set the unreadable newer
+        checkpoints aside (``last.pth.unreadable``: kept, never rotated over the good one) and
+        make the resumed checkpoint ``last.pth``. Returns where the resumed checkpoint now is
+        when it is one of the folder's own."""
+        if self._replace:
+            self.clear()
+        for path in self._unreadable:
+            aside = path.with_name(path.name + ".unreadable")
+            os.replace(path, aside)
+            log.warning("kept the unreadable %s as %s", path.name, aside.name)
+        if self._source is not None and self._unreadable and self._source != self.last:
+            os.replace(self._source, self.last)  # the rotation then starts from a readable last.pth
+            self._source = self.last
+        return self._source
+
     def clear(self) -> None:
-        """Delete the run's files (``overwrite=true``), listing them in the log."""
+        """Delete the run's files (``overwrite=true``), listing them in the log; ``last.pth``
+        goes last, so that a kill in the middle leaves a run that resumes."""
         removed = self.run_files()
-        for p in [*self.checkpoints(), self.best, self.metrics, self.results, self.report,
-                  self.path / "config.yaml"]:
+        older = [p for _, p in reversed(self._numbered()) if p != self.last]
+        extra = [*self.path.glob("best.epoch*.pth"), *self.path.glob("*.unreadable")]
+        for p in [*extra, *older, self.best, self.metrics, self.results, self.report, self.path / "config.yaml"]:
             p.unlink(missing_ok=True)
         shutil.rmtree(self.path / "tb", ignore_errors=True)
+        self.last.unlink(missing_ok=True)
+        (self.path / "train.log").unlink(missing_ok=True)
         log.warning("overwrite=true: deleted the previous run in %s (%s)", self.path, ", ".join(removed))
 
     # ------------------------------------------------------------------ writing an epoch
