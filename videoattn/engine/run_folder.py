@@ -17,6 +17,8 @@
 ``results.json``    the run's summary, rewritten from it every epoch
 ``bad_files.jsonl`` the unreadable videos and skipped annotation lines, with their split
 ``config.yaml``, ``train.log``, ``tb/``
+``*.unreadable``,   set aside, never deleted by a resume: a checkpoint that could not be read, a
+``best.epochN.pth`` ``best.pth`` from beyond the point a run resumed from
 ==================  ===============================================================================
 
 Every file is replaced atomically (:mod:`videoattn.files`), in the order ``last.pth`` (after
@@ -24,6 +26,11 @@ rotating the older ones), ``best.pth``, ``metrics.csv``, ``results.json``. A kil
 leaves ``last.pth`` at epoch ``e`` or ``e - 1`` and the others at most one step behind it;
 :meth:`RunFolder.repair`, run when a training resumes, brings them back in line with it, and
 :meth:`RunFolder.lock` deletes the temporary files of the writer that was killed.
+
+A run starts in three steps: :meth:`RunFolder.lock`, :meth:`RunFolder.resume_point` (decides,
+changes nothing), and, once the data, the model and the checkpoint are known to fit,
+:meth:`RunFolder.start` (deletes a run being replaced with ``overwrite=true``, sets unreadable
+checkpoints aside). A start that fails before that leaves the folder as it was.
 """
 
 from __future__ import annotations
