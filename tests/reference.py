@@ -10,6 +10,8 @@ must agree with them. BatchNorm is taken in eval mode (running statistics).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -252,27 +254,59 @@ def dia(m, x):
     return x * (torch.sigmoid(o) * torch.sigmoid(cell_state))[..., None, None]
 
 
-REFERENCES = {
-    "tsm": tsm,
-    "action": action,
-    "action_ste": action,
-    "action_ce": action,
-    "action_me": action,
-    "tam": tam,
-    "tam_local": tam,
-    "tam_global": tam,
-    "se": se,
-    "cse": cse,
-    "sse": sse,
-    "scse": scse,
-    "eca": eca,
-    "rcan_ca": rcan_ca,
-    "srm": srm,
-    "gct": gct,
-    "fca": fca,
-    "encnet": encnet,
-    "gsop": gsop,
-    "soca": soca,
-    "bilinear": bilinear,
-    "dia": dia,
+# --------------------------------------------------------------------------- parameter counts
+def _action(c, ste=True, ce=True, me=True):
+    r = c // 16
+    return 3 * c + ste * 27 + ce * (2 * c * r + 3 * r * r) + me * (2 * c * r + 2 * r + 9 * r)
+
+
+def _tam_g(t, k=3):
+    return t * 2 * t + 2 * (2 * t) + 2 * t * k  # Linear(T,2T) + BN(2T) + Linear(2T,K)
+
+
+def _tam_l(c, k=3):
+    return c * (c // 4) * k + 2 * (c // 4) + (c // 4) * c  # Conv1d(C,C/4,K) + BN + Conv1d(C/4,C,1)
+
+
+def _mlp(c, h, bias):
+    return c * h + h * c + bias * (h + c)
+
+
+def _bilinear(c):
+    m = c // 16
+    p = m * (m + 1) // 2
+    return (c * m + m + 2 * m) + 2 * (p * c + c + 2 * c)
+
+
+class Reference(NamedTuple):
+    """A module's reference: its output recomputed from the paper's math, and its parameter
+    count at C channels and T frames from the paper's layer definitions."""
+
+    output: Callable[[nn.Module, Tensor], Tensor]
+    params: Callable[[int, int], int]
+
+
+REFERENCES = {  # one entry per registry name
+    "tsm": Reference(tsm, lambda c, t: 0),
+    "action": Reference(action, lambda c, t: _action(c)),
+    "action_ste": Reference(action, lambda c, t: _action(c, ce=False, me=False)),
+    "action_ce": Reference(action, lambda c, t: _action(c, ste=False, me=False)),
+    "action_me": Reference(action, lambda c, t: _action(c, ste=False, ce=False)),
+    "tam": Reference(tam, lambda c, t: _tam_g(t) + _tam_l(c)),
+    "tam_local": Reference(tam, lambda c, t: _tam_l(c)),
+    "tam_global": Reference(tam, lambda c, t: _tam_g(t)),
+    "se": Reference(se, lambda c, t: _mlp(c, c // 16, bias=False)),
+    "cse": Reference(cse, lambda c, t: _mlp(c, c // 2, bias=True)),
+    "sse": Reference(sse, lambda c, t: c + 1),
+    "scse": Reference(scse, lambda c, t: _mlp(c, c // 2, bias=True) + c + 1),
+    "eca": Reference(eca, lambda c, t: int(abs((math.log2(c) + 1) / 2)) | 1),  # odd k
+    "rcan_ca": Reference(rcan_ca, lambda c, t: _mlp(c, c // 16, bias=True)),
+    "srm": Reference(srm, lambda c, t: 2 * c + 2 * c),  # CFC (C x 2) + BN
+    "gct": Reference(gct, lambda c, t: 3 * c),
+    "fca": Reference(fca, lambda c, t: _mlp(c, c // 16, bias=False)),
+    "encnet": Reference(encnet, lambda c, t: (c * c + 2 * c) + (32 * c + 32) + 2 * 32 + (c * c + c)),
+    "gsop": Reference(gsop, lambda c, t: (c * 128 + 128) + 2 * 128 + 2 * 128 + (4 * 128 * 128 + 4 * 128) + (4 * 128 * c + c)),
+    "soca": Reference(soca, lambda c, t: _mlp(c, c // 16, bias=True)),
+    "bilinear": Reference(bilinear, lambda c, t: _bilinear(c)),
+    "dia": Reference(dia, lambda c, t: 2 * (c * (c // 4) + c // 4 + (c // 4) * 4 * c + 4 * c)),
 }

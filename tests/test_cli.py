@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from videoattn.cli import ArgumentParser, check_overrides, user_errors
 from videoattn.errors import CheckpointError, ConfigError, DataError, MissingFileError, UserError
@@ -59,6 +60,23 @@ def test_user_errors_become_one_line_and_exit_code_2(error, capsys, monkeypatch)
     line = one_error_line(capsys)
     assert info.value.code == 2
     assert line == f"error: {error}" if isinstance(error, UserError) else "/d/f: the disk is full" in line
+
+
+class _Misconfigured(torch.utils.data.Dataset):
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        raise ConfigError("eval_transform: the crop is larger than the frames")
+
+
+def test_a_user_error_raised_in_a_dataloader_worker_is_its_own_one_line(capsys, monkeypatch):
+    monkeypatch.delenv("VIDEOATTN_DEBUG", raising=False)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    loader = torch.utils.data.DataLoader(_Misconfigured(), num_workers=1)
+    with pytest.raises(SystemExit), user_errors():
+        list(loader)
+    assert one_error_line(capsys) == "error: eval_transform: the crop is larger than the frames"
 
 
 def test_bugs_and_debug_mode_keep_the_traceback(monkeypatch):

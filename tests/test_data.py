@@ -349,7 +349,7 @@ def test_a_flipped_clockwise_clip_gets_the_counterclockwise_label(tmp_path):
     labels = set()
     for epoch in range(12):
         ds.set_epoch(epoch)
-        clip, label, _ = ds[0]
+        clip, label, _, _ = ds[0]
         turn = _turn(clip)
         assert abs(turn) > 2.0  # the dot turned about 7 * 30 degrees
         assert label == (cw if turn > 0 else ccw)
@@ -397,14 +397,14 @@ def test_dataset_items_in_every_mode(tmp_path):
     recs = _records(tmp_path, n=3, bad=False)
     sampling = Sampling(num_segments=4, num_clips=2)
     train = VideoDataset(recs, sampling=sampling, transform=TrainTransform(size=48), mode="train")
-    clip, label, index = train[1]
-    assert clip.shape == (4, 3, 48, 48) and clip.dtype == torch.float32 and (label, index) == (1, 1)
+    clip, label, index, substituted = train[1]
+    assert clip.shape == (4, 3, 48, 48) and clip.dtype == torch.float32 and (label, index, substituted) == (1, 1, False)
     val = VideoDataset(recs, sampling=sampling, transform=EvalTransform(size=48, resize=56), mode="val")
     a, b = val[2][0], val[2][0]
     assert a.shape == (4, 3, 48, 48) and torch.equal(a, b)
     test = VideoDataset(recs, sampling=sampling, transform=EvalTransform(size=48, resize=56, crops="three"), mode="test")
-    views, label, index = test[0]
-    assert views.shape == (6, 4, 3, 48, 48) and (label, index) == (0, 0)
+    views, label, index, substituted = test[0]
+    assert views.shape == (6, 4, 3, 48, 48) and (label, index, substituted) == (0, 0, False)
     with pytest.raises(TypeError, match="EvalTransform"):
         VideoDataset(recs, sampling=sampling, transform=TrainTransform(), mode="val")
 
@@ -431,7 +431,7 @@ def test_persistent_workers_follow_set_epoch(tmp_path, start):
     epochs = []
     for epoch in (0, 1, 2):
         ds.set_epoch(epoch)
-        ((clips, _, index),) = list(loader)
+        ((clips, _, index, _),) = list(loader)
         expected = torch.stack([ds[i][0] for i in index.tolist()])
         assert torch.equal(clips, expected), f"epoch {epoch}: the workers drew another epoch's clips"
         epochs.append(clips)
@@ -445,9 +445,10 @@ def test_an_epoch_with_a_corrupt_and_a_missing_video_completes_and_reports_both(
     ds = VideoDataset(recs, sampling=Sampling(num_segments=4), transform=TrainTransform(size=48), report=report)
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=workers, shuffle=False)
     seen = 0
-    for clips, labels, index in loader:
+    for clips, labels, index, substituted in loader:
         assert clips.shape[1:] == (4, 3, 48, 48) and torch.isfinite(clips).all()
         assert index.max() < 6  # the bad records were replaced by good ones
+        assert substituted.tolist() == [i >= 6 for i in range(4 * (seen // 4), 4 * (seen // 4) + len(labels))]
         seen += len(labels)
     assert seen == len(recs)
     bad = read_report(report)
@@ -455,6 +456,34 @@ def test_an_epoch_with_a_corrupt_and_a_missing_video_completes_and_reports_both(
     assert "video not found" in bad[str(tmp_path / "missing.webm")]
     if workers == 0:
         assert "corrupt.webm" in caplog.text and len(ds.failures) == 2
+
+
+@pytest.mark.parametrize("bad", [False, True])
+def test_evaluation_counts_substituted_items_under_a_shuffling_sampler(tmp_path, bad):
+    """The substitution flag travels with the item: a shuffled order (a sampler that cannot
+    be replayed) counts exactly the unreadable videos, and the metrics cover the others."""
+    from videoattn.engine.distributed import World
+    from videoattn.engine.evaluate import evaluate
+    from videoattn.models import build_model
+
+    recs = _records(tmp_path, bad=bad)
+    ds = VideoDataset(recs, sampling=Sampling(num_segments=4), transform=EvalTransform(size=32, resize=32), mode="val")
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = build_model({"arch": "resnet18", "num_classes": 3, "num_segments": 4, "layers": [1, 1, 1, 1],
+                         "widths": [8, 8, 8, 8]})
+    result = evaluate(model, loader, num_classes=3, world=World())
+    assert (result.num_clips, result.substituted) == (6, 2 if bad else 0)
+    assert int(result.confusion.sum()) == 6
+
+
+def test_a_transform_that_cannot_apply_is_raised_at_once_not_a_bad_video(tmp_path):
+    recs = _records(tmp_path, n=3, bad=False)  # 64x96 videos
+    ds = VideoDataset(recs, sampling=Sampling(num_segments=4), transform=EvalTransform(size=80, resize=None), mode="val",
+                      report=tmp_path / "bad_files.jsonl")
+    with pytest.raises(ValueError, match="smaller than the 80px test crop"):
+        ds[0]
+    assert ds.failures == [] and not (tmp_path / "bad_files.jsonl").exists()
 
 
 def test_dataset_gives_up_after_max_retries(tmp_path):

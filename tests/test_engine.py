@@ -137,3 +137,41 @@ def test_cache_freed_memory_serves_large_blocks_from_the_heap():
 
     assert mapping("stock") == "anonymous"
     assert mapping("cache") == "[heap]"
+
+
+def test_the_non_finite_guard_skips_before_the_update_and_stops_after_a_few_in_a_row(caplog):
+    from videoattn.engine.distributed import World
+    from videoattn.engine.guard import NonFiniteGuard
+    from videoattn.errors import DivergedError
+
+    guard = NonFiniteGuard(World(), limit=3)
+    assert guard(torch.tensor(1.0), epoch=0, step=0)
+    assert not guard(torch.tensor(float("nan")), epoch=0, step=1)
+    assert not guard(torch.tensor(float("inf")), epoch=0, step=2)
+    assert guard(torch.tensor(2.0), epoch=0, step=3)  # a finite loss resets the run of bad ones
+    assert guard.skipped == 2 and guard.in_a_row == 0
+    assert not guard(torch.tensor(float("nan")), epoch=1, step=0) and not guard(torch.tensor(float("nan")), epoch=1, step=1)
+    with pytest.raises(DivergedError, match="3 steps in a row, up to epoch 2 step 3"):
+        guard(torch.tensor(float("nan")), epoch=1, step=2)
+    assert "the step is skipped" in caplog.text
+
+
+def test_resuming_on_another_number_of_ranks_gives_each_rank_its_own_random_stream():
+    from videoattn.engine.checkpoint import restore_rng, rng_state
+
+    saved = []
+    for r in range(2):  # a run of two ranks, each with its own stream
+        torch.manual_seed(100 + r)
+        saved.append(rng_state())
+    draws = {}
+    for world_size in (2, 4):
+        for rank in range(world_size):
+            same = restore_rng(saved, rank=rank, world_size=world_size, seed=0, epoch=3)
+            assert same == (world_size == 2)
+            draws[world_size, rank] = torch.rand(4)
+    torch.manual_seed(101)
+    assert torch.equal(draws[2, 1], torch.rand(4))  # the same world size continues each rank's stream
+    four = [draws[4, r] for r in range(4)]
+    assert all(not torch.equal(a, b) for i, a in enumerate(four) for b in four[i + 1:])  # not rank 0's for all
+    restore_rng(saved, rank=2, world_size=4, seed=0, epoch=3)
+    assert torch.equal(torch.rand(4), draws[4, 2])  # reproducible

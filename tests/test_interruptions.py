@@ -314,3 +314,17 @@ def test_prepare_data_accepts_what_training_reads_and_refuses_an_empty_split(dat
     (root / "train.json").write_text("[]")
     one_error(run(["tools/prepare_data.py", "--source", "ssv2", "--root", str(root), "--workers", "1"]),
               "split 'train'", "has no videos")
+
+
+def test_non_finite_losses_never_update_the_weights_and_stop_the_run_in_one_line(dataset, tmp_path):
+    """Epoch 1 trains normally; epoch 2 runs at a learning rate that makes every loss NaN (a
+    resumed run with optim.lr changed is refused, so the rate is raised by the schedule: a
+    constant factor of 1e30 from epoch 2 on, via milestones with gamma): its steps are skipped,
+    and after five in a row the run stops, exit 2, one line; last.pth still holds epoch 1."""
+    out = run(train_cmd(tmp_path / "r", dataset, "optim.epochs=2", "max_steps_per_epoch=8", "batch_size=2",
+                        "optim.schedule=step", "optim.warmup_epochs=0", "optim.milestones=[1]", "optim.gamma=1e30",
+                        "optim.clip_grad_norm=null"))
+    one_error(out, "the loss was not finite", "5 steps in a row", "up to epoch 2", "Lower optim.lr")
+    assert out.stdout.count("the step is skipped") == 4
+    last = load(tmp_path / "r" / "last.pth")
+    assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())

@@ -165,12 +165,15 @@ def junk(tmp_path_factory):
             "missing_dir": root / "missing_dir"}
 
 
-# tool -> (case, argv) with {random} / {missing} / {junk_dataset} / {missing_dir} filled in
+# tool -> (case, argv) with {random} / {missing} / {junk_dataset} / {missing_dir} / {ssv2} / {video} filled in
 MISTAKES = {
     "train.py": [("missing file", ["model.pretrained={missing}"]), ("random checkpoint", ["model.pretrained={random}"]),
                  ("random resume", ["resume={random}"]), ("unknown key", ["model.dropuot=0.1"]),
                  ("unknown config", ["model=tsmm"]), ("missing dataset", ["data.root={missing_dir}", "data.demo=false"]),
-                 ("resume not a path", ["resume=true"]), ("zero eval_every", ["eval_every=0"])],
+                 ("resume not a path", ["resume=true"]), ("zero eval_every", ["eval_every=0"]),
+                 ("eval crop larger than the frames",  # found before the run starts, not taken for bad videos
+                  ["data.root={ssv2}", "data.eval_transform.resize=null", "data.eval_transform.size=400", "workers=1",
+                   "optim.epochs=1", "max_steps_per_epoch=1", "run_dir={missing_dir}/crop"])],
     "test.py": [("missing file", ["checkpoint={missing}"]), ("random checkpoint", ["checkpoint={random}"]),
                 ("unknown key", ["checkpoint={random}", "data.tesst.num_clips=2"]), ("required key", [])],
     "infer.py": [("missing file", ["{missing_dir}.webm", "--checkpoint", "{random}"]),
@@ -199,7 +202,7 @@ def test_every_tool_is_checked_for_mistakes():
 @pytest.mark.parametrize("tool, case, argv", CASES, ids=[f"{t}-{c}" for t, c, _ in CASES])
 def test_a_mistake_gets_one_line_and_exit_code_2(tool, case, argv, junk, tiny_demo):
     video = sorted((tiny_demo / "ssv2" / "20bn-something-something-v2").glob("*.webm"))[0]
-    args = [a.format(**junk, video=video) for a in argv]
+    args = [a.format(**junk, video=video, ssv2=tiny_demo / "ssv2") for a in argv]
     out = run([f"tools/{tool}", *args])
     text = (out.stdout + out.stderr).strip()
     assert out.returncode == 2, f"{tool} {args}: exit {out.returncode}\n{text[-3000:]}"

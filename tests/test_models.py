@@ -99,21 +99,112 @@ def test_official_stage_dependent_defaults():
     assert m.backbone.layer1[0].att_output.fca.dct_size == (7, 7)
 
 
+def _record_steps(module, log, tag):
+    """Wrap ``module.step`` to append ``(tag, state is None)`` to ``log`` at every call."""
+    orig = module.step
+    module.step = lambda x, state: (log.append((tag, state is None)), orig(x, state))[1]
+
+
 def test_dia_is_one_lstm_per_stage_shared_by_its_blocks():
     m = tiny([{"name": "dia"}], layers=[2, 2, 2, 2])
     assert sum(1 for n, _ in m.named_modules() if n.endswith(".dia")) == 4
     m.eval()
     steps = []  # the stage threads the state: zero state at block 0, carried into block 1
-    orig = m.backbone.layer1.dia.step
-    m.backbone.layer1.dia.step = lambda x, s: (steps.append(s is None), orig(x, s))[1]
+    _record_steps(m.backbone.layer1.dia, steps, "dia")
     m(video())
-    assert steps == [True, False]
+    assert steps == [("dia", True), ("dia", False)]
 
 
-def test_encnet_head_returns_se_logits_per_video():
+def test_a_stage_scoped_insert_runs_only_in_the_blocks_it_selects():
+    m = tiny([{"name": "dia", "blocks": [-1], "stages": [2]}], layers=[1, 3, 1, 1]).eval()
+    stage = m.backbone.layer2
+    assert stage.shared == {"dia": (2,)} and not m.backbone.layer1.shared
+    calls = []
+    _record_steps(stage.dia, calls, "dia")
+    blocks_run = []
+    for i in range(3):
+        stage[i].register_forward_pre_hook(lambda mod, args, i=i: blocks_run.append(i))  # plain forward only
+    with torch.no_grad():
+        m(video())
+    assert calls == [("dia", True)]  # once, in the last block, from the zero state
+    assert blocks_run == [0, 1]  # blocks 0 and 1 ran without it
+    every = tiny([{"name": "dia", "every": 2, "stages": [2]}], layers=[1, 3, 1, 1])
+    assert every.backbone.layer2.shared == {"dia": (0, 2)}
+
+
+def test_two_stage_scoped_inserts_on_one_stage_both_run_with_their_own_state():
+    m = tiny([{"name": "dia", "stages": [1]}, {"name": "dia", "stages": [1], "blocks": [1], "kwargs": {"reduction": 8}}],
+             layers=[2, 1, 1, 1]).eval()
+    stage = m.backbone.layer1
+    assert stage.shared == {"dia": (0, 1), "dia_1": (1,)}
+    assert stage.dia_1.w_ih[0].out_features == stage.dia.w_ih[0].out_features // 2  # its own kwargs
+    calls = []
+    _record_steps(stage.dia, calls, "dia")
+    _record_steps(stage.dia_1, calls, "dia_1")
+    with torch.no_grad():
+        m(video())
+    assert calls == [("dia", True), ("dia", False), ("dia_1", True)]
+    keys = m.state_dict().keys()
+    assert any(k.startswith("backbone.layer1.dia_1.") for k in keys)
+
+
+def test_a_new_module_needs_only_its_registry_row(monkeypatch):
+    """The models follow the registry row alone: a stage-scoped module, a stage default and a
+    head module with an auxiliary loss and a setting from the model, none of them known by name."""
+    from videoattn.attention import registry
+
+    class Counter(nn.Module):  # stage-scoped: counts the blocks it gated, scales by 1/count
+        def __init__(self, channels, *, scale=1.0):
+            super().__init__()
+            self.scale = scale
+
+        def step(self, x, state):
+            n = 1 if state is None else state + 1
+            return x * (self.scale / n), n
+
+    class Aux(nn.Module):  # head module with an auxiliary loss, sized by the model's classes
+        def __init__(self, channels, *, num_classes=None, weight=1.0):
+            super().__init__()
+            self.lin, self.weight = nn.Linear(channels, num_classes), weight
+
+        def forward_with_aux(self, x):
+            return x, self.lin(x.mean((2, 3)))  # per frame (N*T, K)
+
+        def aux_loss(self, out, labels):
+            return self.weight * nn.functional.cross_entropy(out, labels)
+
+        def forward(self, x):
+            return x
+
+    rows = {"counter": registry._spec("counter", Counter, False, "output", "p", None, "v", scope="stage",
+                                      stage_defaults=lambda s: {"scale": float(s)}),
+            "auxhead": registry._spec("auxhead", Aux, False, "head", "p", None, "v", scope="head",
+                                      from_model=("num_classes",))}
+    monkeypatch.setattr(registry, "_REGISTRY", {**registry._REGISTRY, **rows})
+    m = tiny([{"name": "counter", "stages": [3]}, {"name": "auxhead", "kwargs": {"weight": 0.5}}], layers=[1, 1, 2, 1])
+    assert m.backbone.layer3.counter.scale == 3.0 and m.backbone.layer3.shared == {"counter": (0, 1)}
+    assert m.head.auxhead.lin.out_features == 5
+    logits, aux = m.train().forward_with_aux(video())
+    assert aux["auxhead"].shape == (2, 5)
+    labels = torch.tensor([1, 3])
+    torch.testing.assert_close(m.aux_loss(aux, labels), 0.5 * nn.functional.cross_entropy(aux["auxhead"], labels))
+    with pytest.raises(TypeError, match="step"):
+        registry._spec("bad", Aux, False, "output", "p", None, "v", scope="stage")
+    with pytest.raises(TypeError, match="head"):
+        registry._spec("bad", Aux, False, "output", "p", None, "v")
+
+
+def test_encnet_head_adds_its_weighted_se_loss():
+    from videoattn.attention import se_loss
+
     m = tiny([{"name": "encnet"}]).train()
     logits, aux = m.forward_with_aux(video())
-    assert aux["se_logits"].shape == logits.shape == (2, 5)
+    assert aux["encnet"].shape == logits.shape == (2, 5)  # its SE head predicts the model's classes
+    labels = torch.tensor([0, 4])
+    torch.testing.assert_close(m.aux_loss(aux, labels), 0.2 * se_loss(aux["encnet"], labels))
+    assert tiny().aux_loss({}, labels) is None
+    m2 = tiny([{"name": "encnet", "kwargs": {"se_loss_weight": 1.0}}])
+    assert m2.head.encnet.se_loss_weight == 1.0
 
 
 def test_classifier_rejects_a_wrong_number_of_frames():

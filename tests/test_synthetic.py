@@ -416,4 +416,16 @@ def test_concurrent_ensure_writes_once(tmp_path):
         t.join()
     assert not errors and results == [tmp_path / "demo"] * 2
     assert read_manifest(tmp_path / "demo")["params"]["seed"] == 5
-    assert sorted(os.listdir(tmp_path)) == ["demo"]  # no temp or old folders left
+    assert sorted(os.listdir(tmp_path)) == [".demo.lock", "demo"]  # no temp or old folders left (the lock file stays)
+
+
+def test_the_default_demo_folder_is_in_the_working_directory_never_in_the_package(tmp_path, monkeypatch):
+    import videoattn
+    from videoattn.data.synthetic import default_demo_root
+
+    monkeypatch.delenv("VIDEOATTN_DEMO_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert default_demo_root() == tmp_path.resolve() / "data" / "demo"
+    assert Path(videoattn.__file__).parent not in default_demo_root().parents
+    monkeypatch.setenv("VIDEOATTN_DEMO_ROOT", str(tmp_path / "elsewhere"))
+    assert default_demo_root() == tmp_path.resolve() / "elsewhere"

@@ -22,6 +22,7 @@ from pathlib import Path
 from videoattn.attention import get_spec
 from videoattn.cli import ArgumentParser, fail, user_errors
 from videoattn.errors import DataError, MissingFileError
+from videoattn.files import write_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = "tsn,se,tsm,action,tam"
@@ -155,8 +156,8 @@ def ablate(args) -> int:
     out = args.out or dirs[0].parent
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, data)
-    (out / "ablation.md").write_text(text)
-    (out / "ablation.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_atomic(out / "ablation.md", text)
+    write_atomic(out / "ablation.json", json.dumps(rows, indent=2) + "\n")
     bar_chart(rows, out / "ablation.png", f"temporal vs static excitation on {data}")
     print(text)
     print(f"wrote {out / 'ablation.md'}, {out / 'ablation.png'}, {out / 'ablation.json'}")

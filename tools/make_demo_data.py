@@ -23,7 +23,6 @@ from videoattn.data.synthetic import (  # noqa: E402
     APPEARANCE_CLASSES,
     DEFAULT_FPS,
     DEFAULT_NUM_FRAMES,
-    DEFAULT_ROOT,
     DEFAULT_SIZE,
     FORMATS,
     REVERSED_PAIRS,
@@ -39,7 +38,8 @@ def _size_mb(root: Path) -> float:
 def main(argv: list[str] | None = None) -> None:
     ap = ArgumentParser(description=__doc__)
     ap.add_argument(
-        "--root", type=Path, default=None, help=f"output folder (default {DEFAULT_ROOT})"
+        "--root", type=Path, default=None,
+        help="output folder (default data/demo in the working directory, or $VIDEOATTN_DEMO_ROOT)"
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(

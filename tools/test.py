@@ -17,6 +17,7 @@ metrics.json also gets the fraction of videos whose top-1 class is the same in b
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from pathlib import Path
@@ -33,6 +34,7 @@ from videoattn.engine.distributed import init_distributed, shutdown
 from videoattn.engine.evaluate import ShardSampler, evaluate, set_inference_layout
 from videoattn.engine.memory import cache_freed_memory
 from videoattn.errors import DataError, MissingFileError
+from videoattn.files import write_atomic
 from videoattn.models import load_model
 
 log = logging.getLogger("test")
@@ -91,22 +93,22 @@ def test(cfg: DictConfig) -> float:
             metrics["top1_order_dependent"] = result.subset_top1(order)
         if cfg.reference:
             metrics["reference"] = agreement(result.probs, dataset, reference, Path(cfg.reference))
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        with open(out_dir / "predictions.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["video_id", "label", "top1", "top5", "top5_probs"])
-            for i, probs in sorted(result.probs.items()):
-                rec = dataset.records[i]
-                top = probs.topk(min(5, len(classes)))
-                w.writerow([rec.video_id, rec.label, int(top.indices[0]), " ".join(map(str, top.indices.tolist())),
-                            " ".join(f"{p:.4f}" for p in top.values.tolist())])
+        rows = io.StringIO()  # every file is written whole or not at all; metrics.json last, as the mark of a finished test
+        w = csv.writer(rows)
+        w.writerow(["video_id", "label", "top1", "top5", "top5_probs"])
+        for i, probs in sorted(result.probs.items()):
+            rec = dataset.records[i]
+            top = probs.topk(min(5, len(classes)))
+            w.writerow([rec.video_id, rec.label, int(top.indices[0]), " ".join(map(str, top.indices.tolist())),
+                        " ".join(f"{p:.4f}" for p in top.values.tolist())])
+        write_atomic(out_dir / "predictions.csv", rows.getvalue())
         if not labelled:  # the SSv2 test split: the challenge's "id;class" submission
-            with open(out_dir / "submission.csv", "w") as f:
-                for i, probs in sorted(result.probs.items()):
-                    f.write(f"{dataset.records[i].video_id};{classes[top1(probs)]}\n")
+            write_atomic(out_dir / "submission.csv", "".join(f"{dataset.records[i].video_id};{classes[top1(probs)]}\n"
+                                                            for i, probs in sorted(result.probs.items())))
         else:
             plot_confusion(result.confusion, classes, out_dir / "confusion.png",
                            title=f"{model_cfg.get('name')} on {data_cfg['name']}/{cfg.split}: top-1 {result.top1:.3f}")
+        write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         if labelled:
             print(f"top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  mean class {result.mean_class:.4f}"
                   + (f"  order-dependent {metrics['top1_order_dependent']:.4f}" if order else "")

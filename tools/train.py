@@ -32,7 +32,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from videoattn.attention.encnet import se_loss
 from videoattn.checkpoint import (
     check_classes,
     check_torch_file,
@@ -43,9 +42,10 @@ from videoattn.checkpoint import (
 from videoattn.cli import check_overrides, user_errors
 from videoattn.data.build import build_dataset, dataset_root, normalize_data_config
 from videoattn.data.dataset import read_report_entries
-from videoattn.engine.checkpoint import rng_state, set_rng_state
+from videoattn.engine.checkpoint import restore_rng, rng_state
 from videoattn.engine.distributed import World, barrier, init_distributed, on_main, shutdown
 from videoattn.engine.evaluate import EvalResult, ShardSampler, autocast, evaluate
+from videoattn.engine.guard import NonFiniteGuard
 from videoattn.engine.memory import cache_freed_memory
 from videoattn.engine.optim import build_optimizer, build_scheduler, normalize_optim_config
 from videoattn.engine.run_folder import RunFolder, RunFolderError, best_epoch
@@ -129,6 +129,8 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
     barrier(world)
     train_set = build_dataset(data_cfg, "train", mode="train", num_segments=T, seed=cfg.seed, report=folder.report)
     val_set = build_dataset(data_cfg, "val", mode="val", num_segments=T, seed=cfg.seed, report=folder.report)
+    for dataset in (train_set, val_set):
+        dataset.probe()  # one clip each: a transform that cannot apply to these videos fails before the run starts
     classes = train_set.classes
     if val_set.classes != classes:
         raise DataError("the train and val splits have different class lists")
@@ -203,13 +205,15 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
 
     # ---------------------------------------------------------------- resume
     start_epoch, best_top1, best_at, history = 0, -1.0, None, []
+    finite = NonFiniteGuard(world)
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         start_epoch, best_top1, best_at, history = ckpt["epoch"] + 1, ckpt["best_top1"], best_epoch(ckpt), ckpt["history"]
-        states = ckpt["rng"]
-        set_rng_state(states[world.rank] if len(states) == world.size else states[0])
+        if not restore_rng(ckpt["rng"], rank=world.rank, world_size=world.size, seed=cfg.seed, epoch=start_epoch) and world.main:
+            log.warning("the run was saved by %d process(es) and resumes on %d: each rank's random draws (dropout) are "
+                        "seeded anew; the data order follows the sampler's seed and epoch", len(ckpt["rng"]), world.size)
         if world.main:
             log.info("resumed from %s at epoch %d (best val top-1 %.4f)", resume_from, start_epoch, best_top1)
         del ckpt
@@ -225,47 +229,50 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
         train_sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
         net.train()
-        t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=not (world.main and cfg.progress),
-                   dynamic_ncols=True, leave=False)
-        for step, (clips, labels, _) in enumerate(train_loader):
-            if step >= steps_per_epoch:
-                break
-            clips = clips.to(world.device, non_blocking=True)  # (N, T, 3, H, W)
-            labels = labels.to(world.device, non_blocking=True)
-            with autocast(world.device, cfg.precision):
-                logits, aux = net(clips)  # (N, K)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=optim_cfg["label_smoothing"])
-                if "se_logits" in aux:  # EncNet's semantic-encoding loss
-                    loss = loss + optim_cfg["se_loss_weight"] * se_loss(aux["se_logits"].float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if optim_cfg["clip_grad_norm"]:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), optim_cfg["clip_grad_norm"])
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"the loss is {loss.item()} at epoch {epoch + 1} step {step}; lower optim.lr or check the data")
+        t0, seen, loss_sum, correct, skipped = time.perf_counter(), 0, 0.0, 0, finite.skipped
+        with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=not (world.main and cfg.progress),
+                  dynamic_ncols=True, leave=False) as bar:  # closed on any exit: an error line starts a line of its own
+            for step, (clips, labels, _, _) in enumerate(train_loader):
+                if step >= steps_per_epoch:
+                    break
+                clips = clips.to(world.device, non_blocking=True)  # (N, T, 3, H, W)
+                labels = labels.to(world.device, non_blocking=True)
+                with autocast(world.device, cfg.precision):
+                    logits, aux = net(clips)  # (N, K)
+                    loss = F.cross_entropy(logits.float(), labels, label_smoothing=optim_cfg["label_smoothing"])
+                    extra = model.aux_loss(aux, labels)  # the inserted modules' own losses (EncNet's SE-loss)
+                    if extra is not None:
+                        loss = loss + extra
+                optimizer.zero_grad(set_to_none=True)
+                if not finite(loss, epoch=epoch, step=step):  # NaN / inf: no update from it (stops after a few in a row)
+                    scheduler.step()
+                    bar.update()
+                    continue
+                scaler.scale(loss).backward()
+                if optim_cfg["clip_grad_norm"]:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), optim_cfg["clip_grad_norm"])
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
 
-            n = labels.shape[0]
-            seen += n
-            loss_sum += loss.item() * n
-            correct += int((logits.argmax(1) == labels).sum())
-            elapsed = time.perf_counter() - t0
-            clips_per_s = seen * world.size / elapsed
-            eta = elapsed / (step + 1) * (steps_per_epoch * (epochs - epoch) - step - 1)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", top1=f"{correct / seen:.3f}", clips_s=f"{clips_per_s:.1f}", eta=_hms(eta))
-            bar.update()
-            global_step = epoch * steps_per_epoch + step + 1
-            if tb is not None and global_step % cfg.log_every == 0:
-                tb.add_scalar("train/loss", loss.item(), global_step)
-                tb.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
-        bar.close()
+                n = labels.shape[0]
+                seen += n
+                loss_sum += loss.item() * n
+                correct += int((logits.argmax(1) == labels).sum())
+                elapsed = time.perf_counter() - t0
+                clips_per_s = seen * world.size / elapsed
+                eta = elapsed / (step + 1) * (steps_per_epoch * (epochs - epoch) - step - 1)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", top1=f"{correct / seen:.3f}", clips_s=f"{clips_per_s:.1f}", eta=_hms(eta))
+                bar.update()
+                global_step = epoch * steps_per_epoch + step + 1
+                if tb is not None and global_step % cfg.log_every == 0:
+                    tb.add_scalar("train/loss", loss.item(), global_step)
+                    tb.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
         train_time = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(seen, 1),
                "train_top1": correct / max(seen, 1), "train_clips_per_s": seen * world.size / train_time,
+               "train_skipped_steps": finite.skipped - skipped,
                "val_loss": math.nan, "val_top1": math.nan, "val_top5": math.nan, "val_mean_class": math.nan,
                "val_videos": 0, "val_unreadable": 0}
         if order_dependent:
@@ -396,8 +403,9 @@ def _check_resumed_settings(ckpt: dict, cfg: DictConfig, path: Path) -> None:
     if not isinstance(ckpt.get("config"), dict):
         return
     old, new = _flat(ckpt["config"]), _flat(OmegaConf.to_container(cfg, resolve=True))
-    changed = [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in sorted(old.keys() | new.keys())
-               if old.get(k) != new.get(k) and not any(k == m or k.startswith(m + ".") for m in RESUME_MAY_CHANGE)]
+    # a key only one side has is a setting another version of the toolkit added or dropped: not a change of the run
+    changed = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(old.keys() & new.keys())
+               if old[k] != new[k] and not any(k == m or k.startswith(m + ".") for m in RESUME_MAY_CHANGE)]
     if changed:
         raise ConfigError(f"resume: {path} was trained with other settings ({'; '.join(changed[:6])}"
                           f"{'; ...' if len(changed) > 6 else ''}); a resumed run keeps its own (its optimiser and "

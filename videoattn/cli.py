@@ -64,7 +64,7 @@ def user_errors() -> Iterator[None]:
     except UserError as err:
         if debug_enabled():
             raise
-        fail(str(err))
+        fail(_message(err))
     except OSError as err:
         if debug_enabled() or err.errno not in _USER_ERRNOS:
             raise
@@ -74,6 +74,16 @@ def user_errors() -> Iterator[None]:
             raise
         fail(f"writing a file failed because the disk is full ({' '.join(str(err).split())[:120]}); "
              "free some space and run again")
+
+
+def _message(err: BaseException) -> str:
+    """The error's text; for one a DataLoader worker raised (PyTorch re-raises it with the
+    worker's traceback in the message), the original message, the traceback's last line."""
+    text = str(err)
+    if "\nOriginal Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 def _is_disk_full(err: BaseException) -> bool:

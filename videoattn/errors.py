@@ -11,7 +11,7 @@ Each class also derives from the builtin exception the situation would raise oth
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "MissingFileError", "UserError"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "DivergedError", "MissingFileError", "UserError"]
 
 
 class UserError(Exception):
@@ -32,3 +32,8 @@ class DataError(UserError, ValueError):
 
 class MissingFileError(UserError, FileNotFoundError):
     """A file or folder the user named (or a config implies) does not exist."""
+
+
+class DivergedError(UserError, FloatingPointError):
+    """Training stopped because its loss stayed non-finite: a setting (usually the learning
+    rate) or the data, not a bug."""

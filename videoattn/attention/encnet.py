@@ -48,15 +48,20 @@ class EncModule(nn.Module):
     """Context-encoding module: a channel gate from an encoded global context, plus SE-loss.
 
     ``e = mean_k relu(BN1d(Encoding(relu(BN(conv1x1(x))))))``, ``gamma = sigmoid(fc(e))`` (FC
-    with bias) and ``y = relu(x + x * gamma)``. With ``num_classes`` set, ``se_head`` (Linear
-    ``C -> K`` classes) predicts from ``e`` which classes are present; the training loop adds
-    :func:`se_loss` on it (binary cross-entropy against the class presence, the one-hot label
-    for classification). ``forward`` returns only ``y``; :meth:`forward_with_se` also returns
-    the SE logits. In the backbone it is a head module (after the last stage), as in EncNet.
+    with bias) and ``y = relu(x + x * gamma)``. With ``num_classes`` set (the registry takes it
+    from the model), ``se_head`` (Linear ``C -> K`` classes) predicts from ``e`` which classes
+    are present, and :meth:`aux_loss` is the SE-loss, ``se_loss_weight * se_loss(...)`` (binary
+    cross-entropy against the class presence, the one-hot label for classification; EncNet's
+    weight 0.2), which the training loop adds. ``forward`` returns only ``y``;
+    :meth:`forward_with_aux` also returns the SE logits. In the backbone it is a head module
+    (after the last stage), as in EncNet.
     """
 
-    def __init__(self, channels: int, *, num_codes: int = 32, num_classes: int | None = None) -> None:
+    def __init__(
+        self, channels: int, *, num_codes: int = 32, num_classes: int | None = None, se_loss_weight: float = 0.2
+    ) -> None:
         super().__init__()
+        self.se_loss_weight = float(se_loss_weight)
         self.conv = nn.Conv2d(channels, channels, 1, bias=False)
         self.bn = nn.BatchNorm2d(channels)
         self.encoding = Encoding(channels, num_codes)
@@ -70,14 +75,19 @@ class EncModule(nn.Module):
         codes = F.relu(self.code_bn(self.encoding(z)))  # (B, K, C)
         return codes.mean(1)  # (B, C)
 
-    def forward_with_se(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward_with_aux(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(B, C, H, W) -> (B, C, H, W)`` and the SE logits ``(B, K)`` (None without ``num_classes``)."""
         e = self.encode(x)  # (B, C)
         gamma = torch.sigmoid(self.fc(e))[..., None, None]  # (B, C, 1, 1)
         y = F.relu(x + x * gamma)
         return y, (self.se_head(e) if self.se_head is not None else None)
 
+    def aux_loss(self, se_logits: Tensor, labels: Tensor) -> Tensor:
+        """The weighted SE-loss of the clip-level SE logits ``(N, K)`` for labels ``(N,)``."""
+        return self.se_loss_weight * se_loss(se_logits.float(), labels)
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_with_se(x)[0]
+        return self.forward_with_aux(x)[0]
 
 
 def se_loss(se_logits: Tensor, labels: Tensor) -> Tensor:

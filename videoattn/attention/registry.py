@@ -1,14 +1,28 @@
 """The attention registry: one explicit table from name to module class and its metadata.
 
-``build_attention(name, channels, num_segments=None, **hparams)`` is the only way the models
-build an excitation module by name; ``list_attention()`` lists the names.
+``build_attention(name, channels, num_segments=None, *, stage=None, model=None, **hparams)`` is
+the only way the models build an excitation module by name; ``list_attention()`` lists the
+names. A registry row is a module's whole contract with the rest of the toolkit; the code
+outside this package never names a module. What a row can say:
+
+- ``scope``: ``block`` (an instance per residual block: ``forward(x) -> y``, same shape),
+  ``stage`` (one instance per backbone stage whose state runs through the blocks the insert
+  selects: ``step(x, state) -> (y, state)``, ``state=None`` at the first of them; DIANet) or
+  ``head`` (after the last stage, on the last feature map);
+- ``stage_defaults``: hyper-parameters that depend on the stage (1-4) a module sits in
+  (FcaNet's DCT size, GSoP's stride-2 first stage), below what the insert sets;
+- ``from_model``: model settings the module takes as hyper-parameters unless the insert sets
+  them (EncNet's SE-loss head predicts ``num_classes``);
+- an auxiliary loss: a head module with ``forward_with_aux(x) -> (y, aux)`` (``aux`` per frame,
+  ``(N*T, ...)``, or None) and ``aux_loss(aux, labels) -> loss`` (``aux`` averaged over the T
+  frames, the loss already weighted); the training loop adds every such loss to its own.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -45,7 +59,9 @@ class AttentionSpec:
     modules that sit after the last stage). ``scope`` says which hook the model gives it:
     ``block`` (an instance per block), ``stage`` (one instance shared by the blocks of a stage,
     carrying state: DIANet) or ``head``. ``defaults`` are fixed hyper-parameters that make an
-    ablation variant of a shared class (``action_ste`` = ``Action(paths=("ste",))``).
+    ablation variant of a shared class (``action_ste`` = ``Action(paths=("ste",))``);
+    ``stage_defaults(stage)`` and ``from_model`` are defaults the insert's kwargs override (see
+    the module docstring).
     """
 
     name: str
@@ -57,16 +73,41 @@ class AttentionSpec:
     venue: str
     scope: Literal["block", "stage", "head"] = "block"
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    stage_defaults: Callable[[int], Mapping[str, Any]] | None = None
+    from_model: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
         return "temporal" if self.temporal else "static"
 
+    @property
+    def aux_loss(self) -> bool:
+        """Whether the module adds an auxiliary loss (``forward_with_aux`` / ``aux_loss``)."""
+        return callable(getattr(self.cls, "aux_loss", None))
 
-def _spec(name, cls, temporal, slot, paper, arxiv, venue, scope="block", **defaults) -> AttentionSpec:
-    return AttentionSpec(
-        name, cls, temporal, slot, paper, arxiv, venue, scope, MappingProxyType(defaults)
-    )
+    def __post_init__(self) -> None:
+        if self.scope == "stage" and not callable(getattr(self.cls, "step", None)):
+            raise TypeError(f"{self.name}: a stage-scoped module needs step(x, state) -> (y, state)")
+        if self.aux_loss and (self.scope != "head" or not callable(getattr(self.cls, "forward_with_aux", None))):
+            raise TypeError(f"{self.name}: an auxiliary loss is for head modules with forward_with_aux(x)")
+        if (self.scope == "head") != (self.slot == "head"):
+            raise TypeError(f"{self.name}: head modules, and only they, take the slot 'head'")
+
+
+def _spec(name, cls, temporal, slot, paper, arxiv, venue, scope="block", stage_defaults=None, from_model=(),
+          **defaults) -> AttentionSpec:
+    return AttentionSpec(name, cls, temporal, slot, paper, arxiv, venue, scope, MappingProxyType(defaults),
+                         stage_defaults, tuple(from_model))
+
+
+def _fca_dct_size(stage: int) -> dict[str, Any]:
+    """FcaNet's DCT size per ResNet stage, 56 / 28 / 14 / 7 (its ``c2wh`` table for 224 px input)."""
+    return {"dct_size": 56 >> (stage - 1)}
+
+
+def _gsop_stride(stage: int) -> dict[str, Any]:
+    """GSoP's stride-2 reduction conv in the first stage (the official ResNet integration)."""
+    return {"stride": 2} if stage == 1 else {}
 
 
 _TSM = "TSM: Temporal Shift Module for Efficient Video Understanding"
@@ -95,9 +136,12 @@ _REGISTRY: dict[str, AttentionSpec] = {
         _spec("rcan_ca", RCANChannelAttention, False, "output", "Image Super-Resolution Using Very Deep Residual Channel Attention Networks", "1807.02758", "ECCV 2018"),
         _spec("srm", SRM, False, "output", "SRM: A Style-based Recalibration Module for Convolutional Neural Networks", "1903.10829", "ICCV 2019"),
         _spec("gct", GCT, False, "before_last", "Gated Channel Transformation for Visual Recognition", "1909.11519", "CVPR 2020"),
-        _spec("fca", FcaAttention, False, "output", "FcaNet: Frequency Channel Attention Networks", "2012.11879", "ICCV 2021"),
-        _spec("encnet", EncModule, False, "head", "Context Encoding for Semantic Segmentation", "1803.08904", "CVPR 2018", scope="head"),
-        _spec("gsop", GSoP, False, "output", "Global Second-order Pooling Convolutional Networks", "1811.12006", "CVPR 2019"),
+        _spec("fca", FcaAttention, False, "output", "FcaNet: Frequency Channel Attention Networks", "2012.11879", "ICCV 2021",
+              stage_defaults=_fca_dct_size),
+        _spec("encnet", EncModule, False, "head", "Context Encoding for Semantic Segmentation", "1803.08904", "CVPR 2018",
+              scope="head", from_model=("num_classes",)),
+        _spec("gsop", GSoP, False, "output", "Global Second-order Pooling Convolutional Networks", "1811.12006", "CVPR 2019",
+              stage_defaults=_gsop_stride),
         _spec("soca", SOCA, False, "output", "Second-order Attention Network for Single Image Super-Resolution", None, "CVPR 2019"),
         _spec("bilinear", BilinearAttention, False, "output", "Bilinear Attention Networks for Person Retrieval", None, "ICCV 2019"),
         _spec("dia", DIA, False, "output", "DIANet: Dense-and-Implicit Attention Network", "1905.10671", "AAAI 2020", scope="stage"),
@@ -133,11 +177,19 @@ def accepted_hparams(name: str) -> list[str]:
 
 
 def build_attention(
-    name: str, channels: int, num_segments: int | None = None, **hparams: Any
+    name: str,
+    channels: int,
+    num_segments: int | None = None,
+    *,
+    stage: int | None = None,
+    model: Mapping[str, Any] | None = None,
+    **hparams: Any,
 ) -> nn.Module:
     """Build the module registered as ``name`` for ``channels`` input channels.
 
-    Temporal modules need ``num_segments``; static modules ignore it. Unknown
+    Temporal modules need ``num_segments``; static modules ignore it. ``stage`` (1-4) applies
+    the row's stage-dependent defaults, ``model`` (the model's settings, e.g. ``num_classes``)
+    the settings the row takes from the model; ``hparams`` override both. Unknown
     hyper-parameters raise ``ValueError`` naming the key and the accepted ones.
     """
     spec = get_spec(name)
@@ -150,7 +202,13 @@ def build_attention(
             f"{name}: unknown hyper-parameter(s) {unknown}; {spec.cls.__name__} accepts "
             f"{accepted or 'none'}"
         )
-    kwargs = {**spec.defaults, **hparams}
+    implied: dict[str, Any] = {}
+    if stage is not None and spec.stage_defaults is not None:
+        implied |= spec.stage_defaults(stage)
+    for key in spec.from_model:
+        if model is not None and model.get(key) is not None:
+            implied[key] = model[key]
+    kwargs = {**spec.defaults, **implied, **hparams}
     if spec.temporal:
         if num_segments is None:
             raise ConfigError(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from .annotations import (
 from .dataset import VideoDataset
 from .sampling import Sampling
 from .transforms import EvalTransform, TrainTransform
+
+log = logging.getLogger(__name__)
 
 DATA_KEYS: dict[str, Any] = {
     "name": None,  # a label for run names and tables
@@ -65,8 +68,9 @@ def dataset_root(cfg: Mapping[str, Any]) -> Path:
             raise MissingFileError(f"data.root={root}: no such folder; give the {cfg['source']} dataset's root "
                                    f"(see data/README.md for the files it holds)")
         return root
-    from .synthetic import ensure_demo_dataset
+    from .synthetic import default_demo_root, ensure_demo_dataset
 
+    log.info("demo dataset: %s (data.root=null; written on first use)", default_demo_root() / cfg["source"])
     return ensure_demo_dataset(None) / cfg["source"]
 
 

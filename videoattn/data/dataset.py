@@ -1,15 +1,17 @@
 """``VideoDataset``: annotation records -> sampled, decoded, transformed clips.
 
-One item is ``(clip, label, index)``:
+One item is ``(clip, label, index, substituted)``:
 
 - ``mode="train"``: ``(T, 3, S, S)`` float32, random segments / window and augmentation;
 - ``mode="val"``: ``(T, 3, S, S)``, the deterministic centre clip and centre crop;
 - ``mode="test"``: ``(V, T, 3, S, S)`` with ``V = num_clips * num_crops`` views, clip-major;
 
-and ``index`` is the record actually returned. A video that cannot be read (missing, corrupt,
-undecodable) is logged with its path, appended to the bad-file report, and replaced by another
-item, at most ``max_retries`` times: an epoch never stops on one bad video, and evaluation can
-tell from ``index`` which records were substituted.
+``index`` is the record actually returned and ``substituted`` whether it stands in for the one
+asked for. A video that cannot be read (missing, corrupt, undecodable: a decode or I/O error of
+its file) is logged with its path, appended to the bad-file report, and replaced by another
+item, at most ``max_retries`` times: an epoch never stops on one bad video, and evaluation
+leaves substituted items out of its metrics. Any other error (a transform that cannot apply,
+a bug) is raised at once: it is not the file's fault.
 
 All randomness of an item comes from ``numpy.random.default_rng([seed, epoch, index, attempt])``,
 so a clip does not depend on the number of workers, and a resumed run sees the same clips.
@@ -123,7 +125,7 @@ class VideoDataset(Dataset):
         views = self.transform(frames)  # (clips, T, 3, H, W) -> (clips, crops, T, 3, S, S)
         return views.flatten(0, 1), record.label  # -> (V, T, 3, S, S), clip-major
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+    def __getitem__(self, index: int) -> tuple[Tensor, int, int, bool]:
         tried = []
         current = index
         for attempt in range(self.max_retries + 1):
@@ -131,8 +133,8 @@ class VideoDataset(Dataset):
             if current not in self._bad:
                 try:
                     clip, label = self.load(current, rng)
-                    return clip, label, current
-                except (DecodeError, OSError, ValueError, RuntimeError) as e:
+                    return clip, label, current, current != index
+                except (DecodeError, OSError) as e:  # the file's own fault: missing, unreadable, undecodable
                     self._record_failure(current, e)
                 tried.append(str(self.records[current].path))
             current = int(rng.integers(len(self)))
@@ -140,6 +142,17 @@ class VideoDataset(Dataset):
             f"{len(tried)} videos in a row could not be read while loading item {index} "
             f"(max_retries={self.max_retries}): {tried[:5]}; check the dataset with tools/prepare_data.py"
         )
+
+    def probe(self) -> None:
+        """Load one item, without recording anything: a setting that cannot apply to these
+        videos (a crop larger than the frames) fails now instead of after a training epoch.
+        Unreadable videos are passed over here; the epoch records them."""
+        for index in range(min(len(self), self.max_retries + 1)):
+            try:
+                self.load(index, self.rng(index))
+                return
+            except (DecodeError, OSError):
+                continue
 
     def _reader(self) -> dict:
         return {"backend": self.backend, "fallback": self.fallback, "num_threads": self.num_threads}

@@ -39,7 +39,6 @@ the encoded bytes are reproducible on one machine (single-threaded encoders).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import difflib
 import json
@@ -52,7 +51,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from functools import cache, lru_cache
@@ -65,13 +64,13 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "APPEARANCE_CLASSES",
-    "DEFAULT_ROOT",
     "DEMO_CLASSES",
     "FORMAT_VERSION",
     "ORDER_DEPENDENT",
     "REVERSED_PAIRS",
     "TEMPLATES",
     "class_from_template",
+    "default_demo_root",
     "ensure_demo_dataset",
     "read_manifest",
     "render_clip",
@@ -80,7 +79,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "demo"
 DEFAULT_SIZE = (96, 128)  # (H, W)
 DEFAULT_FPS = 12
 DEFAULT_NUM_FRAMES = (24, 40)  # inclusive range of frames per clip
@@ -823,7 +821,9 @@ def _plan_kinetics(p: _Params, root: Path) -> tuple[list[_Job], dict]:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    from ..files import write_atomic  # not at import: the encoding workers load this file on its own
+
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _write_ssv2_annotations(root: Path, plan: dict, results: Sequence[tuple[str, int]]) -> None:
@@ -878,8 +878,15 @@ def _matches(root: Path, params: _Params) -> bool:
     )
 
 
+def default_demo_root() -> Path:
+    """Where the demo dataset goes when no root is given: ``$VIDEOATTN_DEMO_ROOT``, else
+    ``data/demo`` in the working directory (the repository root, where the README's commands
+    run; never inside an installed package)."""
+    return Path(os.environ.get("VIDEOATTN_DEMO_ROOT") or Path.cwd() / "data" / "demo").expanduser().resolve()
+
+
 def _resolve_root(root: str | Path | None) -> Path:
-    return DEFAULT_ROOT if root is None else Path(root).expanduser().resolve()
+    return default_demo_root() if root is None else Path(root).expanduser().resolve()
 
 
 def _default_workers() -> int:
@@ -968,7 +975,7 @@ def write_demo_dataset(
     workers: int | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Render and write the demo dataset under ``root`` (default ``<repo>/data/demo``).
+    """Render and write the demo dataset under ``root`` (default :func:`default_demo_root`).
 
     ``train_per_class``/``val_per_class``/``test_clips`` size the SSv2-format split (test
     clips are unlabelled, as in SSv2), ``kinetics_*_per_class`` the Kinetics-format one.
@@ -1077,25 +1084,12 @@ def _written_by(workers: int, seconds: float) -> dict:
     }
 
 
-@contextlib.contextmanager
-def _lock(root: Path) -> Iterator[None]:
-    """An inter-process lock: ``flock`` on the folder that holds ``root`` (no lock file).
+def _lock(root: Path):
+    """An inter-process lock for writing ``root``: ``filelock`` on ``.<name>.lock`` beside it."""
+    from filelock import FileLock
 
-    A no-op where ``fcntl`` is missing (Windows): the atomic rename in ``_swap_in`` still
-    keeps every result whole there.
-    """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
     root.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    return FileLock(root.parent / f".{root.name}.lock")
 
 
 def ensure_demo_dataset(

@@ -5,7 +5,7 @@ exactly where it stopped, as tensors and plain data (no pickled numpy objects). 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,3 +31,19 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def restore_rng(states: Sequence[Mapping[str, Any]], *, rank: int, world_size: int, seed: int, epoch: int) -> bool:
+    """Continue this rank's RNG stream from ``states`` (one per rank of the saved run) and
+    return True, when the run resumes with the world size it was saved with. With another
+    size the saved streams cannot be dealt out one per rank; every rank is then seeded anew
+    from ``(seed, epoch, rank)``, so that the ranks still draw differently (dropout masks), and
+    False is returned: the continuation is not the one an uninterrupted run would have had."""
+    if len(states) == world_size:
+        set_rng_state(states[rank])
+        return True
+    fresh = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+    random.seed(fresh)
+    np.random.seed(fresh)  # noqa: NPY002
+    torch.manual_seed(fresh)  # CPU and every CUDA device
+    return False

@@ -93,9 +93,8 @@ def evaluate(
     Items are ``(N, T, 3, H, W)`` (one view) or ``(N, V, T, 3, H, W)``; views are folded into
     the batch and their softmax probabilities averaged, per video. ``keep_probs`` keeps the
     averaged probabilities of every video (gathered on every rank) for prediction files.
-    An item whose video could not be read comes back as another record (its ``index`` differs
-    from the one the sampler asked for): it is left out of the metrics and counted in
-    ``substituted``.
+    An item whose video could not be read comes back as another record, flagged ``substituted``
+    by the dataset: it is left out of the metrics and counted in ``substituted``.
     """
     model.eval()
     dev = world.device
@@ -103,18 +102,14 @@ def evaluate(
     counts = torch.zeros(4, dtype=torch.int64)  # top1, top5, clips, substituted
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     probs: dict[int, Tensor] = {}
-    requested = iter(loader.sampler) if loader.sampler is not None else None
-    for clips, labels, index in loader:
+    for clips, labels, index, substituted in loader:
+        counts[3] += int(substituted.sum())
+        if substituted.any():  # another video stood in for an unreadable one: not this item's result
+            good = ~substituted
+            clips, labels, index = clips[good], labels[good], index[good]
         n = clips.shape[0]
-        if requested is not None:
-            asked = torch.tensor([next(requested) for _ in range(n)])
-            good = index == asked
-            counts[3] += int((~good).sum())
-            if not good.all():
-                clips, labels, index = clips[good], labels[good], index[good]
-                n = clips.shape[0]
-                if n == 0:
-                    continue
+        if n == 0:
+            continue
         clips = clips.to(dev, non_blocking=True)
         views = clips.shape[1] if clips.dim() == 6 else 1
         x = clips.flatten(0, 1) if clips.dim() == 6 else clips  # (N, V, T, 3, H, W) -> (N*V, T, 3, H, W)

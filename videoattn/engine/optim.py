@@ -38,7 +38,6 @@ OPTIM_KEYS: dict[str, Any] = {
     "min_lr_factor": 0.0,  # cosine floor, relative to lr
     "clip_grad_norm": 20.0,  # TSM / TAM --gd 20; null disables
     "label_smoothing": 0.0,
-    "se_loss_weight": 0.2,  # EncNet's SE-loss term, used when the model has an encnet head
 }
 NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 

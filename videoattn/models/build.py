@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from ..attention import build_attention
+from ..attention import get_spec
 from ..checkpoint import as_checkpoint, describe, load_checkpoint, load_model_state, read_torch_file
 from ..errors import CheckpointError, ConfigError, MissingFileError
 from .classifier import VideoClassifier
 from .inserts import parse_inserts
 from .mobilenet import MobileNetV2Trunk
-from .resnet import ARCHS, Inserts, build_resnet
+from .resnet import ARCHS, build_resnet, inserted_prefixes, unique_names
 
 ALL_ARCHS = (*ARCHS, "mobilenet_v2")
 
@@ -79,13 +78,8 @@ def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None)
         backbone = MobileNetV2Trunk(num_segments=t, inserts=inserts)
     else:
         backbone = build_resnet(cfg["arch"], num_segments=t, inserts=inserts, layers=cfg["layers"], widths=cfg["widths"])
-    head = []
-    for ins in inserts:
-        if ins.slot == "head":
-            kw = dict(ins.kwargs)
-            if ins.name == "encnet":  # its SE-loss head predicts the dataset's classes
-                kw.setdefault("num_classes", cfg["num_classes"])
-            head.append((ins.name, build_attention(ins.name, backbone.num_features, t, **kw)))
+    head_inserts = [ins for ins in inserts if ins.slot == "head"]
+    head_names = unique_names([ins.name for ins in head_inserts])  # "encnet", "encnet_1", ...
     model = VideoClassifier(
         backbone,
         num_classes=cfg["num_classes"],
@@ -93,7 +87,9 @@ def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None)
         num_features=backbone.num_features,
         dropout=cfg["dropout"],
         partial_bn=cfg["partial_bn"],
-        head=head,
+        head=[(n, ins.build(backbone.num_features, num_segments=t, model=cfg))
+              for n, ins in zip(head_names, head_inserts, strict=True)],
+        aux_heads=[n for n, ins in zip(head_names, head_inserts, strict=True) if get_spec(ins.name).aux_loss],
     )
     model.config = cfg
     if cfg["pretrained"]:
@@ -179,14 +175,6 @@ def read_state_dict(path: str | Path, *, obj: Any = None) -> dict[str, torch.Ten
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def _inserted_prefixes(backbone: nn.Module) -> list[str]:
-    return [
-        f"{name}."
-        for name, m in backbone.named_modules()
-        if isinstance(m, Inserts) or name.endswith(".dia")
-    ]
-
-
 def load_pretrained(model: VideoClassifier, pretrained: str | Path, *, classes: Sequence[str] | None = None) -> LoadReport:
     """Initialise ``model`` from ``pretrained``:
 
@@ -217,7 +205,7 @@ def load_pretrained(model: VideoClassifier, pretrained: str | Path, *, classes: 
     ignored = sorted(k for k in sd if k.startswith(_TV_HEADS))  # the 1000-class classifier
     sd = {k: v for k, v in sd.items() if not k.startswith(_TV_HEADS)}
     own = model.backbone.state_dict()
-    prefixes = tuple(_inserted_prefixes(model.backbone))
+    prefixes = tuple(inserted_prefixes(model.backbone))
     _check_fit(own, sd, lambda k: k.startswith(prefixes), source=source, arch=arch)
     missing = sorted(k for k in own if k not in sd)
     model.backbone.load_state_dict(sd, strict=False)
@@ -248,7 +236,7 @@ def _yaml(value: Any) -> str:
 
 def _inserted_keys(model: VideoClassifier) -> set[str]:
     """The state_dict keys of the modules inserted into ``model`` (slots, stage-shared, head)."""
-    prefixes = tuple(f"backbone.{p}" for p in _inserted_prefixes(model.backbone)) + ("head.",)
+    prefixes = tuple(f"backbone.{p}" for p in inserted_prefixes(model.backbone)) + ("head.",)
     return {k for k in model.state_dict() if k.startswith(prefixes)}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from ..attention._pool import spatial_mean
@@ -13,8 +14,8 @@ from ..shapes import split_time
 class VideoClassifier(nn.Module):
     """``(N, T, 3, H, W) -> (N, K)`` logits, the TSN / TSM / TAM / ACTION-Net head.
 
-    The backbone maps the ``N*T`` frames to feature maps; optional head modules (EncNet) act
-    on the last map; then global average pooling, dropout, the classifier ``fc`` on every
+    The backbone maps the ``N*T`` frames to feature maps; optional head modules act on the
+    last map (those with an auxiliary loss also give per-frame auxiliary outputs); then global average pooling, dropout, the classifier ``fc`` on every
     frame and the average consensus over T, in the order of the official TSN code (``fc``
     initialised N(0, 0.001), bias 0, as there). ``partial_bn`` freezes every BatchNorm2d of
     the backbone but the first one in training (TSN's partial BN). Multi-view test input
@@ -31,6 +32,7 @@ class VideoClassifier(nn.Module):
         dropout: float = 0.5,
         partial_bn: bool = False,
         head: Sequence[tuple[str, nn.Module]] = (),
+        aux_heads: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.num_segments = num_segments
@@ -38,6 +40,7 @@ class VideoClassifier(nn.Module):
         self.partial_bn = partial_bn
         self.backbone = backbone
         self.head = nn.ModuleDict(dict(head)) if head else None
+        self.aux_heads = frozenset(aux_heads)  # head names with forward_with_aux / aux_loss
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(num_features, num_classes)
         nn.init.normal_(self.fc.weight, 0, 0.001)
@@ -54,15 +57,16 @@ class VideoClassifier(nn.Module):
             raise ValueError(f"VideoClassifier expects (N, T={self.num_segments}, 3, H, W), got {shape}.{hint}")
 
     def forward_with_aux(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Logits ``(N, K)`` and auxiliary outputs (``se_logits`` ``(N, K)`` of an EncNet head)."""
+        """Logits ``(N, K)`` and the auxiliary outputs of the head modules that have an
+        auxiliary loss, by head name, averaged over the T frames like the logits."""
         self.check_input(x)
         fmap = self.backbone(x.flatten(0, 1))  # (N, T, 3, H, W) -> (N*T, 3, H, W) -> (N*T, F, h, w)
         aux: dict[str, Tensor] = {}
-        for module in (self.head or {}).values():
-            if hasattr(module, "forward_with_se"):
-                fmap, se_logits = module.forward_with_se(fmap)
-                if se_logits is not None:  # (N*T, K) -> (N, T, K) -> (N, K)
-                    aux["se_logits"] = split_time(se_logits, self.num_segments).mean(1)
+        for name, module in (self.head or {}).items():
+            if name in self.aux_heads:
+                fmap, out = module.forward_with_aux(fmap)
+                if out is not None:  # (N*T, ...) -> (N, T, ...) -> (N, ...)
+                    aux[name] = split_time(out, self.num_segments).mean(1)
             else:
                 fmap = module(fmap)
         feats = spatial_mean(fmap)  # (N*T, F, h, w) -> (N*T, F)
@@ -71,6 +75,12 @@ class VideoClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_with_aux(x)[0]
+
+    def aux_loss(self, aux: dict[str, Tensor], labels: Tensor) -> Tensor | None:
+        """The sum of the head modules' auxiliary losses on ``aux`` (:meth:`forward_with_aux`),
+        None when there is none."""
+        losses = [self.head[name].aux_loss(out, labels) for name, out in aux.items()]
+        return torch.stack(losses).sum() if losses else None
 
     def train(self, mode: bool = True) -> VideoClassifier:
         super().train(mode)

@@ -88,11 +88,11 @@ class Insert:
             return block in {b % num_blocks for b in self.blocks if -num_blocks <= b < num_blocks}
         return block % self.every == 0
 
-    def build(self, channels: int, *, stage: int, num_segments: int) -> nn.Module:
-        """The module for one place in stage ``stage``: the insert's kwargs over the
-        stage-dependent defaults of :func:`stage_defaults`."""
-        kwargs = {**stage_defaults(self.name, stage), **self.kwargs}
-        return build_attention(self.name, channels, num_segments, **kwargs)
+    def build(self, channels: int, *, num_segments: int, stage: int | None = None,
+              model: Mapping[str, Any] | None = None) -> nn.Module:
+        """The module for one place (in stage ``stage``; ``model``: the model's settings): the
+        insert's kwargs over the registry row's stage and model defaults."""
+        return build_attention(self.name, channels, num_segments, stage=stage, model=model, **self.kwargs)
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "slot": self.slot, "stages": list(self.stages), "every": self.every}
@@ -101,17 +101,6 @@ class Insert:
         if self.kwargs:
             d["kwargs"] = dict(self.kwargs)
         return d
-
-
-def stage_defaults(name: str, stage: int) -> dict[str, Any]:
-    """Stage-dependent hyper-parameters of the official ResNet integrations, used when the
-    insert's kwargs do not set them: FcaNet's DCT size 56/28/14/7 (its ``c2wh`` table for
-    224 px input) and GSoP's stride-2 reduction conv in the first stage."""
-    if name == "fca":
-        return {"dct_size": 56 >> (stage - 1)}
-    if name == "gsop" and stage == 1:
-        return {"stride": 2}
-    return {}
 
 
 def _as_seq(v: Any) -> Sequence[Any]:

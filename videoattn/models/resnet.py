@@ -11,8 +11,8 @@ the inserted modules missing. Each block gets, where an insert asks for it, an
 
 ``before_last`` is before conv3 in a Bottleneck and before conv2 in a BasicBlock (where it
 coincides with ``after_conv1``). Stage-scoped modules (DIANet) live once per stage
-(``layerX.dia``) and gate the ``output`` slot of its blocks, carrying their state from block to
-block. The backbone maps ``(N*T, 3, H, W)`` to the last feature map ``(N*T, F, H/32, W/32)``.
+(``layerX.<name>``) and gate the ``output`` slot of the blocks their insert selects, carrying
+their state from one of those blocks to the next. The backbone maps ``(N*T, 3, H, W)`` to the last feature map ``(N*T, F, H/32, W/32)``.
 """
 
 from __future__ import annotations
@@ -44,16 +44,33 @@ def _slot_channels(block_cls: type[nn.Module], inplanes: int, planes: int) -> di
     return {"input": inplanes, "after_conv1": planes, "before_last": planes, "output": planes * expansion}
 
 
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Registry names made unique in order: ``se, se, eca -> se, se_1, eca``."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        out.append(name if k == 0 else f"{name}_{k}")
+    return out
+
+
 def _named(mods: list[tuple[str, nn.Module]]) -> Inserts | None:
     if not mods:
         return None
-    names: dict[str, int] = {}
-    out = OrderedDict()
-    for name, m in mods:
-        k = names.get(name, 0)
-        names[name] = k + 1
-        out[name if k == 0 else f"{name}_{k}"] = m
-    return Inserts(out)
+    return Inserts(OrderedDict(zip(unique_names([n for n, _ in mods]), [m for _, m in mods], strict=True)))
+
+
+def inserted_prefixes(backbone: nn.Module) -> list[str]:
+    """State-dict prefixes (``layer1.0.att_input.``, ``layer4.dia.``) of the modules inserted
+    into ``backbone``: the slot containers and the stage-shared modules."""
+    out = []
+    for name, m in backbone.named_modules():
+        if isinstance(m, Inserts):
+            out.append(f"{name}.")
+        elif isinstance(m, Stage):
+            out += [f"{name}.{shared}." for shared in m.shared]
+    return out
 
 
 class _SlotsMixin:
@@ -103,16 +120,16 @@ class _SlotsMixin:
             out = out + identity
         return self.relu(out)  # torchvision's ReLU(inplace=True)
 
-    def forward_with_state(self, x: Tensor, dia: nn.Module | None = None, state=None):
-        """The block, with a stage-shared module (DIANet) gating the branch output and
-        carrying ``state`` to the next block."""
+    def forward_shared(self, x: Tensor, steps: Sequence[nn.Module], states: list) -> Tensor:
+        """The block, with stage-shared modules (DIANet) gating the branch output after the
+        ``output`` slot; ``states[i]`` is ``steps[i]``'s state, replaced by the new one."""
         out = self._branch(x)
         if self.att_output is not None:
             out = self.att_output(out)
-        if dia is not None:
-            out, state = dia.step(out, state)
-        inplace = self.att_output is None and dia is None
-        return self._residual(out, x, inplace=inplace), state
+        for i, module in enumerate(steps):
+            out, states[i] = module.step(out, states[i])
+        inplace = self.att_output is None and not steps
+        return self._residual(out, x, inplace=inplace)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self._branch(x)
@@ -147,24 +164,32 @@ class SlotBottleneck(_SlotsMixin, Bottleneck):
 
 
 class Stage(nn.Sequential):
-    """The blocks of one stage (``layerX.0``, ``layerX.1``, ...), plus the stage-shared module
-    (``layerX.dia``) when one is inserted; it threads that module's state through the blocks."""
+    """The blocks of one stage (``layerX.0``, ``layerX.1``, ...), plus its stage-shared modules
+    (``layerX.<name>``), each with the blocks it gates; the stage threads each one's state
+    through its blocks, from ``None`` at the first."""
 
-    def __init__(self, blocks: Sequence[nn.Module], shared: nn.Module | None = None) -> None:
+    def __init__(self, blocks: Sequence[nn.Module], shared: Sequence[tuple[str, nn.Module, Sequence[int]]] = ()) -> None:
         super().__init__(*blocks)
         self.num_blocks = len(blocks)
-        if shared is not None:
-            self.dia = shared
+        self.shared: dict[str, tuple[int, ...]] = {}  # name -> the blocks it gates
+        for name, module, where in shared:
+            self.add_module(name, module)
+            self.shared[name] = tuple(where)
 
     def forward(self, x: Tensor) -> Tensor:
-        shared = getattr(self, "dia", None)
-        if shared is None:  # plain chain of blocks
+        if not self.shared:  # plain chain of blocks
             for i in range(self.num_blocks):
                 x = self[i](x)
             return x
-        state = None
+        states: dict[str, object] = dict.fromkeys(self.shared)
         for i in range(self.num_blocks):
-            x, state = self[i].forward_with_state(x, shared, state)
+            names = [n for n, where in self.shared.items() if i in where]
+            if not names:
+                x = self[i](x)
+                continue
+            mine = [states[n] for n in names]
+            x = self[i].forward_shared(x, [getattr(self, n) for n in names], mine)
+            states.update(zip(names, mine, strict=True))
         return x
 
 
@@ -209,7 +234,8 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def _make_stage(self, block, planes, n, stride, stage, inserts) -> Stage:
-        blocks, shared = [], None
+        blocks = []
+        shared = [ins for ins in inserts if get_spec(ins.name).scope == "stage"]
         for i in range(n):
             downsample = None
             s = stride if i == 0 else 1
@@ -221,11 +247,7 @@ class ResNet(nn.Module):
             channels = _slot_channels(block, self.inplanes, planes)
             slots: dict[str, list] = {}
             for ins in inserts:
-                if ins.slot == "head" or not ins.applies(stage, i, n):
-                    continue
-                if get_spec(ins.name).scope == "stage":  # one module shared by the stage
-                    if shared is None:
-                        shared = ins.build(channels["output"], stage=stage, num_segments=self.num_segments)
+                if ins.slot == "head" or ins in shared or not ins.applies(stage, i, n):
                     continue
                 module = ins.build(channels[ins.slot], stage=stage, num_segments=self.num_segments)
                 slots.setdefault(ins.slot, []).append((ins.name, module))
@@ -235,7 +257,13 @@ class ResNet(nn.Module):
             b._init_slots({k: _named(v) for k, v in slots.items()})
             blocks.append(b)
             self.inplanes = planes * block.expansion
-        return Stage(blocks, shared)
+        # one module per stage-scoped insert, gating the blocks it selects
+        out_channels = planes * block.expansion
+        gated = [(ins, [i for i in range(n) if ins.applies(stage, i, n)]) for ins in shared]
+        gated = [(ins, where) for ins, where in gated if where]
+        names = unique_names([ins.name for ins, _ in gated])
+        return Stage(blocks, [(name, ins.build(out_channels, stage=stage, num_segments=self.num_segments), where)
+                              for name, (ins, where) in zip(names, gated, strict=True)])
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N*T, 64, H/4, W/4)
