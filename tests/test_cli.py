@@ -35,6 +35,18 @@ def one_error_line(capsys) -> str:
     ("train", ["optim.lr=0.1", "++seeds=3"], "++seeds=3: adds a key 'seeds' that nothing reads (did you mean seed?)"),
     ("train", ["~seed"], "~seed: removes the top-level key 'seed', which the tool reads; set it instead (seed=...)"),
     ("test", ["checkpoint=x", "+batchsize=2"], "adds a key 'batchsize' that nothing reads (did you mean batch_size"),
+    # the typed schema (videoattn.config): the key and the type or range expected
+    ("train", ["optim.epochs=abc"], "optim.epochs=abc: expected an integer"),
+    ("train", ["num_segments=0"], "num_segments=0: expected a positive integer"),
+    ("train", ["optim.lr=fast"], "optim.lr=fast: expected a number"),
+    ("train", ["model.partial_bn=maybe"], "model.partial_bn=maybe: expected true or false"),
+    ("train", ["data.train_transform.size=big"], "data.train_transform.size=big: expected an integer"),
+    ("train", ["data.test.num_crops=4"], "data.test.num_crops=4: expected 1, 3 or 10"),
+    ("train", ["model.dropout=null"], "model.dropout=null: expected a value"),
+    ("train", ["precision=fp8"], "precision='fp8': expected one of fp32, bf16, fp16"),
+    ("train", ["workers=-1"], "workers=-1: expected an integer >= 0"),
+    ("train", ["data.sampling.num_clips=2"], "the config has no key 'data.sampling.num_clips'"),
+    ("test", ["checkpoint=x", "precision=fp16"], "precision='fp16': expected one of fp32, bf16"),
 ])  # fmt: skip
 def test_check_overrides_reports_what_hydra_would_reject_in_one_line(config, argv, message, capsys):
     with pytest.raises(SystemExit) as info:

@@ -171,6 +171,7 @@ MISTAKES = {
                  ("random resume", ["resume={random}"]), ("unknown key", ["model.dropuot=0.1"]),
                  ("unknown config", ["model=tsmm"]), ("missing dataset", ["data.root={missing_dir}", "data.demo=false"]),
                  ("resume not a path", ["resume=true"]), ("zero eval_every", ["eval_every=0"]),
+                 ("not an integer", ["optim.epochs=abc"]), ("zero num_segments", ["num_segments=0"]),
                  ("eval crop larger than the frames",  # found before the run starts, not taken for bad videos
                   ["data.root={ssv2}", "data.eval_transform.resize=null", "data.eval_transform.size=400", "workers=1",
                    "optim.epochs=1", "max_steps_per_epoch=1", "run_dir={missing_dir}/crop"])],

@@ -8,13 +8,13 @@ import pytest
 import reference
 import torch
 import torchvision
-import yaml
 from official import official_state_dict, save_official
 from torch import nn
 
 from videoattn.attention import SLOTS, get_spec, list_attention
 from videoattn.attention.action import Action
 from videoattn.attention.tam import TAM
+from videoattn.config import model_configs
 from videoattn.models import build_model
 from videoattn.models.build import load_pretrained
 from videoattn.models.convert import convert_checkpoint, convert_state_dict
@@ -233,8 +233,8 @@ def test_partial_bn_freezes_all_bn_but_the_first():
 @pytest.mark.parametrize(
     "cfg, match",
     [
-        ({"arch": "resnet50", "num_classes": 5, "num_segments": 8, "dropot": 0.5}, r"unknown key\(s\) \['dropot'\]"),
-        ({"arch": "resnet51", "num_classes": 5, "num_segments": 8}, "unknown arch 'resnet51'"),
+        ({"arch": "resnet50", "num_classes": 5, "num_segments": 8, "dropot": 0.5}, r"model.dropot: no such key \(did you mean model.dropout\?\)"),
+        ({"arch": "resnet51", "num_classes": 5, "num_segments": 8}, "model.arch='resnet51': expected one of resnet18"),
         ({"arch": "resnet50", "num_classes": 5}, "missing required key"),
         ({"arch": "resnet50", "num_classes": 5, "num_segments": 8, "inserts": [{"name": "se", "slt": "output"}]}, r"inserts\[0\].*'slt'"),
         ({"arch": "resnet50", "num_classes": 5, "num_segments": 8, "inserts": [{"name": "sse2"}]}, "'sse'"),
@@ -277,10 +277,13 @@ def test_mobilenet_v2_is_tsm_online_layout_and_loads_torchvision_weights(tmp_pat
 
 
 # ----------------------------------------------------------------------------- configs
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
-def test_model_configs_build(path):
-    cfg = yaml.safe_load(path.read_text())
-    assert cfg["name"] == path.stem
+MODEL_CONFIGS = model_configs(CONFIGS.parent)
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_CONFIGS))
+def test_model_configs_build(name):
+    cfg = MODEL_CONFIGS[name]
+    assert cfg["name"] == name
     small = TINY if cfg["arch"].startswith("resnet") else {}
     model = build_model({**cfg, "num_classes": 5, "num_segments": T, "pretrained": None, **small})
     with torch.no_grad():
@@ -288,8 +291,8 @@ def test_model_configs_build(path):
 
 
 def test_there_is_a_config_for_every_module():
-    names = {p.stem for p in CONFIGS.glob("*.yaml")}
-    assert set(list_attention()) | {"tsn", "tsm_se"} <= names
+    assert set(list_attention()) | {"tsn", "tsm_se", "tsm_mobilenet_v2"} <= set(MODEL_CONFIGS)
+    assert MODEL_CONFIGS["gsop"]["inserts"] == [{"name": "gsop", "blocks": [-1]}]  # its file wins over the preset
 
 
 # ----------------------------------------------------------------------------- pretrained

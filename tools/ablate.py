@@ -21,6 +21,7 @@ from pathlib import Path
 
 from videoattn.attention import get_spec
 from videoattn.cli import ArgumentParser, fail, user_errors
+from videoattn.config import model_configs
 from videoattn.errors import DataError, MissingFileError
 from videoattn.files import write_atomic
 
@@ -30,12 +31,10 @@ DEFAULT_MODELS = "tsn,se,tsm,action,tam"
 
 def kind(model: str) -> str:
     """temporal / static / none, from the model config's inserts."""
-    import yaml
-
-    path = REPO / "configs" / "model" / f"{model}.yaml"
-    if not path.exists():
+    cfg = model_configs(REPO / "configs").get(model)
+    if cfg is None:
         return "?"
-    inserts = yaml.safe_load(path.read_text()).get("inserts") or []
+    inserts = [{"name": i} if isinstance(i, str) else i for i in cfg.get("inserts") or []]
     kinds = {"temporal" if get_spec(i["name"]).temporal else "static" for i in inserts}
     return "+".join(sorted(kinds)) or "none"
 

@@ -91,10 +91,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import torchvision  # noqa: E402
-import yaml  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from videoattn.cli import ArgumentParser, user_errors  # noqa: E402
+from videoattn.config import model_configs
 from videoattn.engine.memory import cache_freed_memory  # noqa: E402
 from videoattn.errors import ConfigError  # noqa: E402
 from videoattn.models import build_model, load_model, to_channels_last  # noqa: E402
@@ -141,12 +141,12 @@ class TorchvisionTSN(nn.Module):
 
 
 def model_config(name: str, *, num_classes: int, num_segments: int, arch: str | None = None) -> dict[str, Any]:
-    """``configs/model/<name>.yaml`` without pretrained weights, for ``num_classes`` / T."""
-    path = CONFIGS / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
-        raise ConfigError(f"--models: no model config {path}; available: {', '.join(known)}")
-    cfg = yaml.safe_load(path.read_text())
+    """The config of ``model=NAME`` (``configs/model/<name>.yaml`` or a registry module's) without
+    pretrained weights, for ``num_classes`` / T."""
+    configs = model_configs(CONFIGS.parent)
+    if name not in configs:
+        raise ConfigError(f"--models: no model config {name!r}; available: {', '.join(configs)}")
+    cfg = dict(configs[name])
     cfg.update(pretrained=None, num_classes=num_classes, num_segments=num_segments)
     if arch:
         cfg["arch"] = arch

@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import yaml  # noqa: E402
 
 from videoattn.cli import ArgumentParser, user_errors  # noqa: E402
+from videoattn.config import model_configs
 from videoattn.errors import ConfigError  # noqa: E402
 from videoattn.models import build_model  # noqa: E402
 from videoattn.summary import attention_table, model_summary  # noqa: E402
@@ -63,11 +63,10 @@ def tables(args) -> None:
 
 
 def summarise(name: str, num_segments: int):
-    path = CONFIGS / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
-        raise ConfigError(f"--models: no model config {path}; available: {', '.join(known)}")
-    cfg = yaml.safe_load(path.read_text())
+    configs = model_configs(CONFIGS.parent)
+    if name not in configs:
+        raise ConfigError(f"--models: no model config {name!r}; available: {', '.join(configs)}")
+    cfg = configs[name]
     model = build_model({**cfg, "num_classes": 174, "num_segments": num_segments, "pretrained": None})
     return model_summary(model, name=name)
 

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from videoattn.checkpoint import check_classes
 from videoattn.cli import check_overrides, user_errors
+from videoattn.config import check_config
 from videoattn.data.build import build_dataset, normalize_data_config
 from videoattn.engine.distributed import init_distributed, shutdown
 from videoattn.engine.evaluate import ShardSampler, evaluate, set_inference_layout
@@ -48,6 +49,7 @@ def main(cfg: DictConfig) -> float:
 
 
 def test(cfg: DictConfig) -> float:
+    check_config(cfg)  # the typed schema (videoattn.config.TestConfig): keys, types, ranges
     world = init_distributed(cfg.device)
     if world.device.type == "cpu" and cfg.malloc_cache:
         cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)

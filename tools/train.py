@@ -40,6 +40,7 @@ from videoattn.checkpoint import (
     make_checkpoint,
 )
 from videoattn.cli import check_overrides, user_errors
+from videoattn.config import check_config
 from videoattn.data.build import build_dataset, dataset_root, normalize_data_config
 from videoattn.data.dataset import read_report_entries
 from videoattn.engine.checkpoint import restore_rng, rng_state
@@ -55,7 +56,6 @@ from videoattn.models import build_model, to_channels_last
 from videoattn.summary import count_macs, count_params
 
 log = logging.getLogger("train")
-PRECISIONS = ("fp32", "bf16", "fp16")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -78,8 +78,7 @@ def main(cfg: DictConfig) -> float:
 
 def train(cfg: DictConfig) -> float:
     # ---------------------------------------------------------------- config and processes
-    if cfg.precision not in PRECISIONS:
-        raise ConfigError(f"precision={cfg.precision!r}: choose one of {PRECISIONS}")
+    check_config(cfg)  # the typed schema (videoattn.config.TrainConfig): keys, types, ranges
     world = init_distributed(cfg.device)
     if world.device.type == "cpu" and cfg.malloc_cache:
         cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
@@ -96,13 +95,6 @@ def train(cfg: DictConfig) -> float:
     optim_cfg = normalize_optim_config(cfg.optim)
     if cfg.model.get("pretrained") not in (None, "imagenet", "imagenet_v2"):
         check_torch_file(cfg.model.pretrained, what="model.pretrained")  # before the data: fail in seconds
-    for key in ("batch_size", "eval_every", "log_every"):
-        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
-            raise ConfigError(f"{key}={cfg[key]!r}: a positive integer")
-    if not isinstance(cfg.workers, int) or cfg.workers < 0:
-        raise ConfigError(f"workers={cfg.workers!r}: a number of DataLoader processes, 0 or more")
-    if cfg.max_steps_per_epoch is not None and (not isinstance(cfg.max_steps_per_epoch, int) or cfg.max_steps_per_epoch < 1):
-        raise ConfigError(f"max_steps_per_epoch={cfg.max_steps_per_epoch!r}: null or a positive integer")
     folder = RunFolder(cfg.run_dir, keep_last=cfg.keep_last)
     log_buffer = logging.handlers.MemoryHandler(capacity=1_000_000, flushLevel=logging.CRITICAL + 1)
     with contextlib.ExitStack() as held:

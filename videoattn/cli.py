@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from .config import check_config, describe_error
 from .errors import UserError
 
 __all__ = ["ArgumentParser", "check_overrides", "debug_enabled", "fail", "user_errors"]
@@ -129,7 +130,12 @@ def check_overrides(config_dir: str | os.PathLike, config_name: str, argv: Seque
     ``optim`` check their own keys). ``refuse`` maps keys (and their sub-keys) that the tool
     cannot apply to the reason, given when an override names one. Sweeps (``-m model=tsn,se``)
     are checked value by value. Hydra's own flags that print instead of running (``--help``,
-    ``--cfg``, ...) skip the check."""
+    ``--cfg``, ...) skip the check. The schemas and the registry's model configs are registered
+    with Hydra first (:func:`videoattn.config.register_configs`), for this check and the tool's
+    own composition."""
+    from .config import register_configs
+
+    register_configs(config_dir)
     argv = list(sys.argv[1:] if argv is None else argv)
     overrides, multirun, config_dirs = [], False, [str(config_dir)]
     it = iter(argv)
@@ -201,7 +207,8 @@ def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> 
     except MissingConfigException as err:
         fail(_missing_config(err, config_name, overrides))
     except (HydraException, OmegaConfBaseException) as err:
-        fail(_override_error(err, overrides, lambda rest: attempt(rest)))
+        typed = _validation_cause(err)
+        fail(describe_error(typed) if typed is not None else _override_error(err, overrides, lambda rest: attempt(rest)))
     finally:
         GlobalHydra.instance().clear()
     _added_top_level_keys(cfg, overrides, attempt)
@@ -209,6 +216,19 @@ def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> 
     if missing:
         fail(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: pass "
              + " ".join(f"{k}=..." for k in missing) + f" on the command line (see configs/{config_name}.yaml)")
+    check_config(cfg)  # the schema's range checks (num_segments >= 1, ...)
+
+
+def _validation_cause(err: BaseException):
+    """The OmegaConf type error (a value that does not convert to its key's type) behind a
+    Hydra composition error, if that is what it is."""
+    from omegaconf.errors import ValidationError
+
+    while err is not None:
+        if isinstance(err, ValidationError) and getattr(err, "full_key", None):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _added_top_level_keys(cfg, overrides: list[str], attempt) -> None:
@@ -285,7 +305,7 @@ def _override_error(err: BaseException, overrides: list[str], attempt) -> str:
         key = o.lstrip("+~").partition("=")[0]
         if f"'{key}'" not in str(err):
             continue
-        if "not in struct" not in cause:
+        if "not in struct" not in cause and " not in '" not in cause:  # a dict config's key / a schema's
             return f"{o}: {_first_lines(err)}"
         try:  # where the key leaves the config, and the names there
             cfg = attempt(overrides[:i] + overrides[i + 1:])

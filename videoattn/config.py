@@ -25,7 +25,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from .errors import ConfigError
 
@@ -56,23 +56,25 @@ def _plain_type(tp: Any) -> Any:
     if origin in (Union, types.UnionType):
         rest = [a for a in args if a is not type(None)]
         inner = _plain_type(rest[0]) if len(rest) == 1 else Any
-        return Optional[inner] if type(None) in args else inner
+        return typing.Optional[inner] if type(None) in args else inner  # noqa: UP045 (a runtime type: OmegaConf reads it)
     if origin in (list, tuple, collections.abc.Sequence):
         item = [a for a in args if a is not Ellipsis]
         return list[_plain_type(item[0])] if item else list[Any]
     return tp
 
 
-def keyword_schema(fn: Callable, *, name: str, exclude: Sequence[str] = ()) -> type:
-    """A dataclass of ``fn``'s keyword parameters (names, types, defaults), less ``exclude``:
-    the config schema of a class configured by keywords, kept in one place, its signature."""
+def keyword_schema(fn: Callable, *, name: str, exclude: Sequence[str] = (),
+                   defaults: Mapping[str, Any] | None = None) -> type:
+    """A dataclass of ``fn``'s keyword parameters (names, types, defaults), less ``exclude``, with
+    ``defaults`` replacing some defaults: the config schema of a class configured by keywords,
+    kept in one place, its signature."""
     hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
     fields_ = []
     for p in inspect.signature(fn).parameters.values():
         if p.name in exclude or p.name == "self" or p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
             continue
         tp = _plain_type(hints.get(p.name, Any))
-        default = p.default
+        default = (defaults or {}).get(p.name, p.default)
         if isinstance(default, (list, tuple, dict)):
             default = list(default) if not isinstance(default, dict) else dict(default)
             fields_.append((p.name, tp, field(default_factory=lambda d=default: type(d)(d))))
@@ -86,16 +88,16 @@ def keyword_schema(fn: Callable, *, name: str, exclude: Sequence[str] = ()) -> t
 class ModelConfig:
     """``model``: a VideoClassifier (see :func:`videoattn.models.build_model`)."""
 
-    name: Optional[str] = None  # a label for tables and checkpoints ("tsm", "action", ...)
-    arch: Optional[str] = None  # resnet18 | resnet34 | resnet50 | resnet101 | mobilenet_v2 (required)
-    num_classes: Optional[int] = None  # required; the tools take it from the dataset
-    num_segments: Optional[int] = None  # required; the tools take it from the top-level num_segments
+    name: str | None = None  # a label for tables and checkpoints ("tsm", "action", ...)
+    arch: str | None = None  # resnet18 | resnet34 | resnet50 | resnet101 | mobilenet_v2 (required)
+    num_classes: int | None = None  # required; the tools take it from the dataset
+    num_segments: int | None = None  # required; the tools take it from the top-level num_segments
     dropout: float = 0.5
     partial_bn: bool = False
-    pretrained: Optional[str] = None  # imagenet | imagenet_v2 | a state_dict file | a checkpoint to fine-tune
+    pretrained: str | None = None  # imagenet | imagenet_v2 | a state_dict file | a checkpoint to fine-tune
     inserts: list[Any] = field(default_factory=list)  # {name, slot?, stages?, every?, blocks?, kwargs?} or a name
-    layers: Optional[list[int]] = None  # blocks per stage (small networks)
-    widths: Optional[list[int]] = None  # channels per stage
+    layers: list[int] | None = None  # blocks per stage (small networks)
+    widths: list[int] | None = None  # channels per stage
 
     def __post_init__(self) -> None:
         for key in ("num_classes", "num_segments"):
@@ -127,7 +129,7 @@ class OptimConfig:
     warmup_epochs: float = 0.0
     warmup_factor: float = 0.1  # lr at the start of warm-up, relative to lr
     min_lr_factor: float = 0.0  # cosine floor, relative to lr
-    clip_grad_norm: Optional[float] = 20.0  # TSM / TAM --gd 20; null disables
+    clip_grad_norm: float | None = 20.0  # TSM / TAM --gd 20; null disables
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
@@ -150,7 +152,8 @@ def _data_schemas() -> tuple[type, type, type]:
     from .data.sampling import Sampling
     from .data.transforms import EvalTransform, TrainTransform
 
-    return (keyword_schema(TrainTransform, name="TrainTransformConfig", exclude=("flip_map",)),
+    # flip: auto in a config (a flip that swaps mirrored classes, decided from the class names)
+    return (keyword_schema(TrainTransform, name="TrainTransformConfig", exclude=("flip_map",), defaults={"flip": "auto"}),
             keyword_schema(EvalTransform, name="EvalTransformConfig", exclude=("crops",)),
             # num_segments is the top-level one; the test views come from data.test
             keyword_schema(Sampling, name="SamplingConfig", exclude=("num_segments", "num_clips", "twice_sample")))
@@ -176,9 +179,11 @@ class TestProtocol:
 class DataConfig:
     """``data``: a dataset in one of the supported annotation formats (see data/README.md)."""
 
-    name: Optional[str] = None  # a label for run names and tables
-    source: Optional[str] = None  # ssv2 | ssv1 | jester | kinetics | list (required)
-    root: Optional[str] = None  # dataset root (read, never written); null with demo: true = the built-in demo dataset
+    name: str | None = None  # a label for run names and tables
+    source: str | None = None  # ssv2 | ssv1 | jester | kinetics | list (required)
+    # dataset root (read, never written); null with demo: true = the built-in demo dataset. Required
+    # (???) in the schema, so that a data config's own ``root: ???`` stays required when composed over it
+    root: str | None = "???"
     demo: bool = False  # root: null means the built-in demo dataset, written on first use
     annotations: dict[str, Any] = field(default_factory=dict)  # keywords of the format's parser (video_dir, ...)
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "val": "val", "test": "val"})
@@ -207,7 +212,7 @@ class RunConfig:
     workers: int = 2  # DataLoader workers per process
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "fp32"
-    channels_last: Optional[bool] = False
+    channels_last: bool | None = False
     malloc_cache: bool = True
 
     def __post_init__(self) -> None:
@@ -233,7 +238,7 @@ class TrainConfig(RunConfig):
     keep_last: int = 2
     eval_every: int = 1
     log_every: int = 10
-    max_steps_per_epoch: Optional[int] = None
+    max_steps_per_epoch: int | None = None
     tensorboard: bool = True
     progress: bool = True
     run_dir: str = "runs/${data.name}/${model.name}"
@@ -253,10 +258,10 @@ class TestConfig(RunConfig):
     data: DataConfig = field(default_factory=DataConfig)
     checkpoint: str = "???"
     split: str = "test"
-    channels_last: Optional[bool] = None
+    channels_last: bool | None = None
     compile: bool = False
-    reference: Optional[str] = None
-    out_dir: Optional[str] = None
+    reference: str | None = None
+    out_dir: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -268,13 +273,28 @@ def validate(schema: type, cfg: Mapping[str, Any], *, section: str) -> dict[str,
     """``cfg`` checked against ``schema`` and completed with its defaults, as plain data. An
     unknown key, a wrong type or a value out of range fails naming the key (``section.key``)."""
     from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(to_plain(cfg)))
         return dataclasses.asdict(OmegaConf.to_object(merged))
+    except MissingMandatoryValue as err:
+        key = f"{section}.{err.full_key}" if section else err.full_key
+        raise ConfigError(f"{key} is required: set it ({key}=...)") from None
     except OmegaConfBaseException as err:
         raise ConfigError(describe_error(err, section=section)) from None
+
+
+def check_config(cfg: Any) -> None:
+    """The schema's checks on a composed Hydra config: its types were checked by the
+    composition, its ranges are checked here, as it becomes its dataclasses."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError(describe_error(err)) from None
 
 
 def describe_error(err: BaseException, *, section: str = "") -> str:
@@ -289,10 +309,12 @@ def describe_error(err: BaseException, *, section: str = "") -> str:
         close = [f"{where}.{c}" if where else c for c in difflib.get_close_matches(leaf, names, n=3)]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         return f"{full}: no such key{hint}; the keys there: {', '.join(names)}" if names else f"{full}: no such key"
-    if "could not be converted to" in msg or "Value '" in msg:
+    if "could not be converted to" in msg or "is not a valid" in msg:
         value = msg.split("'")[1] if "'" in msg else "?"
-        expected = msg.rsplit("converted to ", 1)[-1].strip(" .") if "converted to" in msg else msg
-        names = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
+        expected = (msg.rsplit("converted to ", 1)[-1] if "converted to" in msg else msg.split("is not a valid ", 1)[1])
+        expected = expected.split(" (")[0].strip(" .")
+        names = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "bool": "true or false",
+                 "String": "a string"}
         return f"{full}={value}: expected {names.get(expected, expected)}"
     if "cannot be assigned None" in msg or "is not Optional" in msg or "Incompatible value 'None'" in msg:
         return f"{full}=null: expected a value (this key cannot be null)"

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import check_keys, to_plain
+from ..config import DataConfig, to_plain, validate
 from ..errors import ConfigError, MissingFileError
 from .annotations import (
     Annotations,
@@ -24,37 +23,17 @@ from .transforms import EvalTransform, TrainTransform
 
 log = logging.getLogger(__name__)
 
-DATA_KEYS: dict[str, Any] = {
-    "name": None,  # a label for run names and tables
-    "source": None,  # ssv2 | ssv1 | jester | kinetics | list
-    "root": None,  # dataset root (read, never written); null with demo: true = the built-in demo dataset
-    "demo": False,  # root: null means the built-in demo dataset, written on first use (videoattn.data.synthetic)
-    "annotations": {},  # extra keyword arguments of the parser (video_dir, list_file, ...)
-    "splits": {"train": "train", "val": "val", "test": "val"},
-    "on_error": "raise",  # malformed annotation lines / missing videos: raise | skip
-    "backend": "auto",  # auto | decord | pyav | frames
-    "sampling": {},  # Sampling(mode, stride, loop) at train and val time
-    "train_transform": {},  # TrainTransform keywords; flip: auto -> swap / on by the classes
-    "eval_transform": {"size": 224, "resize": 256},  # EvalTransform keywords (val: centre crop)
-    "test": {"num_clips": 1, "num_crops": 1, "twice_sample": False},  # the test protocol's views
-    "max_retries": 10,
-    "order_dependent": [],  # classes that need temporal order (demo), reported separately
-}
 TEST_CROPS = {1: "center", 3: "three", 10: "ten"}
 
 
 def normalize_data_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the keys (a wrong one fails with its name and the close matches) and fill defaults."""
-    cfg = to_plain(cfg)
-    check_keys(cfg, DATA_KEYS, section="data")
-    out = {k: cfg.get(k, v) for k, v in DATA_KEYS.items()}
+    """Check the config against :class:`~videoattn.config.DataConfig` (keys, types, ranges; the
+    transforms' and the sampler's keys are their classes' keywords) and fill in the defaults."""
+    out = validate(DataConfig, {"root": None, **to_plain(cfg)}, section="data")  # no root: the demo's, with demo: true
     if not out["source"]:
         raise ConfigError("data config: `source` is required (ssv2 | ssv1 | jester | kinetics | list)")
     if not out["root"] and not out["demo"]:
         raise ConfigError(f"data config {out['name']!r}: set `root` to the dataset folder (data.root=/path/to/dataset)")
-    out["splits"] = {**DATA_KEYS["splits"], **(out["splits"] or {})}
-    check_keys(out["test"] or {}, DATA_KEYS["test"], section="data.test")
-    out["test"] = {**DATA_KEYS["test"], **(out["test"] or {})}
     return out
 
 
@@ -103,9 +82,10 @@ def flip_mode(flip: str, classes: list[str]) -> str:
 
 
 def _make(cls: type, settings: Mapping[str, Any], section: str, **fixed: Any) -> Any:
-    """``cls(**settings, **fixed)``, a key of ``settings`` it does not take failing with its name."""
-    allowed = [p for p in inspect.signature(cls).parameters if p not in fixed and p != "self"]
-    check_keys(settings, allowed, section=section)
+    """``cls(**settings, **fixed)``; ``settings`` were checked by the schema, which is ``cls``'s keywords."""
+    overlap = sorted(set(settings) & set(fixed))
+    if overlap:
+        raise ConfigError(f"{section}: {', '.join(overlap)} cannot be set here (the toolkit sets it)")
     return cls(**settings, **fixed)
 
 

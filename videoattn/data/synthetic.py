@@ -821,7 +821,9 @@ def _plan_kinetics(p: _Params, root: Path) -> tuple[list[_Job], dict]:
 
 
 def _write_json(path: Path, obj) -> None:
-    from ..files import write_atomic  # not at import: the encoding workers load this file on its own
+    from ..files import (
+        write_atomic,  # not at import: the encoding workers load this file on its own
+    )
 
     write_atomic(path, json.dumps(obj, indent=2) + "\n")
 

@@ -9,6 +9,7 @@ multi-step decay, with the epoch boundaries of the papers' epoch-wise schedules.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -17,44 +18,22 @@ import torch
 from torch import nn
 
 from ..attention import no_weight_decay_names
-from ..config import check_keys, to_plain
+from ..config import OptimConfig, validate
 from ..errors import ConfigError
 
-OPTIM_KEYS: dict[str, Any] = {
-    "name": "sgd",  # sgd | adamw
-    "lr": 0.01,  # for base_batch_size clips per step; scaled linearly to the global batch
-    "base_batch_size": 64,
-    "momentum": 0.9,
-    "nesterov": False,
-    "betas": [0.9, 0.999],
-    "weight_decay": 5e-4,
-    "fc_lr_mult": 1.0,  # TSM fine-tuning: 5
-    "epochs": 50,
-    "schedule": "step",  # step | cosine | constant
-    "milestones": [20, 40],  # epochs (step schedule)
-    "gamma": 0.1,
-    "warmup_epochs": 0.0,
-    "warmup_factor": 0.1,  # lr at the start of warm-up, relative to lr
-    "min_lr_factor": 0.0,  # cosine floor, relative to lr
-    "clip_grad_norm": 20.0,  # TSM / TAM --gd 20; null disables
-    "label_smoothing": 0.0,
-}
 NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
 def normalize_optim_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    cfg = to_plain(cfg)
-    check_keys(cfg, OPTIM_KEYS, section="optim")
-    out = {**OPTIM_KEYS, **cfg}
-    if out["name"] not in ("sgd", "adamw"):
-        raise ConfigError(f"optim config: name must be sgd or adamw, got {out['name']!r}")
-    if out["schedule"] not in ("step", "cosine", "constant"):
-        raise ConfigError(f"optim config: schedule must be step, cosine or constant, got {out['schedule']!r}")
+    """Check the config against :class:`~videoattn.config.OptimConfig` (keys, types, ranges),
+    fill in the defaults, and refuse a setting the chosen optimiser / schedule would ignore."""
+    out = validate(OptimConfig, cfg, section="optim")
+    defaults = dataclasses.asdict(OptimConfig())
     for key, (setting, applies) in APPLIES_WITH.items():  # a value changed where it would be ignored
-        if out[key] != OPTIM_KEYS[key] and not applies(out):
+        if out[key] != defaults[key] and not applies(out):
             raise ConfigError(f"optim.{key}={out[key]!r} has no effect with {setting} (here name={out['name']}, "
                               f"schedule={out['schedule']}, warmup_epochs={out['warmup_epochs']}); leave it at its "
-                              f"default {OPTIM_KEYS[key]!r} or change the setting it belongs to")
+                              f"default {defaults[key]!r} or change the setting it belongs to")
     return out
 
 

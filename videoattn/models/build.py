@@ -13,6 +13,7 @@ import torch
 
 from ..attention import get_spec
 from ..checkpoint import as_checkpoint, describe, load_checkpoint, load_model_state, read_torch_file
+from ..config import ModelConfig, validate
 from ..errors import CheckpointError, ConfigError, MissingFileError
 from .classifier import VideoClassifier
 from .inserts import parse_inserts
@@ -23,45 +24,24 @@ ALL_ARCHS = (*ARCHS, "mobilenet_v2")
 
 log = logging.getLogger(__name__)
 
-MODEL_KEYS = {
-    "name": None,  # a label for tables and checkpoints ("tsm", "action", ...)
-    "arch": None,  # required
-    "num_classes": None,  # required
-    "num_segments": None,  # required
-    "dropout": 0.5,
-    "partial_bn": False,
-    "pretrained": None,  # None | "imagenet" | "imagenet_v2" | path to a torchvision-format state_dict
-    "inserts": [],
-    "layers": None,  # override the depth per stage (tiny test networks)
-    "widths": None,  # override the width per stage
-}
 REQUIRED = ("arch", "num_classes", "num_segments")
 
 
 def normalize_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the keys and fill in the defaults; the result is what checkpoints store."""
-    if hasattr(cfg, "items") and not isinstance(cfg, dict):  # an OmegaConf DictConfig
-        from omegaconf import OmegaConf
-
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    unknown = sorted(set(cfg) - set(MODEL_KEYS))
-    if unknown:
-        raise ConfigError(f"model config: unknown key(s) {unknown}; allowed: {sorted(MODEL_KEYS)}")
-    missing = [k for k in REQUIRED if cfg.get(k) is None]
+    """Check the config against :class:`~videoattn.config.ModelConfig` (keys, types, ranges) and
+    fill in the defaults; the result is what checkpoints store."""
+    out = validate(ModelConfig, cfg, section="model")
+    missing = [k for k in REQUIRED if out.get(k) is None]
     if missing:
         raise ConfigError(f"model config: missing required key(s) {missing}")
-    out = {k: cfg.get(k, default) for k, default in MODEL_KEYS.items()}
     if out["arch"] not in ALL_ARCHS:
-        raise ConfigError(f"model config: unknown arch {out['arch']!r}; choose one of {list(ALL_ARCHS)}")
-    for k in ("num_classes", "num_segments"):
-        if not isinstance(out[k], int) or out[k] < 1:
-            raise ConfigError(f"model config: {k} must be a positive integer, got {out[k]!r}")
+        raise ConfigError(f"model.arch={out['arch']!r}: expected one of {', '.join(ALL_ARCHS)}")
     out["inserts"] = [i.as_dict() for i in parse_inserts(out["inserts"])]
     return out
 
 
 def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None) -> VideoClassifier:
-    """Build the classifier described by ``cfg`` (see ``MODEL_KEYS``), and load
+    """Build the classifier described by ``cfg`` (see :class:`~videoattn.config.ModelConfig`), and load
     ``cfg["pretrained"]`` into it (:func:`load_pretrained`; ``classes``, the dataset's class
     names, decide whether a pretrained checkpoint's classifier is kept). The normalised config
     is kept as ``model.config``.

@@ -64,14 +64,14 @@ class Insert:
             raise ConfigError(f"{where}: {name!r} is shared across the blocks of a stage and gates the 'output' slot only")
         if reg.temporal and slot == "head":
             raise ConfigError(f"{where}: temporal module {name!r} cannot be a head module")
-        stages = tuple(int(s) for s in spec.get("stages") or (1, 2, 3, 4))
+        stages = _ints(spec.get("stages") or (1, 2, 3, 4), f"{where}.stages")
         if not stages or any(s not in (1, 2, 3, 4) for s in stages):
             raise ConfigError(f"{where}: stages of {name!r} must be a subset of 1-4, got {list(stages)}")
-        every = int(spec.get("every", 1))
+        every = _ints(spec.get("every", 1), f"{where}.every")[0]
         if every < 1:
             raise ConfigError(f"{where}: every must be >= 1, got {every}")
         blocks = spec.get("blocks")
-        blocks = None if blocks is None else tuple(int(b) for b in _as_seq(blocks))
+        blocks = None if blocks is None else _ints(blocks, f"{where}.blocks")
         kwargs = dict(spec.get("kwargs") or {})
         unknown_hp = sorted(set(kwargs) - set(accepted_hparams(name)))
         if unknown_hp:
@@ -103,8 +103,16 @@ class Insert:
         return d
 
 
-def _as_seq(v: Any) -> Sequence[Any]:
-    return [v] if isinstance(v, int) else list(v)
+def _ints(value: Any, key: str) -> tuple[int, ...]:
+    """An integer or a list of them as a tuple; anything else fails naming ``key``."""
+    items = [value] if isinstance(value, (int, str)) else value
+    try:
+        out = tuple(int(v) for v in items)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r}: expected an integer or a list of integers") from None
+    if any(isinstance(v, bool) or (isinstance(v, float) and v != int(v)) for v in items):
+        raise ConfigError(f"{key}={value!r}: expected an integer or a list of integers")
+    return out
 
 
 def parse_inserts(specs: Sequence[Mapping[str, Any] | str] | None) -> tuple[Insert, ...]:
