@@ -111,7 +111,7 @@ def test_argparse_usage_errors_are_one_line(capsys, monkeypatch):
 
 # ----------------------------------------------------------------------------- the README's overrides
 README_FILES = ("README.md", "data/README.md", "configs/README.md")
-NOT_OVERRIDES = {"VIDEOATTN_DEBUG=1", "HYDRA_FULL_ERROR=1", "+key=value", "bias=True", 'combine="max"', "kernel_size=3", "model=NAME"}
+NOT_OVERRIDES = {"VIDEOATTN_DEBUG=1", "HYDRA_FULL_ERROR=1", "+key=value", "bias=True", 'combine="max"', "kernel_size=3", "model=NAME", 'from_model=("num_classes",)'}
 
 
 def documented_overrides() -> tuple[list[tuple[str, list[str]]], list[str]]:
