@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from videoattn.attention import build_attention, shift, temporal_shift
+from videoattn.attention import build_attention, shift_fast, temporal_shift
 from videoattn.attention._pool import spatial_mean
 from videoattn.attention._temporal import temporal_conv
 from videoattn.models import build_model, to_channels_last
@@ -82,7 +82,7 @@ def test_in_place_shift_is_bitwise_the_shifted_copy_and_restores_the_input(dtype
     before = x.clone()
     conv = torch.nn.Conv2d(16, 8, 3, padding=1, bias=False).to(dtype)
     with torch.no_grad():
-        got = shift.shifted_call(x, conv, t, div)
+        got = shift_fast.shifted_call(x, conv, t, div)
         want = conv(temporal_shift(x, t, div))
     assert torch.equal(got, want)
     assert torch.equal(x, before) and x.stride() == before.stride()
@@ -91,7 +91,7 @@ def test_in_place_shift_is_bitwise_the_shifted_copy_and_restores_the_input(dtype
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        shift.shifted_call(x, fails, t, div)
+        shift_fast.shifted_call(x, fails, t, div)
     assert torch.equal(x, before)  # put back on the way out of an error too
 
 
@@ -117,7 +117,7 @@ def test_spatial_mean_is_the_mean_in_the_inputs_dtype(layout, dtype):
 @pytest.mark.parametrize("t, div", [(T, 8), (1, 8), (3, 4)])
 def test_compiler_shift_is_the_shift_and_its_gradient(t, div):
     x = rand(2 * t, 16, 3, 2).requires_grad_()
-    fast = shift._shift_functional(x, t, 16 // div)  # what torch.compile traces
+    fast = shift_fast._shift_functional(x, t, 16 // div)  # what torch.compile traces
     assert torch.equal(fast, temporal_shift(x, t, div))
     g = rand(*x.shape, seed=4)
     (a,) = torch.autograd.grad(fast, x, g)
@@ -129,8 +129,8 @@ def test_tsm_blocks_shift_in_place_only_where_it_is_safe(monkeypatch):
     """Inference of a TSM model takes the in-place path in every block, with logits bitwise
     those of the shifted copy; training, autograd and hooks take the copy."""
     calls = []
-    real = shift.shifted_call
-    monkeypatch.setattr(shift, "shifted_call", lambda *a: calls.append(1) or real(*a))
+    real = shift_fast.shifted_call
+    monkeypatch.setattr(shift_fast, "shifted_call", lambda *a: calls.append(1) or real(*a))
     cfg = {"arch": "resnet50", "num_classes": 5, "num_segments": T, "layers": [1, 2, 1, 1],
            "widths": [16, 32, 64, 128], "inserts": ["tsm"]}  # fmt: skip
     torch.manual_seed(0)
@@ -139,7 +139,7 @@ def test_tsm_blocks_shift_in_place_only_where_it_is_safe(monkeypatch):
     with torch.inference_mode():
         fast = m(x)
         assert len(calls) == 5  # one per block
-        with shift.shift_in_place(False):
+        with shift_fast.shift_in_place(False):
             assert torch.equal(m(x), fast)
     assert len(calls) == 5
     with torch.no_grad():
@@ -195,3 +195,50 @@ def test_models_convert_like_any_module(inserts):
         frames = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)  # (N*T, 3, H, W)
         torch.testing.assert_close(m(frames.unflatten(0, (2, T))), ref, rtol=1e-4, atol=1e-5)
         assert m.double()(x.double()).dtype == torch.float64
+
+
+# ----------------------------------------------------------------------------- paper form vs fast form
+from videoattn.attention import accepted_hparams, list_attention  # noqa: E402
+
+TWO_FORMS = [n for n in list_attention() if "impl" in accepted_hparams(n)]
+
+
+def test_the_optimised_modules_have_a_paper_form():
+    assert {"tsm", "action", "tam"} <= set(TWO_FORMS)
+
+
+@pytest.mark.parametrize("name", TWO_FORMS)
+@pytest.mark.parametrize("train", [False, True])
+def test_the_fast_form_equals_the_paper_form_with_its_gradients(name, train):
+    """The fast implementation (default) and the paper's form give the same outputs and the
+    same gradients for the input and every parameter, in float64 to 1e-10."""
+    torch.manual_seed(0)
+    paper = build_attention(name, 32, num_segments=T, impl="paper").double()
+    with torch.no_grad():
+        for p in paper.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    fast = build_attention(name, 32, num_segments=T, impl="fast").double()
+    fast.load_state_dict(paper.state_dict())
+    paper.train(train), fast.train(train)
+    x = rand(2 * T, 32, 5, 6).requires_grad_()
+    g = rand(2 * T, 32, 5, 6, seed=1)
+    outs = []
+    for m in (paper, fast):
+        y = m(x)
+        grads = torch.autograd.grad(y, [x, *m.parameters()], g, allow_unused=True)
+        outs.append((y, grads))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-10, atol=1e-10)
+    for a, b in zip(outs[0][1], outs[1][1], strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", TWO_FORMS)
+def test_the_paper_form_matches_the_reference_formulation(name):
+    import reference
+
+    torch.manual_seed(0)
+    m = build_attention(name, 32, num_segments=T, impl="paper").double().eval()
+    x = rand(2 * T, 32, 5, 6)
+    torch.testing.assert_close(m(x), reference.REFERENCES[name].output(m, x), rtol=1e-10, atol=1e-10)

@@ -1,108 +1,38 @@
-"""TSM: Temporal Shift Module for Efficient Video Understanding (Lin, Gan, Han; arXiv 1811.08383)."""
+"""TSM: Temporal Shift Module for Efficient Video Understanding (Lin, Gan, Han; arXiv 1811.08383).
+
+This file is the paper's form; :mod:`videoattn.attention.shift_fast` the fast implementation
+the module uses by default (``impl="fast"``), tested equal to it.
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..shapes import merge_time, split_time
+from . import shift_fast
+
+IMPLS = ("fast", "paper")
 
 
-def temporal_shift(x: Tensor, num_segments: int, shift_div: int = 8) -> Tensor:
+def temporal_shift(x: Tensor, num_segments: int, shift_div: int = 8, *, impl: str = "fast") -> Tensor:
     """Shift ``C // shift_div`` channels one frame back in time and as many one frame forward.
 
     ``out[t, :f] = x[t+1, :f]`` (shift left), ``out[t, f:2f] = x[t-1, f:2f]`` (shift right),
-    the other channels unchanged; frames shifted in from outside the clip are zeros. This is
-    exactly the official ``TemporalShift.shift`` (non in-place variant: the block input is
-    also the shortcut). One output allocation in ``x``'s memory format (channels_last stays
-    channels_last) and one write per element. The backward is the opposite shift, again one
-    allocation (autograd through the slice assignments would clone the gradient per slice).
+    the other channels unchanged; frames shifted in from outside the clip are zeros: the
+    official ``TemporalShift.shift`` (its out-of-place variant: the block input is also the
+    shortcut). ``impl="paper"`` computes it as written below, ``"fast"`` by
+    :func:`~videoattn.attention.shift_fast.temporal_shift_fast` (bitwise the same).
     """
-    split_time(x, num_segments)  # checks that N*T is a multiple of T
-    if torch.compiler.is_compiling():  # one fused gather kernel, traced by autograd as usual
-        return _shift_functional(x, num_segments, x.shape[1] // shift_div)
-    return _Shift.apply(x, num_segments, x.shape[1] // shift_div, False)
-
-
-def _shift_functional(x: Tensor, num_segments: int, fold: int) -> Tensor:
-    """The shift as pads and a concatenation, for the compiler (it fuses them into one pass;
-    the slice assignments of :func:`_shift` would be functionalised into copies)."""
+    if impl == "fast":
+        return shift_fast.temporal_shift_fast(x, num_segments, shift_div)
     xt = split_time(x, num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W)
-    left = F.pad(xt[:, 1:, :fold], (0, 0, 0, 0, 0, 0, 0, 1))  # frame t <- t+1, zeros at T-1
-    right = F.pad(xt[:, :-1, fold : 2 * fold], (0, 0, 0, 0, 0, 0, 1, 0))  # t <- t-1, zeros at 0
-    return merge_time(torch.cat([left, right, xt[:, :, 2 * fold :]], dim=2))  # (N, T, C, H, W) -> (N*T, ...)
-
-
-def _shift(x: Tensor, num_segments: int, fold: int, reverse: bool) -> Tensor:
-    """The shift of :func:`temporal_shift`; ``reverse`` swaps the two directions (its adjoint)."""
-    left, right = slice(0, fold), slice(fold, 2 * fold)
-    if reverse:
-        left, right = right, left
-    xt = split_time(x, num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W)
-    out = split_time(torch.empty_like(x), num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W)
-    out[:, :-1, left] = xt[:, 1:, left]  # frame t <- frame t+1
-    out[:, -1:, left].zero_()
-    out[:, 1:, right] = xt[:, :-1, right]  # frame t <- frame t-1
-    out[:, :1, right].zero_()
-    out[:, :, 2 * fold :] = xt[:, :, 2 * fold :]
+    fold = xt.shape[2] // shift_div
+    out = torch.zeros_like(xt)
+    out[:, :-1, :fold] = xt[:, 1:, :fold]  # shift left: frame t takes frame t+1
+    out[:, 1:, fold : 2 * fold] = xt[:, :-1, fold : 2 * fold]  # shift right: frame t takes frame t-1
+    out[:, :, 2 * fold :] = xt[:, :, 2 * fold :]  # the other channels stay
     return merge_time(out)  # (N, T, C, H, W) -> (N*T, C, H, W)
-
-
-class _Shift(torch.autograd.Function):
-    """The shift with its adjoint (the reverse shift) as backward; differentiable twice."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, num_segments: int, fold: int, reverse: bool) -> Tensor:
-        ctx.shift = (num_segments, fold, reverse)
-        return _shift(x, num_segments, fold, reverse)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        num_segments, fold, reverse = ctx.shift
-        return _Shift.apply(grad, num_segments, fold, not reverse), None, None, None
-
-
-_in_place_enabled = True
-
-
-def shifted_call(x: Tensor, fn: Callable[[Tensor], Tensor], num_segments: int, shift_div: int = 8) -> Tensor:
-    """``fn(temporal_shift(x, num_segments, shift_div))`` without a shifted copy of ``x``.
-
-    The shift moves only ``2 * C // shift_div`` channels; they are saved (a quarter of ``x``
-    at ``shift_div=8``), shifted in place inside ``x``, ``fn`` runs on ``x``, and the saved
-    channels are put back, so that ``x`` is bitwise what it was when this returns (it is
-    also the block's shortcut). Bitwise equal to the out-of-place path, in any memory format
-    and dtype, with 1.5x the input's size in memory traffic instead of 2x, and ``fn`` reads
-    the input buffer the previous block just wrote. Inference only: ``x`` is written to, so
-    it must not be needed by autograd, nor read by anyone else while ``fn`` runs.
-    """
-    fold = x.shape[1] // shift_div
-    xt = split_time(x, num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W), a view
-    moved = xt[:, :, : 2 * fold].clone()  # (N, T, 2f, H, W)
-    xt[:, :-1, :fold] = moved[:, 1:, :fold]  # frame t <- frame t+1
-    xt[:, -1:, :fold].zero_()
-    xt[:, 1:, fold : 2 * fold] = moved[:, :-1, fold:]  # frame t <- frame t-1
-    xt[:, :1, fold : 2 * fold].zero_()
-    try:
-        return fn(x)
-    finally:
-        xt[:, :, : 2 * fold] = moved
-
-
-@contextlib.contextmanager
-def shift_in_place(enabled: bool) -> Iterator[None]:
-    """Turn the in-place inference path of :meth:`TemporalShift.conv_after` on or off (off:
-    every call shifts a copy; for A/B timing and tests)."""
-    global _in_place_enabled
-    before, _in_place_enabled = _in_place_enabled, enabled
-    try:
-        yield
-    finally:
-        _in_place_enabled = before
 
 
 class TemporalShift(nn.Module):
@@ -111,38 +41,29 @@ class TemporalShift(nn.Module):
     Inserted on the residual branch input of every block ("blockres" in the official code),
     with ``shift_div=8``: 1/8 of the channels move one frame back, 1/8 one frame forward,
     zero padded at the clip boundaries. Maps ``(N*T, C, H, W) -> (N*T, C, H, W)``.
+    ``impl``: ``"fast"`` (default; also shifts in place around the block's conv1 at inference,
+    :meth:`conv_after`) or ``"paper"`` (:func:`temporal_shift` as written).
     """
 
-    def __init__(self, channels: int, *, num_segments: int, shift_div: int = 8) -> None:
+    def __init__(self, channels: int, *, num_segments: int, shift_div: int = 8, impl: str = "fast") -> None:
         super().__init__()
         if shift_div < 2:
             raise ValueError(f"shift_div must be >= 2, got {shift_div}")
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
         self.channels = channels
         self.num_segments = num_segments
         self.shift_div = shift_div
+        self.impl = impl
 
     def forward(self, x: Tensor) -> Tensor:
-        return temporal_shift(x, self.num_segments, self.shift_div)
+        return temporal_shift(x, self.num_segments, self.shift_div, impl=self.impl)
 
     def conv_after(self, x: Tensor, conv: nn.Module) -> Tensor | None:
-        """``conv(self(x))`` by :func:`shifted_call` (the shift done in place in ``x`` and
-        undone after ``conv``) where that is safe: inference (no autograd graph), not
-        compiling or tracing (the compiler fuses the shift itself), ``x`` writable here, no
-        hooks on this module (they would not see the call). Else None: the caller shifts
-        a copy (``conv(self(x))``)."""
-        if (
-            not _in_place_enabled
-            or torch.is_grad_enabled()
-            or torch.compiler.is_compiling()
-            or torch.jit.is_tracing()
-            or (x.is_inference() and not torch.is_inference_mode_enabled())
-            or self._forward_hooks
-            or self._forward_pre_hooks
-            or nn.modules.module._global_forward_hooks
-            or nn.modules.module._global_forward_pre_hooks
-        ):
-            return None
-        return shifted_call(x, conv, self.num_segments, self.shift_div)
+        """``conv(self(x))`` without a shifted copy of ``x`` where that is safe
+        (:func:`~videoattn.attention.shift_fast.conv_after`); None to let the caller shift a
+        copy (always with ``impl="paper"``)."""
+        return None if self.impl == "paper" else shift_fast.conv_after(self, x, conv)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, num_segments={self.num_segments}, shift_div={self.shift_div}"
+        return f"channels={self.channels}, num_segments={self.num_segments}, shift_div={self.shift_div}, impl={self.impl}"

@@ -1,14 +1,18 @@
-"""TAM: Temporal Adaptive Module for Video Recognition (Liu, Wang, Xu, Lu; arXiv 2005.06803)."""
+"""TAM: Temporal Adaptive Module for Video Recognition (Liu, Wang, Xu, Lu; arXiv 2005.06803).
+
+This file is the paper's form; :mod:`videoattn.attention.tam_fast` the fast implementation the
+module uses by default (``impl="fast"``), tested equal to it.
+"""
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..shapes import merge_time, split_time
-from ._pool import spatial_mean
-from ._temporal import temporal_conv
+from .tam_fast import tam_forward_fast
 
 BRANCHES = ("local", "global")
+IMPLS = ("fast", "paper")
 
 
 class TAM(nn.Module):
@@ -25,11 +29,9 @@ class TAM(nn.Module):
     Inserted after conv1-bn1-relu of each bottleneck, on ``(N*T, C, H, W)``. No bias anywhere,
     PyTorch default init; parameter names (``G.0``, ``G.1``, ``G.3``, ``L.0``, ``L.1``, ``L.3``)
     are the official ones. ``branches`` keeps one branch for ablation (``tam_local``: only the
-    gate; ``tam_global``: only the adaptive kernel). The dynamic convolution is computed as a
-    weighted sum of K shifted views (:func:`~videoattn.attention._temporal.temporal_conv`),
-    the same function as the official grouped ``conv2d`` up to float rounding, with the local
-    gate folded into the tap weights (``kernel[k] * gate[t]``, a ``(N, T, C)`` tensor): one
-    full-size allocation and one pass per tap, no gated copy of the map, no permute.
+    gate; ``tam_global``: only the adaptive kernel). ``impl``: ``"paper"`` runs
+    :meth:`forward_paper` (the official layout and grouped ``conv2d``), ``"fast"`` (default)
+    :func:`~videoattn.attention.tam_fast.tam_forward_fast`.
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class TAM(nn.Module):
         num_segments: int,
         kernel_size: int = 3,
         branches: tuple[str, ...] = BRANCHES,
+        impl: str = "fast",
     ) -> None:
         super().__init__()
         branches = tuple(branches)
@@ -48,10 +51,13 @@ class TAM(nn.Module):
             raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
         if channels < 4:
             raise ValueError(f"TAM needs channels >= 4 for its C/4 bottleneck, got {channels}")
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
         self.channels = channels
         self.num_segments = num_segments
         self.kernel_size = kernel_size
         self.branches = branches
+        self.impl = impl
         t = num_segments
         if "global" in branches:
             self.G = nn.Sequential(
@@ -71,24 +77,24 @@ class TAM(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        xt = split_time(x, self.num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W)
-        n, t, c = xt.shape[:3]
-        pooled = split_time(spatial_mean(x), t).transpose(1, 2)  # (N*T, C) -> (N, T, C) -> (N, C, T)
+        return tam_forward_fast(self, x) if self.impl == "fast" else self.forward_paper(x)
 
-        local = self.L(pooled) if "local" in self.branches else None  # gate (N, C, T)
-        if "global" not in self.branches:
-            out = xt * local.transpose(1, 2)[..., None, None]  # gate (N, C, T) -> (N, T, C, 1, 1)
-            return merge_time(out)  # (N, T, C, H, W) -> (N*T, C, H, W)
-
-        kernel = self.G(pooled.reshape(n * c, t)).view(n, c, self.kernel_size, 1)  # (N*C, K) -> (N, C, K, 1)
-        # out[t] = sum_k kernel[k] * (gate * x)[t + k - K//2]: tap k weights input frame s by
-        # kernel[k] * gate[s]
-        taps = kernel if local is None else kernel * local[:, :, None]  # (N, C, K, 1 or T)
-        taps = taps.permute(2, 0, 3, 1)[..., None, None]  # (N, C, K, T) -> (K, N, T, C, 1, 1)
-        return merge_time(temporal_conv(xt, taps.unbind(0)))  # (N, T, C, H, W) -> (N*T, C, H, W)
+    def forward_paper(self, x: Tensor) -> Tensor:
+        """The module as the paper draws it, ``(N*T, C, H, W) -> (N*T, C, H, W)``."""
+        t = self.num_segments
+        nt, c, h, w = x.shape
+        n = nt // t
+        xv = x.view(n, t, c, h, w).permute(0, 2, 1, 3, 4)  # (N, C, T, H, W)
+        s = xv.mean((3, 4))  # the pooled signal (N, C, T)
+        if "local" in self.branches:  # location-sensitive gate on every frame
+            xv = xv * self.L(s)[..., None, None]  # (N, C, T, 1, 1)
+        if "global" in self.branches:  # a temporal kernel per video and channel, convolved over T
+            kernel = self.G(s.reshape(n * c, t)).view(n * c, 1, self.kernel_size, 1)  # (N*C, 1, K, 1)
+            xv = F.conv2d(xv.reshape(1, n * c, t, h * w), kernel, padding=(self.kernel_size // 2, 0), groups=n * c)
+        return xv.reshape(n, c, t, h, w).permute(0, 2, 1, 3, 4).reshape(nt, c, h, w)  # (N*T, C, H, W)
 
     def extra_repr(self) -> str:
         return (
             f"channels={self.channels}, num_segments={self.num_segments}, "
-            f"kernel_size={self.kernel_size}, branches={self.branches}"
+            f"kernel_size={self.kernel_size}, branches={self.branches}, impl={self.impl}"
         )
