@@ -59,7 +59,7 @@ def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None)
     else:
         backbone = build_resnet(cfg["arch"], num_segments=t, inserts=inserts, layers=cfg["layers"], widths=cfg["widths"])
     head_inserts = [ins for ins in inserts if ins.slot == "head"]
-    head_names = unique_names([ins.name for ins in head_inserts])  # "encnet", "encnet_1", ...
+    head_names = unique_names([ins.name for ins in head_inserts])  # a second insert of a name gets "<name>_1"
     model = VideoClassifier(
         backbone,
         num_classes=cfg["num_classes"],

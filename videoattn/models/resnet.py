@@ -62,7 +62,7 @@ def _named(mods: list[tuple[str, nn.Module]]) -> Inserts | None:
 
 
 def inserted_prefixes(backbone: nn.Module) -> list[str]:
-    """State-dict prefixes (``layer1.0.att_input.``, ``layer4.dia.``) of the modules inserted
+    """State-dict prefixes (``layer1.0.att_input.``, ``layer4.<name>.`` for a stage-shared one) of the modules inserted
     into ``backbone``: the slot containers and the stage-shared modules."""
     out = []
     for name, m in backbone.named_modules():
