@@ -89,6 +89,15 @@ def test_unknown_hyperparameter_names_the_key_and_the_accepted_ones():
         build_attention("action_ste", 64, num_segments=8, paths=("ce",))
 
 
+def test_a_bad_hyperparameter_value_is_a_config_error_naming_the_module():
+    from videoattn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"action: impl must be one of \('fast', 'paper'\), got 'slow'"):
+        build_attention("action", 64, num_segments=8, impl="slow")
+    with pytest.raises(ConfigError, match="tsm: shift_div must be >= 2"):
+        build_attention("tsm", 64, num_segments=8, shift_div=1)
+
+
 def test_temporal_module_rejects_batch_not_divisible_by_t():
     m = make("tsm")
     with pytest.raises(ValueError, match="not a multiple of num_segments=4"):

@@ -218,7 +218,12 @@ def build_attention(
         if num_segments < 1:
             raise ConfigError(f"{name}: num_segments must be >= 1, got {num_segments}")
         kwargs["num_segments"] = num_segments
-    return spec.cls(channels, **kwargs)
+    try:
+        return spec.cls(channels, **kwargs)
+    except ConfigError:
+        raise
+    except ValueError as err:  # a module's check of its own hyper-parameters (impl, shift_div, ...)
+        raise ConfigError(f"{name}: {err}") from err
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:

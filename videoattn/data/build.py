@@ -81,11 +81,9 @@ def flip_mode(flip: str, classes: list[str]) -> str:
     return "swap" if flip == "auto" else flip
 
 
-def _make(cls: type, settings: Mapping[str, Any], section: str, **fixed: Any) -> Any:
-    """``cls(**settings, **fixed)``; ``settings`` were checked by the schema, which is ``cls``'s keywords."""
-    overlap = sorted(set(settings) & set(fixed))
-    if overlap:
-        raise ConfigError(f"{section}: {', '.join(overlap)} cannot be set here (the toolkit sets it)")
+def _make(cls: type, settings: Mapping[str, Any], **fixed: Any) -> Any:
+    """``cls(**settings, **fixed)``; ``settings`` were checked by the schema (``cls``'s keywords
+    less the ``fixed`` ones, see :mod:`videoattn.config`)."""
     return cls(**settings, **fixed)
 
 
@@ -116,15 +114,15 @@ def build_dataset(
         ev = dict(cfg["eval_transform"])
         if crops == "three":  # TSM's full-resolution three-crop: squares of the resized short side
             ev["size"] = ev.get("resize") or ev.get("size", 224)
-        transform: TrainTransform | EvalTransform = _make(EvalTransform, ev, "data.eval_transform", crops=crops)
+        transform: TrainTransform | EvalTransform = _make(EvalTransform, ev, crops=crops)
     elif mode == "val":
-        transform = _make(EvalTransform, cfg["eval_transform"], "data.eval_transform")
+        transform = _make(EvalTransform, cfg["eval_transform"])
     else:
         tt = dict(cfg["train_transform"])
         flip = flip_mode(tt.pop("flip", "auto"), ann.classes)
-        transform = _make(TrainTransform, tt, "data.train_transform", flip=flip,
+        transform = _make(TrainTransform, tt, flip=flip,
                           flip_map=flip_label_map(ann.classes) if flip == "swap" else None)
-    sampling = _make(Sampling, sampling_kw, "data.sampling", num_segments=num_segments)
+    sampling = _make(Sampling, sampling_kw, num_segments=num_segments)
     return VideoDataset(
         ann, sampling=sampling, transform=transform, mode=mode, backend=cfg["backend"],
         max_retries=cfg["max_retries"], seed=seed, report=report, split=split,

@@ -29,7 +29,8 @@ class NonFiniteGuard:
 
     def __call__(self, loss: torch.Tensor, *, epoch: int, step: int) -> bool:
         """True when the step may go on; False to skip it (the caller drops its gradients)."""
-        bad = torch.tensor([0.0 if math.isfinite(loss.item()) else 1.0])
+        value = loss.item()  # one device sync; the loop reads the same value for its statistics
+        bad = torch.tensor([0.0 if math.isfinite(value) else 1.0])
         bad = bool(all_reduce_sum(bad.to(self.world.device), self.world).item())  # any rank: all skip
         if not bad:
             self.in_a_row = 0
@@ -38,10 +39,10 @@ class NonFiniteGuard:
         self.in_a_row += 1
         if self.in_a_row >= self.limit:
             raise DivergedError(
-                f"the loss was not finite ({loss.item()}) in {self.in_a_row} steps in a row, up to epoch {epoch + 1} "
+                f"the loss was not finite ({value}) in {self.in_a_row} steps in a row, up to epoch {epoch + 1} "
                 f"step {step + 1}; the weights are those before the first of them. Lower optim.lr (or raise "
                 "optim.warmup_epochs), or check the data; resume from the last checkpoint after changing it"
             )
         log.warning("epoch %d step %d: the loss is %s; the step is skipped (%d in a row; the run stops at %d)",
-                    epoch + 1, step + 1, loss.item(), self.in_a_row, self.limit)
+                    epoch + 1, step + 1, value, self.in_a_row, self.limit)
         return False
