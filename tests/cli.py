@@ -32,9 +32,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FRESH = os.environ.get("VIDEOATTN_TEST_FRESH_PYTHON") == "1"
 ENV = {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-PRELOAD = ("torch", "torchvision", "hydra", "omegaconf", "matplotlib.pyplot", "tqdm", "videoattn.data.video",
-           "videoattn.models", "videoattn.data.build", "videoattn.engine.evaluate", "torch.distributed.run",
-           "torch.utils.tensorboard", "pytest")
+PRELOAD = (
+    "torch",
+    "torchvision",
+    "hydra",
+    "omegaconf",
+    "matplotlib.pyplot",
+    "tqdm",
+    "videoattn.data.video",
+    "videoattn.models",
+    "videoattn.data.build",
+    "videoattn.engine.evaluate",
+    "torch.distributed.run",
+    "torch.utils.tensorboard",
+    "pytest",
+)
 _ctx = None
 
 
@@ -113,8 +125,14 @@ class Running:
         self._dir = tempfile.TemporaryDirectory(prefix="videoattn-cli-")
         self._out, self._err = (os.path.join(self._dir.name, n) for n in ("stdout", "stderr"))
         if FRESH:
-            self._proc = subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                          stdout=open(self._out, "w"), stderr=open(self._err, "w"))
+            self._proc = subprocess.Popen(
+                [sys.executable, *argv],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=open(self._out, "w"),
+                stderr=open(self._err, "w"),
+            )
         else:
             self._proc = _context().Process(target=_child, args=(argv, env, str(cwd), self._out, self._err))
             self._proc.start()
@@ -149,7 +167,8 @@ def start(cmd: Sequence[str | os.PathLike], *, env: dict[str, str] | None = None
     return Running(_argv(cmd), {**os.environ, **ENV, **(env or {})}, cwd)
 
 
-def run(cmd: Sequence[str | os.PathLike], *, env: dict[str, str] | None = None, cwd: Path = REPO,
-        timeout: float = 300) -> subprocess.CompletedProcess:
+def run(
+    cmd: Sequence[str | os.PathLike], *, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run ``python CMD`` to the end; the result has ``returncode``, ``stdout``, ``stderr``."""
     return start(cmd, env=env, cwd=cwd).wait(timeout)

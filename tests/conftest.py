@@ -17,6 +17,15 @@ def tiny_demo(tmp_path_factory) -> Path:
     from videoattn.data.synthetic import write_demo_dataset
 
     root = tmp_path_factory.mktemp("demo")
-    write_demo_dataset(root, train_per_class=2, val_per_class=1, test_clips=2, kinetics_train_per_class=2,
-                       kinetics_val_per_class=1, size=(64, 80), formats=("ssv2", "kinetics"), workers=1)
+    write_demo_dataset(
+        root,
+        train_per_class=2,
+        val_per_class=1,
+        test_clips=2,
+        kinetics_train_per_class=2,
+        kinetics_val_per_class=1,
+        size=(64, 80),
+        formats=("ssv2", "kinetics"),
+        workers=1,
+    )
     return root

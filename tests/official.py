@@ -32,11 +32,21 @@ def official_state_dict(source: str, seed: int = 0, *, num_classes: int | None =
     return sd
 
 
-def save_official(path: Path, source: str, *, seed: int = 0, num_classes: int | None = None, legacy: bool = False) -> Path:
+def save_official(
+    path: Path, source: str, *, seed: int = 0, num_classes: int | None = None, legacy: bool = False
+) -> Path:
     """Write an official-layout checkpoint as the official scripts do: ``{'epoch', 'arch',
     'state_dict', 'best_prec1'}`` with ``best_prec1`` a numpy scalar (not loadable with
     ``weights_only=True``); ``legacy``: in the pre-1.6 non-zip format of the older releases."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"epoch": 45, "arch": "resnet50", "state_dict": official_state_dict(source, seed, num_classes=num_classes),
-                "best_prec1": np.float64(61.2)}, path, _use_new_zipfile_serialization=not legacy)
+    torch.save(
+        {
+            "epoch": 45,
+            "arch": "resnet50",
+            "state_dict": official_state_dict(source, seed, num_classes=num_classes),
+            "best_prec1": np.float64(61.2),
+        },
+        path,
+        _use_new_zipfile_serialization=not legacy,
+    )
     return path

@@ -242,6 +242,7 @@ def bilinear(m, x):
 
 def dia(m, x):
     """One LSTM step from the zero state with explicit gate algebra (h = o * sigmoid(c))."""
+
     def cell(seq, v):
         return F.linear(F.relu(F.linear(v, seq[0].weight, seq[0].bias)), seq[2].weight, seq[2].bias)
 
@@ -305,7 +306,9 @@ REFERENCES = {  # one entry per registry name
     "gct": Reference(gct, lambda c, t: 3 * c),
     "fca": Reference(fca, lambda c, t: _mlp(c, c // 16, bias=False)),
     "encnet": Reference(encnet, lambda c, t: (c * c + 2 * c) + (32 * c + 32) + 2 * 32 + (c * c + c)),
-    "gsop": Reference(gsop, lambda c, t: (c * 128 + 128) + 2 * 128 + 2 * 128 + (4 * 128 * 128 + 4 * 128) + (4 * 128 * c + c)),
+    "gsop": Reference(
+        gsop, lambda c, t: (c * 128 + 128) + 2 * 128 + 2 * 128 + (4 * 128 * 128 + 4 * 128) + (4 * 128 * c + c)
+    ),
     "soca": Reference(soca, lambda c, t: _mlp(c, c // 16, bias=True)),
     "bilinear": Reference(bilinear, lambda c, t: _bilinear(c)),
     "dia": Reference(dia, lambda c, t: 2 * (c * (c // 4) + c // 4 + (c // 4) * 4 * c + 4 * c)),

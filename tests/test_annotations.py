@@ -93,8 +93,8 @@ JESTER_CLASSES = [
     "Pushing Hand Away", "Pushing Two Fingers Away", "Rolling Hand Backward", "Rolling Hand Forward", "Shaking Hand",
     "Sliding Two Fingers Down", "Sliding Two Fingers Left", "Sliding Two Fingers Right", "Sliding Two Fingers Up",
     "Stop Sign", "Swiping Down", "Swiping Left", "Swiping Right", "Swiping Up", "Thumb Down", "Thumb Up",
-    "Turning Hand Clockwise", "Turning Hand Counterclockwise", "Zooming In With Full Hand", "Zooming In With Two Fingers",
-    "Zooming Out With Full Hand", "Zooming Out With Two Fingers",
+    "Turning Hand Clockwise", "Turning Hand Counterclockwise", "Zooming In With Full Hand",
+    "Zooming In With Two Fingers", "Zooming Out With Full Hand", "Zooming Out With Two Fingers",
 ]  # fmt: skip
 
 
@@ -127,9 +127,7 @@ def clip(youtube_id: str, start: int = 0, end: int = 10) -> str:
 def test_ssv2_train(tmp_path: Path, long_names: bool) -> None:
     prefix = "something-something-v2-" if long_names else ""
     entries = [entry("78687", "hold"), entry("42", "push_rl"), entry("7", "approach")]
-    ssv2_dataset(
-        tmp_path, entries, split_name=f"{prefix}train.json", labels_name=f"{prefix}labels.json"
-    )
+    ssv2_dataset(tmp_path, entries, split_name=f"{prefix}train.json", labels_name=f"{prefix}labels.json")
     ann = load_ssv2(tmp_path, "train")
     assert ann.source == "ssv2" and ann.classes == SSV2_SORTED and not ann.skipped
     assert [r.video_id for r in ann.records] == ["78687", "42", "7"]
@@ -197,7 +195,9 @@ def test_jester_reads_the_ssv1_layout_with_its_own_names(tmp_path: Path, long_na
     ann = load_annotations("jester", tmp_path, "val")
     assert ann.source == "jester" and ann.classes == JESTER_CLASSES  # already sorted
     assert [(r.video_id, ann.classes[r.label], r.num_frames) for r in ann.records] == [
-        ("34870", "Drumming Fingers", 37), ("56557", "Turning Hand Clockwise", 2)]
+        ("34870", "Drumming Fingers", 37),
+        ("56557", "Turning Hand Clockwise", 2),
+    ]
     assert ann.records[0].path == tmp_path / "20bn-jester-v1" / "34870"
     assert [(r.video_id, r.label) for r in load_jester(tmp_path, "test").records] == [("1", -1)]
     with pytest.raises(FileNotFoundError, match="Jester train list"):
@@ -465,9 +465,7 @@ def test_malformed_raises_with_file_and_line(tmp_path: Path, build: Callable) ->
 
 
 @pytest.mark.parametrize("build", MALFORMED.values(), ids=MALFORMED.keys())
-def test_malformed_skipped(
-    tmp_path: Path, build: Callable, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_malformed_skipped(tmp_path: Path, build: Callable, caplog: pytest.LogCaptureFixture) -> None:
     load, file_name, line = build(tmp_path)
     with caplog.at_level(logging.WARNING, logger="videoattn.data.annotations"):
         ann = load("skip")
@@ -541,12 +539,8 @@ def test_flip_label_map_swaps_pairs() -> None:
     assert named == {
         "Pushing something from left to right": "Pushing something from right to left",
         "Pushing something from right to left": "Pushing something from left to right",
-        "Turning the camera left while filming something": (
-            "Turning the camera right while filming something"
-        ),
-        "Turning the camera right while filming something": (
-            "Turning the camera left while filming something"
-        ),
+        "Turning the camera left while filming something": ("Turning the camera right while filming something"),
+        "Turning the camera right while filming something": ("Turning the camera left while filming something"),
     }
     assert has_mirrored(FLIP_CLASSES) and has_mirrored(["Showing something to the Left"])
     assert not has_mirrored(["abseiling", "Leftover", "Clockworks"])
@@ -554,13 +548,12 @@ def test_flip_label_map_swaps_pairs() -> None:
     assert flip_label_map(["a", "b"]) == [0, 1]
 
 
-
-
 def test_jester_flip_swaps_left_right_and_clockwise_counterclockwise() -> None:
     mapping = flip_label_map(JESTER_CLASSES)
     named = {JESTER_CLASSES[i]: JESTER_CLASSES[j] for i, j in enumerate(mapping) if i != j}
     assert named == {
-        "Sliding Two Fingers Left": "Sliding Two Fingers Right", "Sliding Two Fingers Right": "Sliding Two Fingers Left",
+        "Sliding Two Fingers Left": "Sliding Two Fingers Right",
+        "Sliding Two Fingers Right": "Sliding Two Fingers Left",
         "Swiping Left": "Swiping Right", "Swiping Right": "Swiping Left",
         "Turning Hand Clockwise": "Turning Hand Counterclockwise",
         "Turning Hand Counterclockwise": "Turning Hand Clockwise",
@@ -576,9 +569,14 @@ def test_jester_flip_swaps_left_right_and_clockwise_counterclockwise() -> None:
 
 @pytest.mark.parametrize(
     ("name", "swapped"),
-    [("Left to right", "Right to left"), ("LEFT_RIGHT", "RIGHT_LEFT"), ("leftover", "leftover"),
-     ("Turning Hand Clockwise", "Turning Hand Counterclockwise"), ("anticlockwise", "clockwise"),
-     ("Sliding leftwards", "Sliding rightwards")],
+    [
+        ("Left to right", "Right to left"),
+        ("LEFT_RIGHT", "RIGHT_LEFT"),
+        ("leftover", "leftover"),
+        ("Turning Hand Clockwise", "Turning Hand Counterclockwise"),
+        ("anticlockwise", "clockwise"),
+        ("Sliding leftwards", "Sliding rightwards"),
+    ],
 )
 def test_swap_left_right_keeps_case(name: str, swapped: str) -> None:
     assert swap_left_right(name) == swapped

@@ -295,6 +295,7 @@ def test_dia_carries_its_state_block_to_block():
     torch.testing.assert_close(y1, m(x1))
     y2, state2 = m.step(x2, state)
     assert not torch.allclose(y2, m(x2)), "the second block must see the first block's state"
+
     # second step by explicit LSTM algebra from the carried state
     def cell(seq, v):
         return seq[2](torch.relu(seq[0](v)))

@@ -1,5 +1,5 @@
-"""Smoke test of tools/benchmark.py on tiny networks: the structure of its results, never
-its timings."""
+"""Smoke test of tools/benchmark.py and videoattn.benchmark on tiny networks: the structure of
+their results, never their timings."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from videoattn.benchmark.loader import full_decode
+from videoattn.benchmark.models import Mode, bench_models, build
+from videoattn.benchmark.timing import interleaved, median_ci
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
 
@@ -30,7 +34,7 @@ def test_bench_models_reports_every_variant(bench):
         modes=["channels_last", "bf16"], train=True, train_batch_size=1, repeats=1, warmup=0,
         min_sample_s=0.0, agree_clips=2, threads=1,
     )  # fmt: skip
-    results = bench.bench_models(args, overrides={"layers": [1, 1, 1, 1], "widths": [16, 16, 32, 32]})
+    results = bench_models(args, overrides={"layers": [1, 1, 1, 1], "widths": [16, 16, 32, 32]})
     json.dumps(results)  # JSON-ready
     assert set(results) == {"environment", "settings", "models", "forward", "train", "agreement"}
     assert results["settings"]["modes"] == ["fp32", "channels_last", "bf16"]  # fp32 always measured
@@ -65,16 +69,23 @@ def test_command_line_writes_json_and_markdown(bench, tmp_path, capsys):
 
 def test_bad_mode_and_unknown_model_are_clear_errors(bench):
     with pytest.raises(ValueError, match="'\\+'-joined"):
-        bench.Mode.parse("fp16")
+        Mode.parse("fp16")
     with pytest.raises(ValueError, match="no model config"):
-        bench.build("tsmm", num_classes=3, num_segments=2, arch="resnet18")
+        build("tsmm", config_dir=bench.CONFIGS, num_classes=3, num_segments=2, arch="resnet18")
 
 
 def test_loader_section_compares_decord_pyav_and_full_decode(bench, tmp_path, capsys):
     from videoattn.data.synthetic import write_demo_dataset
 
-    root = write_demo_dataset(tmp_path / "demo", train_per_class=1, val_per_class=1, test_clips=1,
-                              kinetics_train_per_class=1, kinetics_val_per_class=1, formats=("ssv2",))
+    root = write_demo_dataset(
+        tmp_path / "demo",
+        train_per_class=1,
+        val_per_class=1,
+        test_clips=1,
+        kinetics_train_per_class=1,
+        kinetics_val_per_class=1,
+        formats=("ssv2",),
+    )
     results = bench.main([
         "--sections", "loader", "--loader-root", str(root / "ssv2"), "--loader-clips", "4", "--segments", "3",
         "--size", "32", "--loader-batch-size", "2", "--loader-workers", "0,1", "--loader-repeats", "1",
@@ -84,26 +95,35 @@ def test_loader_section_compares_decord_pyav_and_full_decode(bench, tmp_path, ca
     assert "models" not in results and data["settings"]["clips"] == 4
     assert [r["reader"].split(",")[0] for r in data["reads"]] == ["decord", "PyAV", "PyAV"]
     assert data["reads"][-1]["x_baseline"] == 1.0 and all(r["clips_per_s"] > 0 for r in data["reads"])
-    assert {(r["backend"], r["workers"]) for r in data["loader"]} == {(b, w) for b in ("decord", "pyav") for w in (0, 1)}
+    assert {(r["backend"], r["workers"]) for r in data["loader"]} == {
+        (b, w) for b in ("decord", "pyav") for w in (0, 1)
+    }
     out = capsys.readouterr().out
     assert "x full-decode baseline" in out and "| pyav | 1 |" in out
-
 
 
 def test_full_decode_baseline_picks_the_sampled_frames(bench, tmp_path):
     from videos import decode_bars, write_video
 
     path = write_video(tmp_path / "bars.webm", 20)
-    frames = bench.full_decode(path, lambda n: np.array([0, 7, n - 1]))  # (T, H, W, 3)
+    frames = full_decode(path, lambda n: np.array([0, 7, n - 1]))  # (T, H, W, 3)
     assert [decode_bars(f) for f in frames] == [0, 7, 19]
 
 
-def test_median_ci_is_the_binomial_order_statistic_interval(bench):
-    assert bench.median_ci([3.0, 1.0, 2.0, 5.0, 4.0]) is None  # 5 rounds: no 95% interval
-    assert bench.median_ci([6, 2, 4, 1, 5, 3]) == (1, 6)  # P(1 <= B(6, 1/2) <= 5) = 62/64
+def test_interleaved_rounds_rotate_the_start_and_keep_the_calibrated_samples():
+    calls = []
+    fns = [lambda k=k: calls.append(k) for k in range(3)]
+    timed = interleaved(fns, label="t", repeats=2, warmup=1)
+    assert calls == [0, 1, 2] + [0, 1, 2] + [1, 2, 0] + [2, 0, 1]  # untimed first calls, then rotated rounds
+    assert [len(s) for s in timed.samples] == [2, 2, 2] and timed.inner == [1, 1, 1] and len(timed.first_call_s) == 3
+
+
+def test_median_ci_is_the_binomial_order_statistic_interval():
+    assert median_ci([3.0, 1.0, 2.0, 5.0, 4.0]) is None  # 5 rounds: no 95% interval
+    assert median_ci([6, 2, 4, 1, 5, 3]) == (1, 6)  # P(1 <= B(6, 1/2) <= 5) = 62/64
     # n = 20: x_(6) and x_(15), coverage 1 - 2 P(B(20, 1/2) <= 5) = 0.959 (x_(7): 0.885)
-    assert bench.median_ci(list(range(20, 0, -1))) == (6, 15)
-    lo, hi = bench.median_ci(list(range(101)), level=0.99)
+    assert median_ci(list(range(20, 0, -1))) == (6, 15)
+    lo, hi = median_ci(list(range(101)), level=0.99)
     assert lo < 50 < hi
 
 
@@ -112,12 +132,24 @@ def test_a_checkpoint_is_measured_with_its_own_t_classes_and_size(bench, tmp_pat
     from videoattn.errors import ConfigError
     from videoattn.models import build_model
 
-    model = build_model({"arch": "resnet18", "layers": [1, 1, 1, 1], "widths": [8, 16, 32, 64], "num_classes": 5,
-                         "num_segments": 3, "inserts": [{"name": "tsm"}]})
-    path = save_checkpoint(make_checkpoint(model, classes=list("abcde"), data={"eval_transform": {"size": 32}},
-                                           origin={"kind": "training"}), tmp_path / "tiny_tsm.pth")
-    argv = ["--checkpoint", str(path), "--batch-sizes", "1", "--modes", "fp32", "--repeats", "1", "--warmup", "0",
-            "--min-sample-s", "0", "--agree-clips", "0", "--no-memory", "--threads", "1"]
+    model = build_model(
+        {
+            "arch": "resnet18",
+            "layers": [1, 1, 1, 1],
+            "widths": [8, 16, 32, 64],
+            "num_classes": 5,
+            "num_segments": 3,
+            "inserts": [{"name": "tsm"}],
+        }
+    )
+    path = save_checkpoint(
+        make_checkpoint(
+            model, classes=list("abcde"), data={"eval_transform": {"size": 32}}, origin={"kind": "training"}
+        ),
+        tmp_path / "tiny_tsm.pth",
+    )
+    argv = ["--checkpoint", str(path), *"--batch-sizes 1 --modes fp32 --repeats 1 --warmup 0 --min-sample-s 0".split(),
+            *"--agree-clips 0 --no-memory --threads 1".split()]  # fmt: skip
     results = bench.main([*argv, "--arch", "resnet18"])
     assert list(results["models"]) == ["torchvision_tsn", "tiny_tsm"]  # no default configs with --checkpoint
     s = results["settings"]

@@ -51,8 +51,9 @@ def test_a_checkpoint_round_trips_and_writes_no_temporary_file(tmp_path):
 def test_every_file_that_is_not_a_checkpoint_gets_one_line_saying_what_it_is(tmp_path):
     good, _ = tiny_checkpoint(tmp_path / "good.pth")
     (tmp_path / "empty.pth").write_bytes(b"")
-    (tmp_path / "random.pth").write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
-                                                        dtype=torch.uint8).numpy().tobytes())
+    (tmp_path / "random.pth").write_bytes(
+        torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes()
+    )
     (tmp_path / "torn.pth").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bare.pth")
     torch.save({"conv1.weight": torch.zeros(1000)}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
@@ -65,8 +66,10 @@ def test_every_file_that_is_not_a_checkpoint_gets_one_line_saying_what_it_is(tmp
         "torn.pth": (CheckpointError, "torn.pth cannot be read: truncated"),
         "torn_old.pth": (CheckpointError, "torn_old.pth (cannot be read: truncated|is not a PyTorch checkpoint)"),
         "bare.pth": (CheckpointError, "bare weights .* model.pretrained="),
-        "TSM_something_RGB_resnet50_segment8.pth": (CheckpointError, "an official TSM checkpoint, not converted yet: run "
-                                                                     "tools/convert_checkpoint.py --src .*segment8.pth"),
+        "TSM_something_RGB_resnet50_segment8.pth": (
+            CheckpointError,
+            "an official TSM checkpoint, not converted yet: run tools/convert_checkpoint.py --src .*segment8.pth",
+        ),
         ".": (CheckpointError, "is a folder"),
     }
     for name, (kind, pattern) in cases.items():
@@ -77,19 +80,37 @@ def test_every_file_that_is_not_a_checkpoint_gets_one_line_saying_what_it_is(tmp
 
 def test_checkpoints_converted_by_the_earlier_format_still_load(tmp_path):
     model = build_model(TINY)
-    torch.save({"model_config": model.config, "state_dict": model.state_dict(), "class_names": None,
-                "converted_from": {"source": "tsm", "file": "x.pth", "arch": None}}, tmp_path / "old.pth")
+    torch.save(
+        {
+            "model_config": model.config,
+            "state_dict": model.state_dict(),
+            "class_names": None,
+            "converted_from": {"source": "tsm", "file": "x.pth", "arch": None},
+        },
+        tmp_path / "old.pth",
+    )
     loaded, ckpt = load_model(tmp_path / "old.pth")
-    assert ckpt["classes"] is None and ckpt["origin"] == {"kind": "converted", "source": "tsm", "file": "x.pth", "arch": None}
+    assert ckpt["classes"] is None and ckpt["origin"] == {
+        "kind": "converted",
+        "source": "tsm",
+        "file": "x.pth",
+        "arch": None,
+    }
     assert ckpt["data"]["sampling"] == {"mode": "segment"} and ckpt["data"]["eval_transform"]["size"] == 224
 
 
-@pytest.mark.parametrize("relpath, t", [
-    ("TSM_something_RGB_resnet50_shift8_blockres_avg_segment8_e50/ckpt.best.pth.tar", 8),  # official TSM / TAM: the folder
-    ("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment16_e50.pth", 16),
-    ("runs/clip_len_8frame_sample_rate_1_checkpoint.pth.tar", 8),  # ACTION-Net
-    ("weights/model_best.pth", None),
-])
+@pytest.mark.parametrize(
+    "relpath, t",
+    [
+        (
+            "TSM_something_RGB_resnet50_shift8_blockres_avg_segment8_e50/ckpt.best.pth.tar",
+            8,
+        ),  # official TSM / TAM: the folder
+        ("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment16_e50.pth", 16),
+        ("runs/clip_len_8frame_sample_rate_1_checkpoint.pth.tar", 8),  # ACTION-Net
+        ("weights/model_best.pth", None),
+    ],
+)
 def test_the_number_of_segments_comes_from_the_file_or_its_folder(relpath, t):
     found = num_segments_from_path(relpath)
     assert (found and found[0]) == t
@@ -103,7 +124,11 @@ def test_conversion_reads_t_refuses_contradictions_and_stores_sorted_class_names
     ckpt = convert_checkpoint(src, tmp_path / "tsm.pth", classes=read_class_names(labels))  # source from the weights
     assert ckpt["model_config"]["num_segments"] == 8 and ckpt["origin"]["source"] == "tsm"
     assert ckpt["classes"] == ["Dropping something", "Moving something up", "Pushing something"]
-    assert ckpt["data"] == {"name": "ssv2", "sampling": {"mode": "segment"}, "eval_transform": {"size": 224, "resize": 256}}
+    assert ckpt["data"] == {
+        "name": "ssv2",
+        "sampling": {"mode": "segment"},
+        "eval_transform": {"size": 224, "resize": 256},
+    }
     assert load_checkpoint(tmp_path / "tsm.pth")["classes"] == ckpt["classes"]
     with pytest.raises(ConfigError, match="--num-segments 16 contradicts .*'segment8'"):
         convert_checkpoint(src, tmp_path / "x.pth", num_segments=16)
@@ -136,8 +161,9 @@ def test_class_names_are_added_to_a_converted_checkpoint_later(tmp_path):
 def test_label_files_of_every_dataset_give_sorted_names(tmp_path):
     (tmp_path / "labels.json").write_text(json.dumps({"b": "0", "a": "1"}))
     (tmp_path / "labels.csv").write_text("Swiping Right\nSwiping Left\n")  # SSv1 / Jester: one per line
-    (tmp_path / "k400.csv").write_text("label,youtube_id,time_start,time_end,split\nzumba,x,0,10,train\n"
-                                       "abseiling,y,0,10,train\nzumba,z,5,15,train\n")
+    (tmp_path / "k400.csv").write_text(
+        "label,youtube_id,time_start,time_end,split\nzumba,x,0,10,train\nabseiling,y,0,10,train\nzumba,z,5,15,train\n"
+    )
     (tmp_path / "ids.csv").write_text("id,name\n0,b\n1,a\n")
     (tmp_path / "commas.txt").write_text("Putting something, something and something on the table\nPushing something\n")
     assert read_class_names(tmp_path / "labels.json") == ["a", "b"]
@@ -155,7 +181,9 @@ def test_label_files_of_every_dataset_give_sorted_names(tmp_path):
 def test_check_classes_names_the_first_difference():
     ckpt = {"classes": ["a", "b", "c"], "model_config": {"num_classes": 3}}
     assert check_classes(ckpt, ["a", "b", "c"], checkpoint="m.pth", dataset="d/val")
-    with pytest.raises(DataError, match="3 vs 3 classes, the first difference at index 1: 'b' in the checkpoint, 'x' in the dataset"):
+    with pytest.raises(
+        DataError, match="3 vs 3 classes, the first difference at index 1: 'b' in the checkpoint, 'x' in the dataset"
+    ):
         check_classes(ckpt, ["a", "x", "c"], checkpoint="m.pth", dataset="d/val")
     with pytest.raises(DataError, match="index 3: nothing in the checkpoint, 'd' in the dataset"):
         check_classes(ckpt, ["a", "b", "c", "d"], checkpoint="m.pth", dataset="d/val")
@@ -176,8 +204,10 @@ def test_fine_tuning_from_a_checkpoint_keeps_what_fits_and_reports_the_rest(tmp_
     other = build_model({**TINY, "num_classes": 5, "inserts": [{"name": "tam"}]})
     report = load_pretrained(other, path, classes=list("vwxyz"))
     assert report.not_initialised == ["fc.bias", "fc.weight"] and "predicts 3 classes, this model 5" in report.summary()
-    assert torch.equal(other.state_dict()["backbone.layer1.0.att_after_conv1.tam.L.0.weight"],
-                       src["backbone.layer1.0.att_after_conv1.tam.L.0.weight"])
+    assert torch.equal(
+        other.state_dict()["backbone.layer1.0.att_after_conv1.tam.L.0.weight"],
+        src["backbone.layer1.0.att_after_conv1.tam.L.0.weight"],
+    )
     # TSN from the TAM checkpoint: TAM's tensors ignored; TSM + SE: SE not initialised
     tsn = build_model({**TINY, "inserts": []})
     report = load_pretrained(tsn, path, classes=CLASSES)
@@ -188,7 +218,10 @@ def test_fine_tuning_from_a_checkpoint_keeps_what_fits_and_reports_the_rest(tmp_
     # TAM's global branch depends on T; another architecture does not fit at all
     with pytest.raises(CheckpointError, match="num_segments=4, this model has 8"):
         load_pretrained(build_model({**TINY, "num_segments": 8, "inserts": [{"name": "tam"}]}), path)
-    with pytest.raises(CheckpointError, match=r"another backbone .*widths \[8,16,32,64\] vs .*widths \[8,16,32,32\].*model.widths=\[8,16,32,64\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"another backbone .*widths \[8,16,32,64\] vs .*widths \[8,16,32,32\].*model.widths=\[8,16,32,64\]",
+    ):
         load_pretrained(build_model({**TINY, "widths": [8, 16, 32, 32]}), path)
     # through build_model, as train.py's model.pretrained
     model = build_model({**TINY, "inserts": [{"name": "tam"}], "pretrained": str(path)}, classes=CLASSES)

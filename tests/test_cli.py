@@ -23,9 +23,11 @@ def one_error_line(capsys) -> str:
 
 
 @pytest.mark.parametrize("config, argv, message", [
-    ("train", ["model.dropuot=0.1"], "model.dropuot=0.1: the config has no key 'model.dropuot' (did you mean model.dropout?)"),
+    ("train", ["model.dropuot=0.1"],
+     "model.dropuot=0.1: the config has no key 'model.dropuot' (did you mean model.dropout?)"),
     ("train", ["data=ssv2", "data.rooot=/x"], "the config has no key 'data.rooot' (did you mean data.root?)"),
-    ("test", ["checkpoint=x", "data.tesst.num_clips=2"], "the config has no key 'data.tesst' (did you mean data.test?)"),
+    ("test", ["checkpoint=x", "data.tesst.num_clips=2"],
+     "the config has no key 'data.tesst' (did you mean data.test?)"),
     ("train", ["model=tsmm"], "model=tsmm: no such model config (did you mean tsm, tsm_se?); available: action"),
     ("train", ["-m", "model=tsn,tsmm"], "model=tsmm: no such model config"),
     ("train", ["model.dropout=[1"], "model.dropout=[1: not a valid override"),
@@ -55,15 +57,24 @@ def test_check_overrides_reports_what_hydra_would_reject_in_one_line(config, arg
 
 
 @pytest.mark.parametrize("argv", [
-    ["optim.lr=0.1", "+data.extra=1"], ["-m", "model=tsn,se", "optim.lr=0.1,0.2"], ["--config-name", "ssv2", "data.root=/x"],
+    ["optim.lr=0.1", "+data.extra=1"], ["-m", "model=tsn,se", "optim.lr=0.1,0.2"],
+    ["--config-name", "ssv2", "data.root=/x"],
     ["hydra.run.dir=/tmp/x", "hydra/job_logging=disabled"], ["--cfg", "job", "model.dropuot=1"], ["--help"],
 ])  # fmt: skip
 def test_check_overrides_lets_valid_command_lines_and_hydras_own_flags_through(argv):
     check_overrides(CONFIGS, "train", argv)
 
 
-@pytest.mark.parametrize("error", [ConfigError("bad key"), CheckpointError("bad file"), DataError("bad line"),
-                                   MissingFileError("x not found"), OSError(errno.ENOSPC, "No space left on device", "/d/f")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigError("bad key"),
+        CheckpointError("bad file"),
+        DataError("bad line"),
+        MissingFileError("x not found"),
+        OSError(errno.ENOSPC, "No space left on device", "/d/f"),
+    ],
+)
 def test_user_errors_become_one_line_and_exit_code_2(error, capsys, monkeypatch):
     monkeypatch.delenv("VIDEOATTN_DEBUG", raising=False)
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
@@ -111,7 +122,16 @@ def test_argparse_usage_errors_are_one_line(capsys, monkeypatch):
 
 # ----------------------------------------------------------------------------- the README's overrides
 README_FILES = ("README.md", "data/README.md", "configs/README.md")
-NOT_OVERRIDES = {"VIDEOATTN_DEBUG=1", "HYDRA_FULL_ERROR=1", "+key=value", "bias=True", 'combine="max"', "kernel_size=3", "model=NAME", 'from_model=("num_classes",)'}
+NOT_OVERRIDES = {
+    "VIDEOATTN_DEBUG=1",
+    "HYDRA_FULL_ERROR=1",
+    "+key=value",
+    "bias=True",
+    'combine="max"',
+    "kernel_size=3",
+    "model=NAME",
+    'from_model=("num_classes",)',
+}
 
 
 def documented_overrides() -> tuple[list[tuple[str, list[str]]], list[str]]:
@@ -135,7 +155,7 @@ def documented_overrides() -> tuple[list[tuple[str, list[str]]], list[str]]:
                     words = shlex.split(part)
                     for tool in ("train", "test"):
                         if f"tools/{tool}.py" in words:
-                            commands.append((tool, words[words.index(f"tools/{tool}.py") + 1:]))
+                            commands.append((tool, words[words.index(f"tools/{tool}.py") + 1 :]))
     return commands, inline
 
 
@@ -166,8 +186,12 @@ def test_every_command_line_in_the_readmes_composes_and_validates():
     commands, _ = documented_overrides()
     assert sum(tool == "train" for tool, _ in commands) >= 10 and sum(tool == "test" for tool, _ in commands) >= 6
     for tool, argv in commands:
-        validated(tool, ["checkpoint=x.pth", *argv] if tool == "test" and not any(a.startswith("checkpoint=") for a in argv)
-                  else argv)
+        validated(
+            tool,
+            ["checkpoint=x.pth", *argv]
+            if tool == "test" and not any(a.startswith("checkpoint=") for a in argv)
+            else argv,
+        )
 
 
 def test_every_override_quoted_in_the_readmes_works_as_written(tiny_demo):

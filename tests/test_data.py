@@ -45,7 +45,14 @@ def videos(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- readers
 
-READERS = [("webm", "decord"), ("webm", "pyav"), ("mp4", "decord"), ("mp4", "pyav"), ("frames", "frames"), ("frames", "auto")]
+READERS = [
+    ("webm", "decord"),
+    ("webm", "pyav"),
+    ("mp4", "decord"),
+    ("mp4", "pyav"),
+    ("frames", "frames"),
+    ("frames", "auto"),
+]
 
 
 @pytest.mark.parametrize("kind, backend", READERS)
@@ -87,7 +94,9 @@ def test_fallback_to_pyav_on_a_file_decord_rejects(tmp_path, caplog):
 def test_misreported_frame_count_never_reads_out_of_range(tmp_path):
     # An MP4 with its index first, cut in half: the index promises 60 frames, fewer decode.
     rng = np.random.default_rng(0)
-    noisy = np.stack([np.clip(bars(i).astype(int) + rng.integers(-30, 30, (64, 96, 3)), 0, 255).astype(np.uint8) for i in range(60)])
+    noisy = np.stack(
+        [np.clip(bars(i).astype(int) + rng.integers(-30, 30, (64, 96, 3)), 0, 255).astype(np.uint8) for i in range(60)]
+    )
     full = write_video(tmp_path / "full.mp4", 60, frames=noisy, container_options={"movflags": "faststart"})
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
@@ -288,7 +297,15 @@ def test_normalisation_and_flip():
 
 
 def test_flip_swaps_left_right_labels():
-    classes = sorted(["Pushing something from left to right", "Pushing something from right to left", "Dropping something", "Turning the camera left while filming something", "Turning the camera right while filming something"])
+    classes = sorted(
+        [
+            "Pushing something from left to right",
+            "Pushing something from right to left",
+            "Dropping something",
+            "Turning the camera left while filming something",
+            "Turning the camera right while filming something",
+        ]
+    )
     fmap = flip_label_map(classes)
     tf = TrainTransform(size=64, scales=(1.0,), flip="swap", flip_map=fmap)
     left = classes.index("Pushing something from left to right")
@@ -298,7 +315,9 @@ def test_flip_swaps_left_right_labels():
     results = {}
     for seed in range(20):
         out, label = tf(clip, left, np.random.default_rng(seed))
-        flipped = not torch.allclose(out, TrainTransform(size=64, scales=(1.0,))(clip, left, np.random.default_rng(0))[0])
+        flipped = not torch.allclose(
+            out, TrainTransform(size=64, scales=(1.0,))(clip, left, np.random.default_rng(0))[0]
+        )
         results[flipped] = label
         assert tf(clip, drop, np.random.default_rng(seed))[1] == drop
     assert results == {True: right, False: left}
@@ -341,8 +360,13 @@ def test_a_flipped_clockwise_clip_gets_the_counterclockwise_label(tmp_path):
     folder.mkdir(parents=True)
     for i, frame in enumerate(_rotating_dot()):
         Image.fromarray(frame).save(folder / f"{i + 1:05d}.jpg", quality=95)
-    cfg = {"name": "jester", "source": "jester", "root": str(tmp_path), "backend": "frames",
-           "train_transform": {"size": 64, "scales": [1.0], "flip": "auto"}}
+    cfg = {
+        "name": "jester",
+        "source": "jester",
+        "root": str(tmp_path),
+        "backend": "frames",
+        "train_transform": {"size": 64, "scales": [1.0], "flip": "auto"},
+    }
     ds = build_dataset(cfg, "train", mode="train", num_segments=8)
     assert ds.transform.flip == "swap"
     cw, ccw = classes.index("Turning Hand Clockwise"), classes.index("Turning Hand Counterclockwise")
@@ -359,8 +383,12 @@ def test_a_flipped_clockwise_clip_gets_the_counterclockwise_label(tmp_path):
     (tmp_path / "jester-v1-labels.csv").write_text("Doing other things\nTurning Hand Clockwise\n")
     with pytest.raises(ValueError, match="flip: auto would flip clips of 'Turning Hand Clockwise', whose mirror image"):
         build_dataset(unpaired, "train", mode="train", num_segments=8)
-    assert build_dataset({**unpaired, "train_transform": {"size": 64, "flip": "off"}}, "train", mode="train",
-                         num_segments=8).transform.flip == "off"
+    assert (
+        build_dataset(
+            {**unpaired, "train_transform": {"size": 64, "flip": "off"}}, "train", mode="train", num_segments=8
+        ).transform.flip
+        == "off"
+    )
 
 
 def test_eval_views():
@@ -385,11 +413,16 @@ def test_eval_views():
 
 
 def _records(tmp_path, n=6, bad=True):
-    recs = [VideoRecord(path=write_video(tmp_path / f"v{i}.webm", 24 + i), label=i % 3, video_id=str(i)) for i in range(n)]
+    recs = [
+        VideoRecord(path=write_video(tmp_path / f"v{i}.webm", 24 + i), label=i % 3, video_id=str(i)) for i in range(n)
+    ]
     if bad:
         corrupt = tmp_path / "corrupt.webm"
         corrupt.write_bytes(b"\x1aE\xdf\xa3" + b"\x00garbage" * 200)
-        recs += [VideoRecord(path=corrupt, label=0, video_id="corrupt"), VideoRecord(path=tmp_path / "missing.webm", label=1, video_id="missing")]
+        recs += [
+            VideoRecord(path=corrupt, label=0, video_id="corrupt"),
+            VideoRecord(path=tmp_path / "missing.webm", label=1, video_id="missing"),
+        ]
     return recs
 
 
@@ -402,7 +435,9 @@ def test_dataset_items_in_every_mode(tmp_path):
     val = VideoDataset(recs, sampling=sampling, transform=EvalTransform(size=48, resize=56), mode="val")
     a, b = val[2][0], val[2][0]
     assert a.shape == (4, 3, 48, 48) and torch.equal(a, b)
-    test = VideoDataset(recs, sampling=sampling, transform=EvalTransform(size=48, resize=56, crops="three"), mode="test")
+    test = VideoDataset(
+        recs, sampling=sampling, transform=EvalTransform(size=48, resize=56, crops="three"), mode="test"
+    )
     views, label, index, substituted = test[0]
     assert views.shape == (6, 4, 3, 48, 48) and (label, index, substituted) == (0, 0, False)
     with pytest.raises(TypeError, match="EvalTransform"):
@@ -426,8 +461,10 @@ def test_persistent_workers_follow_set_epoch(tmp_path, start):
     as the main process does (a copied epoch counter would replay epoch 0 forever)."""
     recs = _records(tmp_path, n=2, bad=False)
     ds = VideoDataset(recs, sampling=Sampling(num_segments=4), transform=TrainTransform(size=48), seed=3)
-    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True,
-                                         multiprocessing_context=start)
+    workers = 2 if start == "fork" else 1  # a spawned worker imports torch afresh: one is enough to show it
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=2, num_workers=workers, persistent_workers=True, multiprocessing_context=start
+    )
     epochs = []
     for epoch in (0, 1, 2):
         ds.set_epoch(epoch)
@@ -470,8 +507,9 @@ def test_evaluation_counts_substituted_items_under_a_shuffling_sampler(tmp_path,
     ds = VideoDataset(recs, sampling=Sampling(num_segments=4), transform=EvalTransform(size=32, resize=32), mode="val")
     loader = torch.utils.data.DataLoader(ds, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    model = build_model({"arch": "resnet18", "num_classes": 3, "num_segments": 4, "layers": [1, 1, 1, 1],
-                         "widths": [8, 8, 8, 8]})
+    model = build_model(
+        {"arch": "resnet18", "num_classes": 3, "num_segments": 4, "layers": [1, 1, 1, 1], "widths": [8, 8, 8, 8]}
+    )
     result = evaluate(model, loader, num_classes=3, world=World())
     assert (result.num_clips, result.substituted) == (6, 2 if bad else 0)
     assert int(result.confusion.sum()) == 6
@@ -479,8 +517,13 @@ def test_evaluation_counts_substituted_items_under_a_shuffling_sampler(tmp_path,
 
 def test_a_transform_that_cannot_apply_is_raised_at_once_not_a_bad_video(tmp_path):
     recs = _records(tmp_path, n=3, bad=False)  # 64x96 videos
-    ds = VideoDataset(recs, sampling=Sampling(num_segments=4), transform=EvalTransform(size=80, resize=None), mode="val",
-                      report=tmp_path / "bad_files.jsonl")
+    ds = VideoDataset(
+        recs,
+        sampling=Sampling(num_segments=4),
+        transform=EvalTransform(size=80, resize=None),
+        mode="val",
+        report=tmp_path / "bad_files.jsonl",
+    )
     with pytest.raises(ValueError, match="smaller than the 80px test crop"):
         ds[0]
     assert ds.failures == [] and not (tmp_path / "bad_files.jsonl").exists()
@@ -495,7 +538,9 @@ def test_dataset_gives_up_after_max_retries(tmp_path):
 
 def test_frame_folder_dataset(tmp_path):
     recs = [VideoRecord(path=write_frame_folder(tmp_path / "100218", 20), label=0, num_frames=20)]
-    ds = VideoDataset(recs, sampling=Sampling(num_segments=5), transform=EvalTransform(size=64, resize=None), mode="val")
+    ds = VideoDataset(
+        recs, sampling=Sampling(num_segments=5), transform=EvalTransform(size=64, resize=None), mode="val"
+    )
     clip = ds[0][0]
     assert clip.shape == (5, 3, 64, 64)
     frames, idx = read_clip(recs[0].path, Sampling(num_segments=5).val)

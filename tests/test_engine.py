@@ -37,7 +37,9 @@ def test_no_weight_decay_on_norms_biases_and_declared_parameters():
     assert "backbone.bn1.weight" in free and "fc.bias" in free and "fc.weight" in decayed
     fc = [g for g in groups if g["name"].startswith("fc")]
     assert fc and all(g["lr_mult"] == 5.0 for g in fc)
-    opt = build_optimizer(model, normalize_optim_config({"lr": 0.01, "base_batch_size": 64, "fc_lr_mult": 5.0}), global_batch=128)
+    opt = build_optimizer(
+        model, normalize_optim_config({"lr": 0.01, "base_batch_size": 64, "fc_lr_mult": 5.0}), global_batch=128
+    )
     lrs = {g["name"]: g["lr"] for g in opt.param_groups}
     assert lrs["backbone"] == pytest.approx(0.02) and lrs["fc"] == pytest.approx(0.1)  # linear scaling, 5x fc
 
@@ -55,7 +57,8 @@ def test_schedules():
 
 @pytest.mark.parametrize("cfg, key", [
     ({"name": "adamw", "momentum": 0.8}, "momentum"), ({"name": "sgd", "betas": [0.9, 0.99]}, "betas"),
-    ({"schedule": "cosine", "milestones": [5]}, "milestones"), ({"schedule": "step", "min_lr_factor": 0.1}, "min_lr_factor"),
+    ({"schedule": "cosine", "milestones": [5]}, "milestones"),
+    ({"schedule": "step", "min_lr_factor": 0.1}, "min_lr_factor"),
     ({"warmup_factor": 0.5}, "warmup_factor"),
 ])  # fmt: skip
 def test_an_optim_setting_that_would_be_ignored_is_refused(cfg, key):
@@ -79,15 +82,18 @@ def _ssv2(tmp_path, classes):
     import json
 
     (tmp_path / "labels.json").write_text(json.dumps({c: str(i) for i, c in enumerate(classes)}))
-    (tmp_path / "train.json").write_text(json.dumps([{"id": str(i), "label": c, "template": c, "placeholders": []}
-                                                     for i, c in enumerate(classes)]))
+    (tmp_path / "train.json").write_text(
+        json.dumps([{"id": str(i), "label": c, "template": c, "placeholders": []} for i, c in enumerate(classes)])
+    )
     for i in range(len(classes)):
         (tmp_path / f"{i}.webm").write_bytes(b"")
     return {"name": "t", "source": "ssv2", "root": str(tmp_path)}
 
 
 def test_data_config_flip_rules(tmp_path):
-    cfg = _ssv2(tmp_path, ["Pushing something from left to right", "Pushing something from right to left", "Dropping something"])
+    cfg = _ssv2(
+        tmp_path, ["Pushing something from left to right", "Pushing something from right to left", "Dropping something"]
+    )
     ds = build_dataset(cfg, "train", mode="train", num_segments=4)
     assert ds.classes[0] == "Dropping something"  # sorted names
     assert ds.transform.flip == "swap" and ds.transform.flip_map == [0, 2, 1]
@@ -97,7 +103,9 @@ def test_data_config_flip_rules(tmp_path):
         build_dataset({**cfg, "test": {"num_crops": 10}}, "train", mode="test", num_segments=4)
     with pytest.raises(ValueError, match="test.twice_sample=true takes exactly 2 clips.*num_clips=1"):
         build_dataset({**cfg, "test": {"num_clips": 1, "twice_sample": True}}, "train", mode="test", num_segments=4)
-    with pytest.raises(ValueError, match=r"data.train_transform.sizee: no such key \(did you mean data.train_transform.size"):
+    with pytest.raises(
+        ValueError, match=r"data.train_transform.sizee: no such key \(did you mean data.train_transform.size"
+    ):
         build_dataset({**cfg, "train_transform": {"sizee": 3}}, "train", mode="train", num_segments=4)
     with pytest.raises(ValueError, match=r"data.sampling.strid: no such key \(did you mean data.sampling.stride"):
         build_dataset({**cfg, "sampling": {"strid": 3}}, "train", mode="val", num_segments=4)
@@ -130,9 +138,11 @@ for line in open("/proc/self/maps"):
 def test_cache_freed_memory_serves_large_blocks_from_the_heap():
     """Stock glibc gives a 64 MiB tensor its own mmap (unmapped again on free, so the next
     forward faults it in anew); with the cache it comes from the heap, which is not trimmed."""
+
     def mapping(mode: str) -> str:
-        out = subprocess.run([sys.executable, "-c", _MAPPING_OF_A_LARGE_TENSOR, mode],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _MAPPING_OF_A_LARGE_TENSOR, mode], capture_output=True, text=True, check=True
+        )
         return out.stdout.split()[-1]
 
     assert mapping("stock") == "anonymous"
@@ -150,7 +160,9 @@ def test_the_non_finite_guard_skips_before_the_update_and_stops_after_a_few_in_a
     assert not guard(torch.tensor(float("inf")), epoch=0, step=2)
     assert guard(torch.tensor(2.0), epoch=0, step=3)  # a finite loss resets the run of bad ones
     assert guard.skipped == 2 and guard.in_a_row == 0
-    assert not guard(torch.tensor(float("nan")), epoch=1, step=0) and not guard(torch.tensor(float("nan")), epoch=1, step=1)
+    assert not guard(torch.tensor(float("nan")), epoch=1, step=0) and not guard(
+        torch.tensor(float("nan")), epoch=1, step=1
+    )
     with pytest.raises(DivergedError, match="3 steps in a row, up to epoch 2 step 3"):
         guard(torch.tensor(float("nan")), epoch=1, step=2)
     assert "the step is skipped" in caplog.text
@@ -172,6 +184,6 @@ def test_resuming_on_another_number_of_ranks_gives_each_rank_its_own_random_stre
     torch.manual_seed(101)
     assert torch.equal(draws[2, 1], torch.rand(4))  # the same world size continues each rank's stream
     four = [draws[4, r] for r in range(4)]
-    assert all(not torch.equal(a, b) for i, a in enumerate(four) for b in four[i + 1:])  # not rank 0's for all
+    assert all(not torch.equal(a, b) for i, a in enumerate(four) for b in four[i + 1 :])  # not rank 0's for all
     restore_rng(saved, rank=2, world_size=4, seed=0, epoch=3)
     assert torch.equal(torch.rand(4), draws[4, 2])  # reproducible

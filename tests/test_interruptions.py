@@ -111,13 +111,18 @@ def kill_inside_write(proc, run_dir: Path, name: str, *, occurrence: int, offset
     return size
 
 
-@pytest.mark.parametrize("name, occurrence", [("last.pth", 2), ("best.pth", 1)])
-@pytest.mark.parametrize("offset", [0.0, 0.002, 0.006])
+# each file killed at the start of its write and part-way through it (the offsets cover the
+# three phases of a write: temp file created, being filled, about to be moved into place)
+@pytest.mark.parametrize(
+    "name, occurrence, offset", [("last.pth", 2, 0.0), ("best.pth", 1, 0.002), ("last.pth", 2, 0.006)]
+)
 def test_sigkill_inside_a_checkpoint_write_then_resume_agrees_and_matches_an_uninterrupted_run(
-        dataset, uninterrupted, tmp_path, name, occurrence, offset):
+    dataset, uninterrupted, tmp_path, name, occurrence, offset
+):
     run_dir = tmp_path / "run"
-    kill_inside_write(start(train_cmd(run_dir, dataset, *KILL_ARGS)), run_dir, name, occurrence=occurrence,
-                      offset=offset)
+    kill_inside_write(
+        start(train_cmd(run_dir, dataset, *KILL_ARGS)), run_dir, name, occurrence=occurrence, offset=offset
+    )
     assert list(run_dir.glob(f".{name}.*.tmp")), "the killed writer's temporary file"
     out = ok(run(train_cmd(run_dir, dataset, *KILL_ARGS)))
     log = out.stdout + out.stderr
@@ -139,8 +144,12 @@ def test_a_second_training_in_a_run_folder_fails_at_once_naming_the_first(datase
         assert first.poll() is None, "the first run ended early"
         time.sleep(0.02)
     second = run(train_cmd(run_dir, dataset, "optim.epochs=3", "seed=1", "model=tsn"))
-    one_error(second, f"run_dir={run_dir} is in use by another training (pid {first.pid} on ", "started ",
-              "choose another run_dir")
+    one_error(
+        second,
+        f"run_dir={run_dir} is in use by another training (pid {first.pid} on ",
+        "started ",
+        "choose another run_dir",
+    )
     first.kill()
     assert first.wait().returncode == -signal.SIGKILL
     config = (run_dir / "config.yaml").read_text()
@@ -173,8 +182,9 @@ def test_a_torn_last_pth_falls_back_to_the_one_before_and_ends_as_an_uninterrupt
     assert "cannot resume from" in log and "resuming from the older checkpoint" in log and "last.1.pth" in log
     last = assert_files_agree(run_dir)
     assert_same_weights(last, load(finished / "last.pth"))  # epoch 3 run again, bit-identical
-    assert (run_dir / "best.pth").read_bytes() == (finished / "best.pth").read_bytes() or \
-        load(run_dir / "best.pth")["epoch"] == load(finished / "best.pth")["epoch"]
+    assert (run_dir / "best.pth").read_bytes() == (finished / "best.pth").read_bytes() or load(run_dir / "best.pth")[
+        "epoch"
+    ] == load(finished / "best.pth")["epoch"]
 
 
 def test_a_run_whose_checkpoints_are_all_unreadable_is_not_restarted_silently(dataset, finished, tmp_path):
@@ -183,10 +193,15 @@ def test_a_run_whose_checkpoints_are_all_unreadable_is_not_restarted_silently(da
     for p in run_dir.glob("last*.pth"):
         p.write_bytes(p.read_bytes()[:100])
     before = snapshot(run_dir)
-    one_error(run(train_cmd(run_dir, dataset, *RUN3)), "holds a run (", "best.pth", "metrics.csv (3 epochs)",
-              "no checkpoint to resume it from", "resume=none overwrite=true")
-    one_error(run(train_cmd(run_dir, dataset, *RUN3, "resume=none")), "already holds a run",
-              "add overwrite=true")
+    one_error(
+        run(train_cmd(run_dir, dataset, *RUN3)),
+        "holds a run (",
+        "best.pth",
+        "metrics.csv (3 epochs)",
+        "no checkpoint to resume it from",
+        "resume=none overwrite=true",
+    )
+    one_error(run(train_cmd(run_dir, dataset, *RUN3, "resume=none")), "already holds a run", "add overwrite=true")
     assert snapshot(run_dir) == before  # best.pth (and everything else) untouched
     out = ok(run(train_cmd(run_dir, dataset, *RUN3, "resume=none", "overwrite=true")))
     assert "deleted the previous run" in out.stdout + out.stderr
@@ -197,8 +212,10 @@ def test_overwrite_deletes_the_old_run_only_once_the_new_one_is_known_to_start(d
     run_dir = tmp_path / "run"
     shutil.copytree(finished, run_dir)
     before = snapshot(run_dir)
-    for root, resume, mistake in ((tmp_path / "typo", "resume=none", "seed=0"),  # no such dataset
-                                  (dataset, f"resume={finished / 'last.pth'}", "model=tam")):  # TSM weights for TAM
+    for root, resume, mistake in (
+        (tmp_path / "typo", "resume=none", "seed=0"),  # no such dataset
+        (dataset, f"resume={finished / 'last.pth'}", "model=tam"),
+    ):  # TSM weights for TAM
         one_error(run(train_cmd(run_dir, root, *RUN3, resume, "overwrite=true", mistake)))
         assert snapshot(run_dir) == before  # the run it was told to replace is still there
 
@@ -207,10 +224,18 @@ def test_resuming_with_other_training_settings_is_refused_naming_them(dataset, f
     run_dir = tmp_path / "run"
     shutil.copytree(finished, run_dir)
     before = snapshot(run_dir)
-    one_error(run(train_cmd(run_dir, dataset, *RUN3, "optim.lr=0.1", "seed=3")), "was trained with other settings",
-              "optim.lr: 0.004 -> 0.1", "seed: 0 -> 3", "drop these overrides to continue it")
-    one_error(run(train_cmd(run_dir, dataset, "model=tsm", "optim.epochs=2", "max_steps_per_epoch=2")),
-              "optim.epochs=2: the run in", "has trained 3 epochs already")
+    one_error(
+        run(train_cmd(run_dir, dataset, *RUN3, "optim.lr=0.1", "seed=3")),
+        "was trained with other settings",
+        "optim.lr: 0.004 -> 0.1",
+        "seed: 0 -> 3",
+        "drop these overrides to continue it",
+    )
+    one_error(
+        run(train_cmd(run_dir, dataset, "model=tsm", "optim.epochs=2", "max_steps_per_epoch=2")),
+        "optim.epochs=2: the run in",
+        "has trained 3 epochs already",
+    )
     assert snapshot(run_dir) == before
     ok(run(train_cmd(run_dir, dataset, *RUN3, "workers=1", "precision=bf16")))  # how it runs may change
 
@@ -236,8 +261,11 @@ def test_another_model_in_the_run_folder_fails_before_anything_is_written(datase
     run_dir = tmp_path / "run"
     shutil.copytree(finished, run_dir)
     before = snapshot(run_dir)
-    one_error(run(train_cmd(run_dir, dataset, "model=tam", "optim.epochs=3")), "was made with another model config",
-              f"run_dir={run_dir} holds a run of another model")
+    one_error(
+        run(train_cmd(run_dir, dataset, "model=tam", "optim.epochs=3")),
+        "was made with another model config",
+        f"run_dir={run_dir} holds a run of another model",
+    )
     assert snapshot(run_dir) == before  # config.yaml and train.log included; the lock went with the run
 
 
@@ -247,20 +275,37 @@ def test_a_mistyped_data_root_fails_naming_it_and_writes_nothing(dataset, tmp_pa
     out = run(["tools/train.py", f"data.root={typo}", f"run_dir={tmp_path / 'run'}", "workers=0"])  # the demo config
     one_error(out, f"data.root={typo}: no such folder")
     assert not (tmp_path / "typo").exists() and not (tmp_path / "run").exists()
-    out = ok(run(["tools/train.py", f"data.root={dataset}", f"run_dir={tmp_path / 'run'}", "workers=0", "optim.epochs=1",
-                  "max_steps_per_epoch=1", "model.widths=[8,16,32,64]", "num_segments=2", "progress=false",
-                  "tensorboard=false"]))  # the right root with the demo config: read, no data.demo=false needed
+    out = ok(
+        run(
+            [
+                "tools/train.py",
+                f"data.root={dataset}",
+                f"run_dir={tmp_path / 'run'}",
+                "workers=0",
+                "optim.epochs=1",
+                "max_steps_per_epoch=1",
+                "model.widths=[8,16,32,64]",
+                "num_segments=2",
+                "progress=false",
+                "tensorboard=false",
+            ]
+        )
+    )  # the right root with the demo config: read, no data.demo=false needed
     assert "over 12 of 12 val videos" in out.stdout and not (dataset / "manifest.json").exists()
 
 
 def test_test_py_refuses_what_cannot_apply_to_a_checkpoint(finished, dataset):
     ckpt = finished / "best.pth"
-    for override, reason in (("+num_segments=4", "takes T (num_segments) from the checkpoint"),
-                             ("num_segments=4", "takes T (num_segments) from the checkpoint"),
-                             ("model=tam", "builds the model from the checkpoint's model_config"),
-                             ("data.train_transform.size=32", "does not train")):
+    for override, reason in (
+        ("+num_segments=4", "takes T (num_segments) from the checkpoint"),
+        ("num_segments=4", "takes T (num_segments) from the checkpoint"),
+        ("model=tam", "builds the model from the checkpoint's model_config"),
+        ("data.train_transform.size=32", "does not train"),
+    ):
         one_error(run(["tools/test.py", f"checkpoint={ckpt}", f"data.root={dataset}", override]), override, reason)
-    one_error(run(train_cmd(finished, dataset, "+epochs=1", "+lr=0.1")), "+epochs=1: adds a key 'epochs' that nothing reads")
+    one_error(
+        run(train_cmd(finished, dataset, "+epochs=1", "+lr=0.1")), "+epochs=1: adds a key 'epochs' that nothing reads"
+    )
 
 
 # ----------------------------------------------------------------------------- honest counts
@@ -273,24 +318,42 @@ def test_unreadable_videos_and_skipped_lines_are_counted_with_their_split(datase
     train.append({"id": "999999", "template": "Moving something up", "label": "moving x up", "placeholders": []})
     (root / "train.json").write_text(json.dumps(train))
     run_dir = tmp_path / "run"
-    out = ok(run(train_cmd(run_dir, root, "optim.epochs=1", "max_steps_per_epoch=2", "data.on_error=skip")))  # as the README writes it
+    out = ok(
+        run(train_cmd(run_dir, root, "optim.epochs=1", "max_steps_per_epoch=2", "data.on_error=skip"))
+    )  # as the README writes it
     assert "over 11 of 12 val videos (1 unreadable)" in out.stdout
     assert "covers 11 of 12 videos: 1 could not be read" in out.stdout + out.stderr
     entries = [json.loads(line) for line in (run_dir / "bad_files.jsonl").read_text().splitlines()]
     assert {(e["split"], Path(e["path"].split(":")[0]).name) for e in entries} == {
-        ("train", "train.json"), ("val", f"{val[0]['id']}.webm")}
+        ("train", "train.json"),
+        ("val", f"{val[0]['id']}.webm"),
+    }
     row = next(csv.DictReader(open(run_dir / "metrics.csv")))
     assert (row["val_videos"], row["val_unreadable"]) == ("11", "1")
     results = json.loads((run_dir / "results.json").read_text())
     assert results["last_val_videos"] == 11 and results["last_val_unreadable"] == 1
     assert results["bad_files_per_split"] == {"train": 1, "val": 1}
-    test = ok(run(["tools/test.py", f"checkpoint={run_dir / 'last.pth'}", f"data.root={root}", "split=val",
-                   "data.on_error=skip", "workers=0", "data.eval_transform.size=48", "data.eval_transform.resize=56",
-                   f"out_dir={tmp_path / 'test'}"]))
+    test = ok(
+        run(
+            [
+                "tools/test.py",
+                f"checkpoint={run_dir / 'last.pth'}",
+                f"data.root={root}",
+                "split=val",
+                "data.on_error=skip",
+                "workers=0",
+                "data.eval_transform.size=48",
+                "data.eval_transform.resize=56",
+                f"out_dir={tmp_path / 'test'}",
+            ]
+        )
+    )
     metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
     assert (metrics["videos"], metrics["videos_evaluated"], metrics["unreadable"]) == (12, 11, 1)
     assert "11 of 12 videos, 1 unreadable" in test.stdout
-    assert [json.loads(line)["split"] for line in (tmp_path / "test" / "bad_files.jsonl").read_text().splitlines()] == ["val"]
+    assert [json.loads(line)["split"] for line in (tmp_path / "test" / "bad_files.jsonl").read_text().splitlines()] == [
+        "val"
+    ]
 
 
 # ----------------------------------------------------------------------------- prepare_data.py
@@ -312,8 +375,11 @@ def test_prepare_data_accepts_what_training_reads_and_refuses_an_empty_split(dat
     assert f"{first}.webm 1 " in (root / "lists" / "train.txt").read_text()
     assert (root / "lists" / "bad_files.txt").read_text() == ""
     (root / "train.json").write_text("[]")
-    one_error(run(["tools/prepare_data.py", "--source", "ssv2", "--root", str(root), "--workers", "1"]),
-              "split 'train'", "has no videos")
+    one_error(
+        run(["tools/prepare_data.py", "--source", "ssv2", "--root", str(root), "--workers", "1"]),
+        "split 'train'",
+        "has no videos",
+    )
 
 
 def test_non_finite_losses_never_update_the_weights_and_stop_the_run_in_one_line(dataset, tmp_path):
@@ -321,9 +387,20 @@ def test_non_finite_losses_never_update_the_weights_and_stop_the_run_in_one_line
     resumed run with optim.lr changed is refused, so the rate is raised by the schedule: a
     constant factor of 1e30 from epoch 2 on, via milestones with gamma): its steps are skipped,
     and after five in a row the run stops, exit 2, one line; last.pth still holds epoch 1."""
-    out = run(train_cmd(tmp_path / "r", dataset, "optim.epochs=2", "max_steps_per_epoch=8", "batch_size=2",
-                        "optim.schedule=step", "optim.warmup_epochs=0", "optim.milestones=[1]", "optim.gamma=1e30",
-                        "optim.clip_grad_norm=null"))
+    out = run(
+        train_cmd(
+            tmp_path / "r",
+            dataset,
+            "optim.epochs=2",
+            "max_steps_per_epoch=8",
+            "batch_size=2",
+            "optim.schedule=step",
+            "optim.warmup_epochs=0",
+            "optim.milestones=[1]",
+            "optim.gamma=1e30",
+            "optim.clip_grad_norm=null",
+        )
+    )
     one_error(out, "the loss was not finite", "5 steps in a row", "up to epoch 2", "Lower optim.lr")
     assert out.stdout.count("the step is skipped") == 4
     last = load(tmp_path / "r" / "last.pth")

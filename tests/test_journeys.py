@@ -25,8 +25,16 @@ from videoattn.data.synthetic import DEMO_CLASSES
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 SMALL = ["workers=0", "data.eval_transform.size=48", "data.eval_transform.resize=56"]
-TINY = ["model.layers=[1,1,1,1]", "model.widths=[8,16,32,64]", "num_segments=4", "batch_size=4",
-        "data.train_transform.size=48", *SMALL, "progress=false", "tensorboard=false"]
+TINY = [
+    "model.layers=[1,1,1,1]",
+    "model.widths=[8,16,32,64]",
+    "num_segments=4",
+    "batch_size=4",
+    "data.train_transform.size=48",
+    *SMALL,
+    "progress=false",
+    "tensorboard=false",
+]
 
 
 THREADS = {"OMP_NUM_THREADS": "2"}  # the ResNet-50 commands: both cores (the suite runs one test at a time)
@@ -43,23 +51,50 @@ def official(tmp_path_factory):
     """Official-layout checkpoints (random weights, classifier resized to the demo's 12 classes),
     where the official scripts save them: <store_name>/ckpt.best.pth.tar, T only in the folder."""
     root = tmp_path_factory.mktemp("official")
-    return {s: save_official(root / f"{s.upper()}_something_RGB_resnet50_shift8_blockres_avg_segment8_e45"
-                             / "ckpt.best.pth.tar", s, seed=SOURCES.index(s), num_classes=len(DEMO_CLASSES))
-            for s in SOURCES}
+    return {
+        s: save_official(
+            root / f"{s.upper()}_something_RGB_resnet50_shift8_blockres_avg_segment8_e45" / "ckpt.best.pth.tar",
+            s,
+            seed=SOURCES.index(s),
+            num_classes=len(DEMO_CLASSES),
+        )
+        for s in SOURCES
+    }
+
+
+VIEWS = {s: [] if s == "tsm" else ["data.test.num_clips=1", "data.test.num_crops=1", "data.test.twice_sample=false"]
+         for s in SOURCES}  # fmt: skip
 
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_an_official_checkpoint_through_every_tool(source, official, tiny_demo, tmp_path):
     ssv2 = tiny_demo / "ssv2"
     ckpt = tmp_path / f"{source}.pth"
-    out = ok(run(["tools/convert_checkpoint.py", "--src", official[source], "--dst", ckpt,
-                  "--classes", ssv2 / "labels.json"]))
+    out = ok(
+        run(
+            ["tools/convert_checkpoint.py", "--src", official[source], "--dst", ckpt, "--classes", ssv2 / "labels.json"]
+        )
+    )
     assert f"wrote {ckpt}: {source} resnet50, 12 classes, T=8, 12 class names" in out.stdout
 
-    ok(run(["tools/test.py", f"checkpoint={ckpt}", "data=ssv2", f"data.root={ssv2}", "split=val",
-            f"out_dir={tmp_path / 'test'}", *SMALL], env=THREADS))
+    ok(
+        run(
+            [
+                "tools/test.py",
+                f"checkpoint={ckpt}",
+                "data=ssv2",
+                f"data.root={ssv2}",
+                "split=val",
+                f"out_dir={tmp_path / 'test'}",
+                *SMALL,
+                *VIEWS[source],
+            ],
+            env=THREADS,
+        )
+    )
     metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
-    assert metrics["videos"] == 12 and (metrics["num_clips"], metrics["num_crops"]) == (2, 3)  # TSM's 2x3 protocol
+    views = (2, 3) if source == "tsm" else (1, 1)  # TSM's 2x3 protocol once; the others' models in one view
+    assert metrics["videos"] == 12 and (metrics["num_clips"], metrics["num_crops"]) == views
     assert sorted(metrics["per_class_accuracy"]) == sorted(DEMO_CLASSES)
     with open(tmp_path / "test" / "predictions.csv") as f:
         assert len(list(csv.DictReader(f))) == 12
@@ -72,10 +107,29 @@ def test_an_official_checkpoint_through_every_tool(source, official, tiny_demo, 
     assert len(res["frames"]) == 8 and png.stat().st_size > 5000  # T from the converted checkpoint
 
     run_dir = tmp_path / "finetune"
-    out = ok(run(["tools/train.py", "--config-name", "ssv2", f"model={source}", f"model.pretrained={ckpt}",
-                  f"data.root={ssv2}", f"run_dir={run_dir}", "optim.epochs=1", "max_steps_per_epoch=1",
-                  "batch_size=2", "precision=fp32", "channels_last=false", "data.train_transform.size=48", *SMALL,
-                  "progress=false", "tensorboard=false"], env=THREADS))
+    out = ok(
+        run(
+            [
+                "tools/train.py",
+                "--config-name",
+                "ssv2",
+                f"model={source}",
+                f"model.pretrained={ckpt}",
+                f"data.root={ssv2}",
+                f"run_dir={run_dir}",
+                "optim.epochs=1",
+                "max_steps_per_epoch=1",
+                "batch_size=2",
+                "precision=fp32",
+                "channels_last=false",
+                "data.train_transform.size=48",
+                *SMALL,
+                "progress=false",
+                "tensorboard=false",
+            ],
+            env=THREADS,
+        )
+    )
     assert f"{ckpt}: loaded" in out.stderr + out.stdout and "not initialised (0): none" in out.stderr + out.stdout
     tuned = torch.load(run_dir / "last.pth", weights_only=False)
     assert tuned["classes"] == DEMO_CLASSES_SORTED and tuned["model_config"]["pretrained"] == str(ckpt)
@@ -92,27 +146,50 @@ def test_a_converted_checkpoint_without_class_names_still_works(official, tiny_d
     out = ok(run(["tools/infer.py", video, "--checkpoint", ckpt, "--json"]))
     assert all(t["class"] is None for t in json.loads(out.stdout)["top"])
     assert f"--src {ckpt} --dst {ckpt} --classes LABEL_FILE" in out.stderr  # says how to add names
-    out = ok(run(["tools/test.py", f"checkpoint={ckpt}", f"data.root={tiny_demo / 'ssv2'}", "data.demo=false",
-                  "split=val", *SMALL]))
+    out = ok(
+        run(
+            [
+                "tools/test.py",
+                f"checkpoint={ckpt}",
+                f"data.root={tiny_demo / 'ssv2'}",
+                "data.demo=false",
+                "split=val",
+                *SMALL,
+            ]
+        )
+    )
     assert "carries no class names" in out.stdout
     assert (tmp_path / "test_tsm_demo_val_2x1" / "metrics.json").is_file()  # named by checkpoint, data, split, views
     # classes of another dataset: the first difference named
     other = tmp_path / "other.pth"
     (tmp_path / "classes.txt").write_text("".join(f"class {i:02d}\n" for i in range(12)))
     ok(run(["tools/convert_checkpoint.py", "--src", ckpt, "--dst", other, "--classes", tmp_path / "classes.txt"]))
-    out = run(["tools/test.py", f"checkpoint={other}", f"data.root={tiny_demo / 'ssv2'}", "data.demo=false",
-               "split=val", *SMALL])
+    out = run(
+        [
+            "tools/test.py",
+            f"checkpoint={other}",
+            f"data.root={tiny_demo / 'ssv2'}",
+            "data.demo=false",
+            "split=val",
+            *SMALL,
+        ]
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "the first difference at index 0: 'class 00' in the checkpoint, 'Moving something down' in the dataset" in out.stderr
+    assert (
+        "the first difference at index 0: 'class 00' in the checkpoint, 'Moving something down' in the dataset"
+        in out.stderr
+    )
 
 
 # ----------------------------------------------------------------------------- prepared datasets
 @pytest.fixture(scope="module")
 def layouts(tiny_demo, tmp_path_factory):
     root = tmp_path_factory.mktemp("layouts")
-    return {"kinetics": tiny_demo / "kinetics",
-            "ssv1": ssv2_as_frame_folders(tiny_demo / "ssv2", root / "ssv1", layout="ssv1"),
-            "jester": ssv2_as_frame_folders(tiny_demo / "ssv2", root / "jester", layout="jester")}
+    return {
+        "kinetics": tiny_demo / "kinetics",
+        "ssv1": ssv2_as_frame_folders(tiny_demo / "ssv2", root / "ssv1", layout="ssv1"),
+        "jester": ssv2_as_frame_folders(tiny_demo / "ssv2", root / "jester", layout="jester"),
+    }
 
 
 @pytest.mark.parametrize("layout", ["kinetics", "ssv1", "jester"])
@@ -126,12 +203,38 @@ def test_prepare_train_test_on_a_prepared_dataset(layout, layouts, tmp_path):
     # the demo's classes include left/right pairs: kinetics' flip "on" would refuse them
     extra = ["data.train_transform.flip=auto", "data.sampling.stride=2"] if layout == "kinetics" else []
     run_dir = tmp_path / "run"
-    out = ok(run(["tools/train.py", f"data={layout}", "data.source=list", f"data.root={lists}", f"run_dir={run_dir}",
-                  "optim.epochs=1", *TINY, *extra]))
+    out = ok(
+        run(
+            [
+                "tools/train.py",
+                f"data={layout}",
+                "data.source=list",
+                f"data.root={lists}",
+                f"run_dir={run_dir}",
+                "optim.epochs=1",
+                *TINY,
+                *extra,
+            ]
+        )
+    )
     assert "12 classes, 24 train / 12 val clips" in out.stdout + out.stderr
-    ok(run(["tools/test.py", f"checkpoint={run_dir / 'best.pth'}", f"data={layout}", "data.source=list",
-            f"data.root={lists}", "split=val", "data.test.num_clips=2", "data.test.num_crops=1",
-            f"out_dir={tmp_path / 'test'}", *SMALL, *extra[1:]]))
+    ok(
+        run(
+            [
+                "tools/test.py",
+                f"checkpoint={run_dir / 'best.pth'}",
+                f"data={layout}",
+                "data.source=list",
+                f"data.root={lists}",
+                "split=val",
+                "data.test.num_clips=2",
+                "data.test.num_crops=1",
+                f"out_dir={tmp_path / 'test'}",
+                *SMALL,
+                *extra[1:],
+            ]
+        )
+    )
     metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
     assert metrics["videos"] == 12 and metrics["data"] == layout
 
@@ -139,12 +242,37 @@ def test_prepare_train_test_on_a_prepared_dataset(layout, layouts, tmp_path):
 # ----------------------------------------------------------------------------- torchrun
 def test_test_tool_under_torchrun_gives_the_metrics_of_one_process(tiny_demo, tmp_path):
     ssv2 = tiny_demo / "ssv2"
-    ok(run(["tools/train.py", f"data.root={ssv2}", "data.demo=false", f"run_dir={tmp_path / 'run'}", "optim.epochs=1",
-            "max_steps_per_epoch=2", *TINY]))
+    ok(
+        run(
+            [
+                "tools/train.py",
+                f"data.root={ssv2}",
+                "data.demo=false",
+                f"run_dir={tmp_path / 'run'}",
+                "optim.epochs=1",
+                "max_steps_per_epoch=2",
+                *TINY,
+            ]
+        )
+    )
     args = [f"checkpoint={tmp_path / 'run' / 'last.pth'}", f"data.root={ssv2}", "data.demo=false", "split=val", *SMALL]
     ok(run(["tools/test.py", *args, f"out_dir={tmp_path / 'one'}"]))
-    ok(run(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "tools/test.py", *args,
-            f"out_dir={tmp_path / 'two'}", "device=cpu"]))
+    ok(
+        run(
+            [
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                "2",
+                "--master_port",
+                "29533",
+                "tools/test.py",
+                *args,
+                f"out_dir={tmp_path / 'two'}",
+                "device=cpu",
+            ]
+        )
+    )
     one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
     for key in ("videos", "top1", "top5", "mean_class_accuracy", "per_class_accuracy", "top1_order_dependent"):
         assert one[key] == two[key], key
@@ -157,40 +285,77 @@ def test_test_tool_under_torchrun_gives_the_metrics_of_one_process(tiny_demo, tm
 def junk(tmp_path_factory):
     """A random-bytes "checkpoint", a random-bytes annotation folder, a missing path."""
     root = tmp_path_factory.mktemp("junk")
-    noise = torch.randint(0, 256, (8192,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes()
+    noise = (
+        torch.randint(0, 256, (8192,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes()
+    )
     (root / "random.pth").write_bytes(noise)
     (root / "ssv2").mkdir()
     (root / "ssv2" / "labels.json").write_bytes(noise)
-    return {"random": root / "random.pth", "missing": root / "missing.pth", "junk_dataset": root / "ssv2",
-            "missing_dir": root / "missing_dir"}
+    return {
+        "random": root / "random.pth",
+        "missing": root / "missing.pth",
+        "junk_dataset": root / "ssv2",
+        "missing_dir": root / "missing_dir",
+    }
 
 
 # tool -> (case, argv) with {random} / {missing} / {junk_dataset} / {missing_dir} / {ssv2} / {video} filled in
 MISTAKES = {
-    "train.py": [("missing file", ["model.pretrained={missing}"]), ("random checkpoint", ["model.pretrained={random}"]),
-                 ("random resume", ["resume={random}"]), ("unknown key", ["model.dropuot=0.1"]),
-                 ("unknown config", ["model=tsmm"]), ("missing dataset", ["data.root={missing_dir}", "data.demo=false"]),
-                 ("resume not a path", ["resume=true"]), ("zero eval_every", ["eval_every=0"]),
-                 ("not an integer", ["optim.epochs=abc"]), ("zero num_segments", ["num_segments=0"]),
-                 ("eval crop larger than the frames",  # found before the run starts, not taken for bad videos
-                  ["data.root={ssv2}", "data.eval_transform.resize=null", "data.eval_transform.size=400", "workers=1",
-                   "optim.epochs=1", "max_steps_per_epoch=1", "run_dir={missing_dir}/crop"])],
-    "test.py": [("missing file", ["checkpoint={missing}"]), ("random checkpoint", ["checkpoint={random}"]),
-                ("unknown key", ["checkpoint={random}", "data.tesst.num_clips=2"]), ("required key", [])],
-    "infer.py": [("missing file", ["{missing_dir}.webm", "--checkpoint", "{random}"]),
-                 ("random checkpoint", ["{video}", "--checkpoint", "{random}"]),
-                 ("unknown flag", ["{video}", "--checkpoint", "{random}", "--topkk", "3"])],
-    "convert_checkpoint.py": [("missing file", ["--src", "{missing}", "--dst", "{missing_dir}/x.pth"]),
-                              ("random checkpoint", ["--src", "{random}", "--dst", "{missing_dir}/x.pth"]),
-                              ("unknown flag", ["--src", "{random}", "--dst", "x.pth", "--clases", "x"])],
-    "benchmark.py": [("missing file", ["--checkpoint", "{missing}"]), ("random checkpoint", ["--checkpoint", "{random}"]),
-                     ("unknown flag", ["--modelz", "tsn"])],
-    "prepare_data.py": [("missing file", ["--source", "ssv2", "--root", "{missing_dir}"]),
-                        ("random annotations", ["--source", "ssv2", "--root", "{junk_dataset}"]),
-                        ("unknown flag", ["--source", "ssv2", "--root", "{junk_dataset}", "--workerz", "2"])],
+    "train.py": [
+        ("missing file", ["model.pretrained={missing}"]),
+        ("random checkpoint", ["model.pretrained={random}"]),
+        ("random resume", ["resume={random}"]),
+        ("unknown key", ["model.dropuot=0.1"]),
+        ("unknown config", ["model=tsmm"]),
+        ("missing dataset", ["data.root={missing_dir}", "data.demo=false"]),
+        ("resume not a path", ["resume=true"]),
+        ("zero eval_every", ["eval_every=0"]),
+        ("not an integer", ["optim.epochs=abc"]),
+        ("zero num_segments", ["num_segments=0"]),
+        (
+            "eval crop larger than the frames",  # found before the run starts, not taken for bad videos
+            [
+                "data.root={ssv2}",
+                "data.eval_transform.resize=null",
+                "data.eval_transform.size=400",
+                "workers=1",
+                "optim.epochs=1",
+                "max_steps_per_epoch=1",
+                "run_dir={missing_dir}/crop",
+            ],
+        ),
+    ],
+    "test.py": [
+        ("missing file", ["checkpoint={missing}"]),
+        ("random checkpoint", ["checkpoint={random}"]),
+        ("unknown key", ["checkpoint={random}", "data.tesst.num_clips=2"]),
+        ("required key", []),
+    ],
+    "infer.py": [
+        ("missing file", ["{missing_dir}.webm", "--checkpoint", "{random}"]),
+        ("random checkpoint", ["{video}", "--checkpoint", "{random}"]),
+        ("unknown flag", ["{video}", "--checkpoint", "{random}", "--topkk", "3"]),
+    ],
+    "convert_checkpoint.py": [
+        ("missing file", ["--src", "{missing}", "--dst", "{missing_dir}/x.pth"]),
+        ("random checkpoint", ["--src", "{random}", "--dst", "{missing_dir}/x.pth"]),
+        ("unknown flag", ["--src", "{random}", "--dst", "x.pth", "--clases", "x"]),
+    ],
+    "benchmark.py": [
+        ("missing file", ["--checkpoint", "{missing}"]),
+        ("random checkpoint", ["--checkpoint", "{random}"]),
+        ("unknown flag", ["--modelz", "tsn"]),
+    ],
+    "prepare_data.py": [
+        ("missing file", ["--source", "ssv2", "--root", "{missing_dir}"]),
+        ("random annotations", ["--source", "ssv2", "--root", "{junk_dataset}"]),
+        ("unknown flag", ["--source", "ssv2", "--root", "{junk_dataset}", "--workerz", "2"]),
+    ],
     "ablate.py": [("missing file", ["--collect", "{missing_dir}"]), ("unknown flag", ["--colect", "{missing_dir}"])],
-    "make_demo_data.py": [("unknown flag", ["--roots", "{missing_dir}"]),
-                          ("not a demo folder", ["--root", "{junk_dataset}", "--overwrite"])],
+    "make_demo_data.py": [
+        ("unknown flag", ["--roots", "{missing_dir}"]),
+        ("not a demo folder", ["--root", "{junk_dataset}", "--overwrite"]),
+    ],
     "modules.py": [("unknown config", ["--models", "tsmm"]), ("unknown flag", ["--chanels", "3"])],
 }
 CASES = [(tool, case, argv) for tool, cases in MISTAKES.items() for case, argv in cases]
@@ -211,7 +376,9 @@ def test_a_mistake_gets_one_line_and_exit_code_2(tool, case, argv, junk, tiny_de
 
 
 def test_debug_shows_the_traceback_of_a_user_error(junk):
-    for cmd, env in ((["tools/test.py", f"checkpoint={junk['random']}"], {"HYDRA_FULL_ERROR": "1"}),
-                     (["tools/convert_checkpoint.py", "--src", junk["random"], "--dst", "x.pth", "--debug"], {})):
+    for cmd, env in (
+        (["tools/test.py", f"checkpoint={junk['random']}"], {"HYDRA_FULL_ERROR": "1"}),
+        (["tools/convert_checkpoint.py", "--src", junk["random"], "--dst", "x.pth", "--debug"], {}),
+    ):
         out = run(cmd, env=env)
         assert out.returncode != 0 and "Traceback" in out.stderr and "CheckpointError" in out.stderr

@@ -92,7 +92,12 @@ def test_official_stage_dependent_defaults():
     m = build_model({"arch": "resnet50", "num_classes": 3, "num_segments": T,
                      "inserts": [{"name": "fca"}, {"name": "gsop", "blocks": [-1]}]})  # fmt: skip
     bb = m.backbone
-    assert [getattr(bb, f"layer{s}")[0].att_output.fca.dct_size for s in (1, 2, 3, 4)] == [(56, 56), (28, 28), (14, 14), (7, 7)]
+    assert [getattr(bb, f"layer{s}")[0].att_output.fca.dct_size for s in (1, 2, 3, 4)] == [
+        (56, 56),
+        (28, 28),
+        (14, 14),
+        (7, 7),
+    ]
     assert bb.layer1[2].att_output.gsop.conv_for_DR.stride == (2, 2)
     assert bb.layer2[3].att_output.gsop.conv_for_DR.stride == (1, 1)
     m = tiny([{"name": "fca", "kwargs": {"dct_size": 7}}])
@@ -133,8 +138,10 @@ def test_a_stage_scoped_insert_runs_only_in_the_blocks_it_selects():
 
 
 def test_two_stage_scoped_inserts_on_one_stage_both_run_with_their_own_state():
-    m = tiny([{"name": "dia", "stages": [1]}, {"name": "dia", "stages": [1], "blocks": [1], "kwargs": {"reduction": 8}}],
-             layers=[2, 1, 1, 1]).eval()
+    m = tiny(
+        [{"name": "dia", "stages": [1]}, {"name": "dia", "stages": [1], "blocks": [1], "kwargs": {"reduction": 8}}],
+        layers=[2, 1, 1, 1],
+    ).eval()
     stage = m.backbone.layer1
     assert stage.shared == {"dia": (0, 1), "dia_1": (1,)}
     assert stage.dia_1.w_ih[0].out_features == stage.dia.w_ih[0].out_features // 2  # its own kwargs
@@ -176,10 +183,22 @@ def test_a_new_module_needs_only_its_registry_row(monkeypatch):
         def forward(self, x):
             return x
 
-    rows = {"counter": registry._spec("counter", Counter, False, "output", "p", None, "v", scope="stage",
-                                      stage_defaults=lambda s: {"scale": float(s)}),
-            "auxhead": registry._spec("auxhead", Aux, False, "head", "p", None, "v", scope="head",
-                                      from_model=("num_classes",))}
+    rows = {
+        "counter": registry._spec(
+            "counter",
+            Counter,
+            False,
+            "output",
+            "p",
+            None,
+            "v",
+            scope="stage",
+            stage_defaults=lambda s: {"scale": float(s)},
+        ),
+        "auxhead": registry._spec(
+            "auxhead", Aux, False, "head", "p", None, "v", scope="head", from_model=("num_classes",)
+        ),
+    }
     monkeypatch.setattr(registry, "_REGISTRY", {**registry._REGISTRY, **rows})
     m = tiny([{"name": "counter", "stages": [3]}, {"name": "auxhead", "kwargs": {"weight": 0.5}}], layers=[1, 1, 2, 1])
     assert m.backbone.layer3.counter.scale == 3.0 and m.backbone.layer3.shared == {"counter": (0, 1)}
@@ -233,13 +252,35 @@ def test_partial_bn_freezes_all_bn_but_the_first():
 @pytest.mark.parametrize(
     "cfg, match",
     [
-        ({"arch": "resnet50", "num_classes": 5, "num_segments": 8, "dropot": 0.5}, r"model.dropot: no such key \(did you mean model.dropout\?\)"),
+        (
+            {"arch": "resnet50", "num_classes": 5, "num_segments": 8, "dropot": 0.5},
+            r"model.dropot: no such key \(did you mean model.dropout\?\)",
+        ),
         ({"arch": "resnet51", "num_classes": 5, "num_segments": 8}, "model.arch='resnet51': expected one of resnet18"),
         ({"arch": "resnet50", "num_classes": 5}, "missing required key"),
-        ({"arch": "resnet50", "num_classes": 5, "num_segments": 8, "inserts": [{"name": "se", "slt": "output"}]}, r"inserts\[0\].*'slt'"),
+        (
+            {"arch": "resnet50", "num_classes": 5, "num_segments": 8, "inserts": [{"name": "se", "slt": "output"}]},
+            r"inserts\[0\].*'slt'",
+        ),
         ({"arch": "resnet50", "num_classes": 5, "num_segments": 8, "inserts": [{"name": "sse2"}]}, "'sse'"),
-        ({"arch": "resnet50", "num_classes": 5, "num_segments": 8, "inserts": [{"name": "se", "kwargs": {"ratio": 4}}]}, r"\['ratio'\]"),
-        ({"arch": "resnet50", "num_classes": 5, "num_segments": 8, "inserts": [{"name": "encnet", "slot": "output"}]}, "head module"),
+        (
+            {
+                "arch": "resnet50",
+                "num_classes": 5,
+                "num_segments": 8,
+                "inserts": [{"name": "se", "kwargs": {"ratio": 4}}],
+            },
+            r"\['ratio'\]",
+        ),
+        (
+            {
+                "arch": "resnet50",
+                "num_classes": 5,
+                "num_segments": 8,
+                "inserts": [{"name": "encnet", "slot": "output"}],
+            },
+            "head module",
+        ),
     ],
 )
 def test_bad_model_configs_name_the_key(cfg, match):
@@ -269,7 +310,10 @@ def test_mobilenet_v2_is_tsm_online_layout_and_loads_torchvision_weights(tmp_pat
     path = tmp_path / "mbv2.pth"
     torch.save(torchvision.models.mobilenet_v2(weights=None).state_dict(), path)
     report = load_pretrained(m, path)
-    assert report.not_initialised == ["fc.weight", "fc.bias"] and report.ignored == ["classifier.1.bias", "classifier.1.weight"]
+    assert report.not_initialised == ["fc.weight", "fc.bias"] and report.ignored == [
+        "classifier.1.bias",
+        "classifier.1.weight",
+    ]
     with pytest.raises(ValueError, match="slots"):
         build_model({"arch": "mobilenet_v2", "num_classes": 5, "num_segments": T, "inserts": ["tam"]})
     with pytest.raises(ValueError, match="ResNet stages"):
@@ -372,12 +416,20 @@ def _official_forward(source: str, sd: dict[str, torch.Tensor], x: torch.Tensor,
                 blk.conv1.register_forward_pre_hook(lambda m, a: (reference.tsm(_Tsm(t), a[0]),))
             elif source == "action":
                 mod = Action(blk.conv1.in_channels, num_segments=t)
-                mod.load_state_dict({k.removeprefix(prefix + "conv1."): v for k, v in base.items() if k.startswith(prefix + "conv1.action_")})
+                mod.load_state_dict(
+                    {
+                        k.removeprefix(prefix + "conv1."): v
+                        for k, v in base.items()
+                        if k.startswith(prefix + "conv1.action_")
+                    }
+                )
                 mod.eval()
                 blk.conv1.register_forward_pre_hook(lambda m, a, mod=mod: (reference.action(mod, a[0]),))
             else:
                 mod = TAM(blk.conv1.out_channels, num_segments=t)
-                mod.load_state_dict({k.removeprefix(prefix + "tam."): v for k, v in base.items() if k.startswith(prefix + "tam.")})
+                mod.load_state_dict(
+                    {k.removeprefix(prefix + "tam."): v for k, v in base.items() if k.startswith(prefix + "tam.")}
+                )
                 mod.eval()
                 blk.bn1.register_forward_hook(lambda m, a, out, mod=mod: reference.tam(mod, out.relu()))
     net.eval()

@@ -24,9 +24,18 @@ def fake_ckpt(epoch: int, val_top1: list[float]) -> dict:
     """A training checkpoint after ``epoch`` (0-based) with the val top-1 of each epoch so far."""
     history = [{"epoch": e + 1, "val_top1": v} for e, v in enumerate(val_top1[: epoch + 1])]
     best = max(range(len(history)), key=lambda e: (history[e]["val_top1"], -e))
-    return {"format": "videoattn-checkpoint-1", "model": {"w": torch.full((2,), float(epoch))},
-            "model_config": {"name": "x"}, "classes": None, "data": {}, "origin": {"kind": "training"},
-            "epoch": epoch, "best_top1": history[best]["val_top1"], "best_epoch": best, "history": history}
+    return {
+        "format": "videoattn-checkpoint-1",
+        "model": {"w": torch.full((2,), float(epoch))},
+        "model_config": {"name": "x"},
+        "classes": None,
+        "data": {},
+        "origin": {"kind": "training"},
+        "epoch": epoch,
+        "best_top1": history[best]["val_top1"],
+        "best_epoch": best,
+        "history": history,
+    }
 
 
 def train_epochs(folder: RunFolder, val_top1: list[float], upto: int) -> None:
@@ -103,8 +112,9 @@ def test_keep_last_rotates_and_resume_falls_back_to_the_newest_readable(tmp_path
 
 
 @pytest.mark.parametrize("keep_last", [1, 2, 3])
-def test_after_a_fall_back_the_unreadable_checkpoint_is_set_aside_and_never_rotated_over_the_good_one(tmp_path,
-                                                                                                    keep_last):
+def test_after_a_fall_back_the_unreadable_checkpoint_is_set_aside_and_never_rotated_over_the_good_one(
+    tmp_path, keep_last
+):
     folder = RunFolder(tmp_path, keep_last=max(keep_last, 2))
     train_epochs(folder, [0.1, 0.3, 0.2], upto=2)
     folder.keep_last = keep_last  # the run resumes with this keep_last
@@ -122,8 +132,11 @@ def test_a_folder_holding_a_run_is_not_started_again_from_scratch_unless_told(tm
     train_epochs(folder, [0.1, 0.25], upto=1)
     for p in folder.checkpoints():
         p.write_bytes(b"PK\x03\x04 torn")
-    with pytest.raises(RunFolderError, match=r"holds a run \(last.pth, last.1.pth, best.pth, metrics.csv \(2 epochs\), "
-                                            r"results.json\) but no checkpoint to resume it from .*resume=none overwrite=true"):
+    with pytest.raises(
+        RunFolderError,
+        match=r"holds a run \(last.pth, last.1.pth, best.pth, metrics.csv \(2 epochs\), "
+        r"results.json\) but no checkpoint to resume it from .*resume=none overwrite=true",
+    ):
         folder.resume_point("auto")
     with pytest.raises(RunFolderError, match="resume=none would start it again from scratch and replace it"):
         folder.resume_point("none")
@@ -193,14 +206,18 @@ def test_a_full_disk_names_the_file_and_the_cause(tmp_path, monkeypatch, capsys)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("videoattn.files.os.fsync", full)
-    for write in (lambda: save_atomic({"w": torch.zeros(3)}, tmp_path / "last.pth"),
-                  lambda: write_atomic(tmp_path / "metrics.csv", "new\n")):
+    for write in (
+        lambda: save_atomic({"w": torch.zeros(3)}, tmp_path / "last.pth"),
+        lambda: write_atomic(tmp_path / "metrics.csv", "new\n"),
+    ):
         with pytest.raises(SystemExit) as exit_info, user_errors():
             write()
         assert exit_info.value.code == 2
     lines = capsys.readouterr().err.splitlines()
-    assert lines == [f"error: {tmp_path / name}: the disk is full (No space left on device); free some space and run again"
-                     for name in ("last.pth", "metrics.csv")]
+    assert lines == [
+        f"error: {tmp_path / name}: the disk is full (No space left on device); free some space and run again"
+        for name in ("last.pth", "metrics.csv")
+    ]
     assert (tmp_path / "metrics.csv").read_text() == "old\n" and not (tmp_path / "last.pth").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]  # no temporary file left
 

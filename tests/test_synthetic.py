@@ -198,17 +198,13 @@ def test_appearance_classes_are_recognisable_from_any_single_frame():
     any other class has (so a frame-level model can recognise it)."""
     assert set(frame_properties(np.zeros((1, 8, 8, 3), np.uint8))) == set(APPEARANCE_CLASSES)
     for name in DEMO_CLASSES:
-        frames = np.concatenate(
-            [render_clip(name, rng(100 + s), num_frames=12, size=(96, 128)) for s in range(4)]
-        )
+        frames = np.concatenate([render_clip(name, rng(100 + s), num_frames=12, size=(96, 128)) for s in range(4)])
         for prop, holds in frame_properties(frames).items():
             expected = prop == name
             assert (holds == expected).all(), (name, prop, holds.mean())
     # blinking: both "on" (outline) and "off" (empty) frames occur
     blink = render_clip("Something blinking", rng(5), num_frames=24, size=(96, 128))
-    per_frame_max = np.abs(
-        blink.astype(np.int16) - np.median(blink, axis=(1, 2), keepdims=True)
-    ).max((1, 2, 3))
+    per_frame_max = np.abs(blink.astype(np.int16) - np.median(blink, axis=(1, 2), keepdims=True)).max((1, 2, 3))
     assert (per_frame_max > 60).any() and (per_frame_max < 60).any()
 
 
@@ -219,9 +215,7 @@ def test_mean_colour_statistics_differ_between_appearance_classes():
         lum = _luma(f)
         stats[name] = (lum.mean(), np.abs(np.diff(lum, axis=2)).mean())
     assert (
-        stats["Showing something in the dark"][0]
-        < 60
-        < min(stats[n][0] for n in APPEARANCE_CLASSES if "dark" not in n)
+        stats["Showing something in the dark"][0] < 60 < min(stats[n][0] for n in APPEARANCE_CLASSES if "dark" not in n)
     )
     stripes = stats["Showing something on a striped background"][1]
     assert stripes > 3 * max(stats[n][1] for n in APPEARANCE_CLASSES if "striped" not in n)
@@ -280,9 +274,7 @@ def test_videos_decode_with_decord_and_pyav(tiny):
             vr = decord.VideoReader(str(path))
             assert len(vr) == t, path
             assert vr[t - 1].shape == (h, w, 3)
-    assert {p.suffix for p in (tiny / "ssv2").rglob("*.*") if p.parent.name.startswith("20bn")} == {
-        ".webm"
-    }
+    assert {p.suffix for p in (tiny / "ssv2").rglob("*.*") if p.parent.name.startswith("20bn")} == {".webm"}
 
 
 def test_ssv2_files_have_the_official_structure(tiny):
@@ -362,12 +354,8 @@ def test_same_seed_same_files_any_workers_other_seed_differs(tiny, tmp_path, mon
     other = write_demo_dataset(
         tmp_path / "other", seed=4, **dict(TINY, formats=("ssv2",), val_per_class=0, test_clips=0)
     )
-    assert (other / "ssv2" / "train.json").read_bytes() != (
-        tiny / "ssv2" / "train.json"
-    ).read_bytes()
-    assert (other / "ssv2" / "labels.json").read_bytes() == (
-        tiny / "ssv2" / "labels.json"
-    ).read_bytes()
+    assert (other / "ssv2" / "train.json").read_bytes() != (tiny / "ssv2" / "train.json").read_bytes()
+    assert (other / "ssv2" / "labels.json").read_bytes() == (tiny / "ssv2" / "labels.json").read_bytes()
     assert not (other / "kinetics").exists()
 
 

@@ -14,9 +14,17 @@ import torch
 from cli import run, start
 
 TINY = [
-    "model.layers=[1,1,1,1]", "model.widths=[8,16,32,64]", "num_segments=4", "batch_size=4",
-    "data.train_transform.size=48", "data.eval_transform.size=48", "data.eval_transform.resize=56",
-    "workers=0", "progress=false", "tensorboard=false", "deterministic=true",
+    "model.layers=[1,1,1,1]",
+    "model.widths=[8,16,32,64]",
+    "num_segments=4",
+    "batch_size=4",
+    "data.train_transform.size=48",
+    "data.eval_transform.size=48",
+    "data.eval_transform.resize=56",
+    "workers=0",
+    "progress=false",
+    "tensorboard=false",
+    "deterministic=true",
 ]
 
 
@@ -26,7 +34,15 @@ def dataset(tiny_demo):
 
 
 def train_cmd(run_dir, data_root, *extra, launcher=()):
-    return [*launcher, "tools/train.py", f"run_dir={run_dir}", f"data.root={data_root}", "data.demo=false", *TINY, *extra]
+    return [
+        *launcher,
+        "tools/train.py",
+        f"run_dir={run_dir}",
+        f"data.root={data_root}",
+        "data.demo=false",
+        *TINY,
+        *extra,
+    ]
 
 
 def weights(run_dir):
@@ -74,8 +90,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(dataset, trained, tmp_
 
 def test_two_process_gloo_torchrun_keeps_the_ranks_identical(dataset, tmp_path):
     launcher = ("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517")
-    out = run(train_cmd(tmp_path / "ddp", dataset, "optim.epochs=1", "max_steps_per_epoch=3", "batch_size=2",
-                        launcher=launcher))
+    out = run(
+        train_cmd(
+            tmp_path / "ddp", dataset, "optim.epochs=1", "max_steps_per_epoch=3", "batch_size=2", launcher=launcher
+        )
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "weights identical on all 2 ranks: max abs difference 0" in out.stdout
     assert "2 process(es)" in out.stdout + out.stderr
@@ -105,9 +124,20 @@ def test_a_wrong_config_key_fails_with_its_name(dataset, tmp_path, override, key
 
 def test_test_tool_writes_metrics_predictions_and_confusion(trained, dataset):
     out_dir = trained / "tsm" / "test"
-    out = run(["tools/test.py", f"checkpoint={trained / 'tsm' / 'last.pth'}",
-               f"data.root={dataset}", "data.demo=false", "split=val", f"out_dir={out_dir}", "workers=0",
-               "data.eval_transform.size=48", "data.eval_transform.resize=56", "data.test.num_crops=3"])
+    out = run(
+        [
+            "tools/test.py",
+            f"checkpoint={trained / 'tsm' / 'last.pth'}",
+            f"data.root={dataset}",
+            "data.demo=false",
+            "split=val",
+            f"out_dir={out_dir}",
+            "workers=0",
+            "data.eval_transform.size=48",
+            "data.eval_transform.resize=56",
+            "data.test.num_crops=3",
+        ]
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["num_clips"] == 2 and metrics["num_crops"] == 3 and metrics["videos"] == 12
@@ -115,23 +145,48 @@ def test_test_tool_writes_metrics_predictions_and_confusion(trained, dataset):
     lines = (out_dir / "predictions.csv").read_text().splitlines()
     assert len(lines) == 13 and lines[0].startswith("video_id,label,top1")
     assert (out_dir / "confusion.png").stat().st_size > 1000
-    sub = run(["tools/test.py", f"checkpoint={trained / 'tsm' / 'last.pth'}",
-               f"data.root={dataset}", "data.demo=false", "split=test", "data.splits.test=test",
-               f"out_dir={out_dir}_sub", "workers=0", "data.eval_transform.size=48", "data.eval_transform.resize=56"])
+    sub = run(
+        [
+            "tools/test.py",
+            f"checkpoint={trained / 'tsm' / 'last.pth'}",
+            f"data.root={dataset}",
+            "data.demo=false",
+            "split=test",
+            "data.splits.test=test",
+            f"out_dir={out_dir}_sub",
+            "workers=0",
+            "data.eval_transform.size=48",
+            "data.eval_transform.resize=56",
+        ]
+    )
     assert sub.returncode == 0, sub.stderr[-3000:]
     rows = (Path(f"{out_dir}_sub") / "submission.csv").read_text().splitlines()
     assert len(rows) == 2 and all(";" in r for r in rows)
     # bf16 against the fp32 predictions: the agreement is the share of equal top-1 columns
-    bf16 = run(["tools/test.py", f"checkpoint={trained / 'tsm' / 'last.pth'}",
-                f"data.root={dataset}", "data.demo=false", "split=val", f"out_dir={out_dir}_bf16", "workers=0",
-                "data.eval_transform.size=48", "data.eval_transform.resize=56", "data.test.num_crops=3", "precision=bf16",
-                f"reference={out_dir / 'predictions.csv'}"])
+    bf16 = run(
+        [
+            "tools/test.py",
+            f"checkpoint={trained / 'tsm' / 'last.pth'}",
+            f"data.root={dataset}",
+            "data.demo=false",
+            "split=val",
+            f"out_dir={out_dir}_bf16",
+            "workers=0",
+            "data.eval_transform.size=48",
+            "data.eval_transform.resize=56",
+            "data.test.num_crops=3",
+            "precision=bf16",
+            f"reference={out_dir / 'predictions.csv'}",
+        ]
+    )
     assert bf16.returncode == 0, bf16.stderr[-3000:]
     metrics = json.loads((Path(f"{out_dir}_bf16") / "metrics.json").read_text())
     assert metrics["precision"] == "bf16" and metrics["channels_last"] is True  # NHWC with bf16 by default
     ref = metrics["reference"]
-    top1 = [{r["video_id"]: r["top1"] for r in csv.DictReader(open(d / "predictions.csv"))}
-            for d in (out_dir, Path(f"{out_dir}_bf16"))]
+    top1 = [
+        {r["video_id"]: r["top1"] for r in csv.DictReader(open(d / "predictions.csv"))}
+        for d in (out_dir, Path(f"{out_dir}_bf16"))
+    ]
     assert ref["videos"] == 12 and ref["top1_agreement"] == sum(top1[0][v] == top1[1][v] for v in top1[0]) / 12
     assert "top-1 agreement with" in bf16.stdout
 
@@ -139,24 +194,41 @@ def test_test_tool_writes_metrics_predictions_and_confusion(trained, dataset):
 def test_infer_prints_top5_and_draws_the_explanation(trained, dataset):
     video = sorted((dataset / "20bn-something-something-v2").glob("*.webm"))[0]
     png = trained / "explain.png"
-    out = run(["tools/infer.py", str(video), "--checkpoint", str(trained / "tsm" / "last.pth"),
-               "--json", "--explain", str(png)])
+    out = run(
+        [
+            "tools/infer.py",
+            str(video),
+            "--checkpoint",
+            str(trained / "tsm" / "last.pth"),
+            "--json",
+            "--explain",
+            str(png),
+        ]
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout)
     assert len(res["top"]) == 5 and abs(sum(t["prob"] for t in res["top"])) <= 1.0 + 1e-6
     assert res["top"][0]["prob"] >= res["top"][-1]["prob"] and len(res["frames"]) == 4
     assert png.stat().st_size > 5000
     assert res["precision"] == "fp32" and res["channels_last"] is False
-    bf16 = run(["tools/infer.py", str(video), "--checkpoint",
-                str(trained / "tsm" / "last.pth"), "--json", "--precision", "bf16"])
+    bf16 = run(
+        [
+            "tools/infer.py",
+            str(video),
+            "--checkpoint",
+            str(trained / "tsm" / "last.pth"),
+            "--json",
+            "--precision",
+            "bf16",
+        ]
+    )
     assert bf16.returncode == 0, bf16.stderr[-3000:]
     res16 = json.loads(bf16.stdout)
     assert res16["channels_last"] is True and res16["frames"] == res["frames"] and len(res16["top"]) == 5
 
 
 def test_ablate_collects_runs_into_a_table_and_a_chart(trained, tmp_path):
-    out = run(["tools/ablate.py", "--models", "tsn,tsm", "--collect", str(trained),
-               "--out", str(tmp_path)])
+    out = run(["tools/ablate.py", "--models", "tsn,tsm", "--collect", str(trained), "--out", str(tmp_path)])
     assert out.returncode == 0, out.stderr[-3000:]
     table = (tmp_path / "ablation.md").read_text()
     assert "| tsn | none |" in table and "| tsm | temporal |" in table and "order-dependent" in table

@@ -32,8 +32,17 @@ def decode_bars(frame: np.ndarray | torch.Tensor) -> int:
     return sum(1 << b for b in range(8) if a[:, b * w // 8 + margin : (b + 1) * w // 8 - margin].mean() > 127)
 
 
-def write_video(path: Path, num_frames: int, *, height: int = 64, width: int = 96, fps: int = 12,
-                frames: np.ndarray | None = None, options: dict | None = None, container_options: dict | None = None) -> Path:
+def write_video(
+    path: Path,
+    num_frames: int,
+    *,
+    height: int = 64,
+    width: int = 96,
+    fps: int = 12,
+    frames: np.ndarray | None = None,
+    options: dict | None = None,
+    container_options: dict | None = None,
+) -> Path:
     """Write a bar-coded video (or the given ``(T, H, W, 3)`` frames) with the codec of the suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", options=container_options or {}) as c:
@@ -64,8 +73,9 @@ def ssv2_as_frame_folders(ssv2_root: Path, out: Path, *, layout: str = "ssv1") -
     00001.jpg``) or Jester (the same with the ``jester-v1-`` file names and ``20bn-jester-v1``)."""
     import json
 
-    prefix, frames_dir = {"ssv1": ("", "20bn-something-something-v1"),
-                          "jester": ("jester-v1-", "20bn-jester-v1")}[layout]
+    prefix, frames_dir = {"ssv1": ("", "20bn-something-something-v1"), "jester": ("jester-v1-", "20bn-jester-v1")}[
+        layout
+    ]
     out.mkdir(parents=True, exist_ok=True)
     classes = sorted(json.loads((ssv2_root / "labels.json").read_text()))
     (out / f"{prefix}labels.csv").write_text("".join(c + "\n" for c in classes))

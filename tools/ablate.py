@@ -45,7 +45,10 @@ def run_one(model: str, overrides: list[str], *, rerun: bool, runs: Path | None)
     if run_dir is not None:
         cmd.append(f"run_dir={run_dir}")
         if rerun:
-            cmd += ["resume=none", "overwrite=true"]  # train.py replaces the old run (and says so), unless one is running
+            cmd += [
+                "resume=none",
+                "overwrite=true",
+            ]  # train.py replaces the old run (and says so), unless one is running
         elif finished(run_dir):
             print(f"[{model}] done before: {run_dir / 'results.json'}", file=sys.stderr)
             return run_dir
@@ -76,11 +79,22 @@ def collect(run_dirs: list[Path]) -> list[dict]:
             res = json.loads((d / "results.json").read_text())
         except json.JSONDecodeError as err:
             raise DataError(f"{d / 'results.json'} is not valid JSON ({err}); train that run again") from err
-        rows.append({"model": res["model"], "kind": kind(res["model"]), "top1": res.get("last_val_top1"),
-                     "top5": res.get("last_val_top5"), "order": res.get("last_val_top1_order"),
-                     "appearance": res.get("last_val_top1_appearance"), "best_top1": res.get("best_val_top1"),
-                     "params_m": res["params"] / 1e6, "gflops": res["macs"] / 1e9,
-                     "clips_s": res.get("last_train_clips_per_s"), "epochs": res.get("epochs"), "run_dir": str(d)})
+        rows.append(
+            {
+                "model": res["model"],
+                "kind": kind(res["model"]),
+                "top1": res.get("last_val_top1"),
+                "top5": res.get("last_val_top5"),
+                "order": res.get("last_val_top1_order"),
+                "appearance": res.get("last_val_top1_appearance"),
+                "best_top1": res.get("best_val_top1"),
+                "params_m": res["params"] / 1e6,
+                "gflops": res["macs"] / 1e9,
+                "clips_s": res.get("last_train_clips_per_s"),
+                "epochs": res.get("epochs"),
+                "run_dir": str(d),
+            }
+        )
     return rows
 
 
@@ -88,10 +102,13 @@ def markdown(rows: list[dict], data: str) -> str:
     def pct(v):
         return "-" if v is None else f"{100 * v:.1f}"
 
-    head = ("| model | excitation | val top-1 | val top-5 | top-1 order-dependent | top-1 other classes "
-            "| params (M) | GFLOPs/clip | train clips/s |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+    head = (
+        "| model | excitation | val top-1 | val top-5 | top-1 order-dependent | top-1 other classes "
+        "| params (M) | GFLOPs/clip | train clips/s |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
     body = "".join(
-        f"| {r['model']} | {r['kind']} | {pct(r['top1'])} | {pct(r['top5'])} | {pct(r['order'])} | {pct(r['appearance'])} "
+        f"| {r['model']} | {r['kind']} | {pct(r['top1'])} | {pct(r['top5'])} "
+        f"| {pct(r['order'])} | {pct(r['appearance'])} "
         f"| {r['params_m']:.2f} | {r['gflops']:.3f} | {r['clips_s'] or 0:.1f} |\n"
         for r in rows
     )
@@ -128,7 +145,9 @@ def main() -> int:
     p.add_argument("--models", default=DEFAULT_MODELS, help=f"model configs (default {DEFAULT_MODELS})")
     p.add_argument("--collect", type=Path, help="only collect finished runs under this folder (a multirun sweep dir)")
     p.add_argument("--runs", type=Path, default=None, help="run folders: RUNS/<model> (default: train.py's run_dir)")
-    p.add_argument("--out", type=Path, default=None, help="where to write ablation.md / .png / .json (default: the runs' parent)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="where to write ablation.md / .png / .json (default: the runs' parent)"
+    )
     p.add_argument("--rerun", action="store_true", help="train again even if a run finished")
     p.add_argument("overrides", nargs="*", help="train.py overrides after --, e.g. -- data=ssv2 data.root=/data/ssv2")
     args = p.parse_args()

@@ -28,24 +28,44 @@ from videoattn.models.convert import SOURCES, convert_checkpoint  # noqa: E402
 
 def main() -> int:
     ap = ArgumentParser(description=__doc__)
-    ap.add_argument("--src", required=True, help="official checkpoint (.pth / .pth.tar), or a videoattn one to name its classes")
+    ap.add_argument(
+        "--src", required=True, help="official checkpoint (.pth / .pth.tar), or a videoattn one to name its classes"
+    )
     ap.add_argument("--dst", required=True, help="where to write the videoattn checkpoint")
     ap.add_argument("--source", choices=SOURCES, help="which official code wrote it (default: read from the weights)")
     ap.add_argument("--classes", metavar="LABEL_FILE", help="the dataset's label file, for the class names")
-    ap.add_argument("--num-segments", type=int, help="T the model was trained with (default: from the name, or TAM's weights)")
+    ap.add_argument(
+        "--num-segments", type=int, help="T the model was trained with (default: from the name, or TAM's weights)"
+    )
     ap.add_argument("--shift-div", type=int, default=8, help="TSM / ACTION: 1/shift_div of the channels shift each way")
-    ap.add_argument("--sampling", choices=("segment", "dense"),
-                    help="how infer.py samples frames for it (default: dense if the name says 'dense', else segment)")
+    ap.add_argument(
+        "--sampling",
+        choices=("segment", "dense"),
+        help="how infer.py samples frames for it (default: dense if the name says 'dense', else segment)",
+    )
     args = ap.parse_args()
     with user_errors():
         classes = read_class_names(args.classes) if args.classes else None
-        ckpt = convert_checkpoint(args.src, args.dst, source=args.source, num_segments=args.num_segments,
-                                  classes=classes, shift_div=args.shift_div, sampling=args.sampling)
+        ckpt = convert_checkpoint(
+            args.src,
+            args.dst,
+            source=args.source,
+            num_segments=args.num_segments,
+            classes=classes,
+            shift_div=args.shift_div,
+            sampling=args.sampling,
+        )
     cfg = ckpt["model_config"]
-    names = f"{len(ckpt['classes'])} class names" if ckpt["classes"] else "no class names (add them with --classes LABEL_FILE)"
-    print(f"wrote {args.dst}: {ckpt['origin'].get('source', cfg['name'])} {cfg['arch']}, {cfg['num_classes']} classes, "
-          f"T={cfg['num_segments']}, {names}; sampling {ckpt['data']['sampling']['mode']}, "
-          f"inserts {cfg['inserts']}")
+    names = (
+        f"{len(ckpt['classes'])} class names"
+        if ckpt["classes"]
+        else "no class names (add them with --classes LABEL_FILE)"
+    )
+    print(
+        f"wrote {args.dst}: {ckpt['origin'].get('source', cfg['name'])} {cfg['arch']}, {cfg['num_classes']} classes, "
+        f"T={cfg['num_segments']}, {names}; sampling {ckpt['data']['sampling']['mode']}, "
+        f"inserts {cfg['inserts']}"
+    )
     return 0
 
 

@@ -36,15 +36,32 @@ def main() -> int:
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--explain", metavar="PNG", help="draw the frames, the prediction and the excitation modules' gains")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast (fast on CPUs with AVX-512 BF16 / AMX)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="NHWC activations (default: with bf16, whose oneDNN kernels run in NHWC: "
-                        "2.2x fp32 vs 1.7x in NCHW for a ResNet-50)")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: autocast (fast on CPUs with AVX-512 BF16 / AMX)",
+    )
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="NHWC activations (default: with bf16, whose oneDNN kernels run in NHWC: "
+        "2.2x fp32 vs 1.7x in NCHW for a ResNet-50)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call, faster after)")
-    p.add_argument("--backend", default="auto", choices=BACKENDS, help="video reader (auto: decord, PyAV fallback; frames for JPEG folders)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="video reader (auto: decord, PyAV fallback; frames for JPEG folders)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-malloc-cache", action="store_true",
-                   help="keep glibc's default of unmapping large freed blocks (slower CPU forward)")
+    p.add_argument(
+        "--no-malloc-cache",
+        action="store_true",
+        help="keep glibc's default of unmapping large freed blocks (slower CPU forward)",
+    )
     args = p.parse_args()
     with user_errors():
         return infer(args)
@@ -81,7 +98,9 @@ def infer(args) -> int:
     probs = torch.softmax(logits.float(), dim=1)[0]
     infer_s = time.perf_counter() - t1
     top = probs.topk(min(args.topk, cfg["num_classes"]))
-    result = [(names[i] if names else f"class {i}", float(p), int(i)) for p, i in zip(top.values, top.indices, strict=True)]
+    result = [
+        (names[i] if names else f"class {i}", float(p), int(i)) for p, i in zip(top.values, top.indices, strict=True)
+    ]
 
     if args.explain:
         from videoattn.explain import plot_explanation
@@ -89,20 +108,36 @@ def infer(args) -> int:
         title = f"{args.video}: {result[0][0]} ({result[0][1]:.2f}) - {cfg.get('name') or cfg['arch']}"
         plot_explanation(args.explain, frames, [(c, p) for c, p, _ in result], traces, title=title)
     if args.json:
-        print(json.dumps({"video": args.video, "frames": indices.tolist(),
-                          "top": [{"index": i, "class": c if names else None, "prob": p} for c, p, i in result],
-                          "seconds": {"load": load_s, "forward": infer_s}, "explain": args.explain,
-                          "precision": args.precision, "channels_last": channels_last, "compile": args.compile}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "video": args.video,
+                    "frames": indices.tolist(),
+                    "top": [{"index": i, "class": c if names else None, "prob": p} for c, p, i in result],
+                    "seconds": {"load": load_s, "forward": infer_s},
+                    "explain": args.explain,
+                    "precision": args.precision,
+                    "channels_last": channels_last,
+                    "compile": args.compile,
+                },
+                indent=2,
+            )
+        )
     else:
-        print(f"{args.video}  (frames {indices.tolist()}; model {cfg.get('name') or cfg['arch']}, forward {infer_s * 1000:.0f} ms)")
+        print(
+            f"{args.video}  (frames {indices.tolist()}; model {cfg.get('name') or cfg['arch']}, "
+            f"forward {infer_s * 1000:.0f} ms)"
+        )
         for c, prob, _ in result:
             print(f"  {prob:6.3f}  {c}")
         if args.explain:
             print(f"wrote {args.explain}")
     if not names:
-        print(f"note: {args.checkpoint} carries no class names, so classes are shown by index; add them with "
-              f"tools/convert_checkpoint.py --src {args.checkpoint} --dst {args.checkpoint} --classes LABEL_FILE",
-              file=sys.stderr)
+        print(
+            f"note: {args.checkpoint} carries no class names, so classes are shown by index; add them with "
+            f"tools/convert_checkpoint.py --src {args.checkpoint} --dst {args.checkpoint} --classes LABEL_FILE",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -38,16 +38,14 @@ def _size_mb(root: Path) -> float:
 def main(argv: list[str] | None = None) -> None:
     ap = ArgumentParser(description=__doc__)
     ap.add_argument(
-        "--root", type=Path, default=None,
-        help="output folder (default data/demo in the working directory, or $VIDEOATTN_DEMO_ROOT)"
+        "--root",
+        type=Path,
+        default=None,
+        help="output folder (default data/demo in the working directory, or $VIDEOATTN_DEMO_ROOT)",
     )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--train-per-class", type=int, default=48, help="SSv2-format train clips per class"
-    )
-    ap.add_argument(
-        "--val-per-class", type=int, default=12, help="SSv2-format validation clips per class"
-    )
+    ap.add_argument("--train-per-class", type=int, default=48, help="SSv2-format train clips per class")
+    ap.add_argument("--val-per-class", type=int, default=12, help="SSv2-format validation clips per class")
     ap.add_argument("--test-clips", type=int, default=24, help="SSv2-format unlabelled test clips")
     ap.add_argument("--kinetics-train-per-class", type=int, default=8)
     ap.add_argument("--kinetics-val-per-class", type=int, default=4)
@@ -69,12 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--fps", type=int, default=DEFAULT_FPS)
     ap.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
-    ap.add_argument(
-        "--workers", type=int, default=None, help="processes (default min(2, cpu count))"
-    )
-    ap.add_argument(
-        "--overwrite", action="store_true", help="replace an existing demo dataset at --root"
-    )
+    ap.add_argument("--workers", type=int, default=None, help="processes (default min(2, cpu count))")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing demo dataset at --root")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()

@@ -33,8 +33,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=56, help="feature-map side for the FLOP count")
     ap.add_argument("--num-segments", type=int, default=8)
     ap.add_argument("--json", action="store_true", help="machine-readable output")
-    ap.add_argument("--models", nargs="+", default=["tsn", "tsm", "tam", "action", "se", "tsm_se"],
-                    help="model configs (configs/model/<name>.yaml) to summarise")
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=["tsn", "tsm", "tam", "action", "se", "tsm_se"],
+        help="model configs (configs/model/<name>.yaml) to summarise",
+    )
     ap.add_argument("--no-models", action="store_true", help="only the module table")
     args = ap.parse_args()
     with user_errors():
@@ -56,7 +60,10 @@ def tables(args) -> None:
         print(f"| `{r.name}` | {r.kind} | `{r.slot}` | {paper} | {r.params:,} | {r.macs_per_frame / 1e6:.2f} |")
     if models:
         t = args.num_segments
-        print(f"\n| model (ResNet-50, T={t}, 224x224, 174 classes) | params (M) | GFLOPs (multiply-adds) per clip | paper |")
+        print(
+            f"\n| model (ResNet-50, T={t}, 224x224, 174 classes) | params (M) "
+            "| GFLOPs (multiply-adds) per clip | paper |"
+        )
         print("|---|---:|---:|---|")
         for m in models:
             print(f"| `{m.name}` | {m.params / 1e6:.2f} | {m.macs_per_clip / 1e9:.1f} | {PAPER.get(m.name, '')} |")

@@ -83,8 +83,10 @@ def prepare(args) -> int:
         print(f"{split}: {ann.summary()}", file=sys.stderr)
         records = ann.records
         if not records:
-            raise DataError(f"split {split!r} of {args.root} has no videos ({ann.summary()}); check its annotation "
-                            "file, or leave the split out with --splits")
+            raise DataError(
+                f"split {split!r} of {args.root} has no videos ({ann.summary()}); check its annotation "
+                "file, or leave the split out with --splits"
+            )
         if args.no_decode:
             frames = [(r.num_frames or 0, "") for r in records]
         else:
@@ -104,8 +106,10 @@ def prepare(args) -> int:
             good.append(f"{os.path.relpath(r.path, out)} {n} {r.label}")
             counts[r.label] += 1
         if not good:
-            raise DataError(f"split {split!r} of {args.root}: none of its {len(records)} videos can be read "
-                            f"(first: {bad_lines[-1]}); see the reasons with --workers 1")
+            raise DataError(
+                f"split {split!r} of {args.root}: none of its {len(records)} videos can be read "
+                f"(first: {bad_lines[-1]}); see the reasons with --workers 1"
+            )
         list_file = out / f"{split}.txt"
         lists[list_file] = "".join(line + "\n" for line in good)  # written with the rest, once every split is done
         lengths = np.array([n for n, reason in frames if not reason] or [0])
@@ -132,8 +136,10 @@ def prepare(args) -> int:
     write_atomic(out / "classes.txt", "".join(name + "\n" for name in classes or []))
     write_atomic(out / "bad_files.txt", "".join(line + "\n" for line in bad_lines))
     write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {out}/{{{','.join(args.splits)}}}.txt, classes.txt, summary.json; "
-          f"{len(bad_lines)} problems in {out / 'bad_files.txt'}")
+    print(
+        f"wrote {out}/{{{','.join(args.splits)}}}.txt, classes.txt, summary.json; "
+        f"{len(bad_lines)} problems in {out / 'bad_files.txt'}"
+    )
     print(f"train / test on these lists with: data.source=list data.root={out}")
     return 0
 

@@ -53,7 +53,9 @@ def test(cfg: DictConfig) -> float:
     world = init_distributed(cfg.device)
     if world.device.type == "cpu" and cfg.malloc_cache:
         cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
-    reference = read_reference(Path(cfg.reference)) if cfg.reference else None  # a bad file fails now, not after the split
+    reference = (
+        read_reference(Path(cfg.reference)) if cfg.reference else None
+    )  # a bad file fails now, not after the split
     model, ckpt = load_model(cfg.checkpoint)  # a training run's or a converted checkpoint
     model_cfg = ckpt["model_config"]
     model.to(world.device)
@@ -63,67 +65,115 @@ def test(cfg: DictConfig) -> float:
     data_cfg = normalize_data_config(cfg.data)
     test = data_cfg["test"]
     out_dir = Path(cfg.out_dir or default_out_dir(cfg, data_cfg))
-    dataset = build_dataset(data_cfg, cfg.split, mode="test", num_segments=model_cfg["num_segments"],
-                            report=out_dir / "bad_files.jsonl")
+    dataset = build_dataset(
+        data_cfg, cfg.split, mode="test", num_segments=model_cfg["num_segments"], report=out_dir / "bad_files.jsonl"
+    )
     named = check_classes(ckpt, dataset.classes, checkpoint=cfg.checkpoint, dataset=f"{data_cfg['name']}/{cfg.split}")
     classes = dataset.classes
     if not named and world.main:
-        print(f"note: {cfg.checkpoint} carries no class names; its {len(classes)} outputs are read as the dataset's "
-              "classes in sorted order (convert it with --classes to have them checked)")
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=ShardSampler(len(dataset), world),
-                        num_workers=cfg.workers, pin_memory=world.device.type == "cuda")
+        print(
+            f"note: {cfg.checkpoint} carries no class names; its {len(classes)} outputs are read as the dataset's "
+            "classes in sorted order (convert it with --classes to have them checked)"
+        )
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=ShardSampler(len(dataset), world),
+        num_workers=cfg.workers,
+        pin_memory=world.device.type == "cuda",
+    )
     views = len(dataset[0][0]) if len(dataset) else 0
     if world.main:
-        log.info("%s: %d videos of %s/%s, %d views each (%d clips x %d crops)", cfg.checkpoint, len(dataset),
-                 data_cfg["name"], cfg.split, views, test["num_clips"], test["num_crops"])
+        log.info(
+            "%s: %d videos of %s/%s, %d views each (%d clips x %d crops)",
+            cfg.checkpoint,
+            len(dataset),
+            data_cfg["name"],
+            cfg.split,
+            views,
+            test["num_clips"],
+            test["num_crops"],
+        )
     result = evaluate(runner, loader, num_classes=len(classes), world=world, precision=cfg.precision, keep_probs=True)
 
     if world.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         labelled = result.num_clips > 0
         per_class = result.per_class().tolist()
-        metrics = {"checkpoint": str(cfg.checkpoint), "data": data_cfg["name"], "split": cfg.split,
-                   "num_clips": test["num_clips"], "num_crops": test["num_crops"], "videos": len(dataset),
-                   "videos_evaluated": len(result.probs), "unreadable": result.substituted,
-                   "skipped_annotations": dataset.report_skipped(),
-                   "precision": cfg.precision, "channels_last": channels_last, "compile": cfg.compile,
-                   "top1": result.top1, "top5": result.top5,
-                   "mean_class_accuracy": result.mean_class,
-                   "per_class_accuracy": {c: a for c, a in zip(classes, per_class, strict=True)}}
+        metrics = {
+            "checkpoint": str(cfg.checkpoint),
+            "data": data_cfg["name"],
+            "split": cfg.split,
+            "num_clips": test["num_clips"],
+            "num_crops": test["num_crops"],
+            "videos": len(dataset),
+            "videos_evaluated": len(result.probs),
+            "unreadable": result.substituted,
+            "skipped_annotations": dataset.report_skipped(),
+            "precision": cfg.precision,
+            "channels_last": channels_last,
+            "compile": cfg.compile,
+            "top1": result.top1,
+            "top5": result.top5,
+            "mean_class_accuracy": result.mean_class,
+            "per_class_accuracy": {c: a for c, a in zip(classes, per_class, strict=True)},
+        }
         order = [classes.index(c) for c in data_cfg["order_dependent"]]
         if order:
             metrics["top1_order_dependent"] = result.subset_top1(order)
         if cfg.reference:
             metrics["reference"] = agreement(result.probs, dataset, reference, Path(cfg.reference))
-        rows = io.StringIO()  # every file is written whole or not at all; metrics.json last, as the mark of a finished test
+        rows = (
+            io.StringIO()
+        )  # every file is written whole or not at all; metrics.json last, as the mark of a finished test
         w = csv.writer(rows)
         w.writerow(["video_id", "label", "top1", "top5", "top5_probs"])
         for i, probs in sorted(result.probs.items()):
             rec = dataset.records[i]
             top = probs.topk(min(5, len(classes)))
-            w.writerow([rec.video_id, rec.label, int(top.indices[0]), " ".join(map(str, top.indices.tolist())),
-                        " ".join(f"{p:.4f}" for p in top.values.tolist())])
+            w.writerow(
+                [
+                    rec.video_id,
+                    rec.label,
+                    int(top.indices[0]),
+                    " ".join(map(str, top.indices.tolist())),
+                    " ".join(f"{p:.4f}" for p in top.values.tolist()),
+                ]
+            )
         write_atomic(out_dir / "predictions.csv", rows.getvalue())
         if not labelled:  # the SSv2 test split: the challenge's "id;class" submission
-            write_atomic(out_dir / "submission.csv", "".join(f"{dataset.records[i].video_id};{classes[top1(probs)]}\n"
-                                                            for i, probs in sorted(result.probs.items())))
+            write_atomic(
+                out_dir / "submission.csv",
+                "".join(
+                    f"{dataset.records[i].video_id};{classes[top1(probs)]}\n"
+                    for i, probs in sorted(result.probs.items())
+                ),
+            )
         else:
-            plot_confusion(result.confusion, classes, out_dir / "confusion.png",
-                           title=f"{model_cfg.get('name')} on {data_cfg['name']}/{cfg.split}: top-1 {result.top1:.3f}")
+            plot_confusion(
+                result.confusion,
+                classes,
+                out_dir / "confusion.png",
+                title=f"{model_cfg.get('name')} on {data_cfg['name']}/{cfg.split}: top-1 {result.top1:.3f}",
+            )
         write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         if labelled:
-            print(f"top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  mean class {result.mean_class:.4f}"
-                  + (f"  order-dependent {metrics['top1_order_dependent']:.4f}" if order else "")
-                  + f"  ({_coverage(len(result.probs), len(dataset), result.substituted)}, "
-                    f"{test['num_clips']}x{test['num_crops']} views)")
+            print(
+                f"top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  mean class {result.mean_class:.4f}"
+                + (f"  order-dependent {metrics['top1_order_dependent']:.4f}" if order else "")
+                + f"  ({_coverage(len(result.probs), len(dataset), result.substituted)}, "
+                f"{test['num_clips']}x{test['num_crops']} views)"
+            )
         else:
             print(f"{len(result.probs)} unlabelled videos predicted; submission in {out_dir / 'submission.csv'}")
         if cfg.reference:
             ref = metrics["reference"]
             print(f"top-1 agreement with {ref['path']}: {ref['top1_agreement']:.4f} ({ref['videos']} videos)")
         if result.substituted or metrics["skipped_annotations"]:
-            print(f"{result.substituted} unreadable videos left out, {metrics['skipped_annotations']} annotation entries "
-                  f"skipped; see {out_dir / 'bad_files.jsonl'}")
+            print(
+                f"{result.substituted} unreadable videos left out, {metrics['skipped_annotations']} annotation entries "
+                f"skipped; see {out_dir / 'bad_files.jsonl'}"
+            )
         print(f"wrote {out_dir}")
     shutdown(world)
     return result.top1
@@ -152,8 +202,10 @@ def default_out_dir(cfg: DictConfig, data_cfg: dict) -> Path:
 def read_reference(path: Path) -> dict[str, int]:
     """``video_id -> top1`` of a predictions.csv written by another run of this tool."""
     if not path.is_file():
-        raise MissingFileError(f"reference={path}: no such predictions file; run tools/test.py on the same split "
-                               "first (e.g. with precision=fp32) and pass its predictions.csv")
+        raise MissingFileError(
+            f"reference={path}: no such predictions file; run tools/test.py on the same split "
+            "first (e.g. with precision=fp32) and pass its predictions.csv"
+        )
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"video_id", "top1"} <= set(rows[0]):
@@ -170,8 +222,10 @@ def agreement(probs: dict[int, torch.Tensor], dataset, ref: dict[str, int], path
     ours = {dataset.records[i].video_id: top1(p) for i, p in probs.items()}
     common = ours.keys() & ref.keys()
     if not common:
-        raise DataError(f"reference={path}: none of its {len(ref)} videos are among the {len(ours)} tested here; "
-                        "was it written for another split or dataset?")
+        raise DataError(
+            f"reference={path}: none of its {len(ref)} videos are among the {len(ours)} tested here; "
+            "was it written for another split or dataset?"
+        )
     same = sum(ours[v] == ref[v] for v in common)
     return {"path": str(path), "videos": len(common), "top1_agreement": same / len(common)}
 
@@ -200,7 +254,7 @@ def plot_confusion(cm: torch.Tensor, classes: list[str], path: Path, *, title: s
 
 REFUSED = {  # overrides that cannot apply to a trained model: test.py would run without them
     "num_segments": "test.py takes T (num_segments) from the checkpoint: its model was trained for it (TAM's and the "
-                    "global branches' weights depend on it); test another T with a checkpoint trained for it",
+    "global branches' weights depend on it); test another T with a checkpoint trained for it",
     "model": "test.py builds the model from the checkpoint's model_config; to test another model, pass its checkpoint",
     "data.train_transform": "test.py does not train: its views come from data.eval_transform and data.test",
 }

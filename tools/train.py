@@ -110,8 +110,16 @@ def train(cfg: DictConfig) -> float:
         return _train(cfg, world, folder, data_cfg, optim_cfg, resume_from, log_buffer, held)
 
 
-def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, optim_cfg: dict, resume_from: Path | None,
-           log_buffer: logging.handlers.MemoryHandler, held: contextlib.ExitStack) -> float:
+def _train(
+    cfg: DictConfig,
+    world: World,
+    folder: RunFolder,
+    data_cfg: dict,
+    optim_cfg: dict,
+    resume_from: Path | None,
+    log_buffer: logging.handlers.MemoryHandler,
+    held: contextlib.ExitStack,
+) -> float:
     run_dir = folder.path
     T = cfg.num_segments
 
@@ -127,41 +135,61 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
     if val_set.classes != classes:
         raise DataError("the train and val splits have different class lists")
     order_dependent = [classes.index(c) for c in data_cfg["order_dependent"]]
-    train_sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    loader_kw = {"num_workers": cfg.workers, "pin_memory": world.device.type == "cuda", "persistent_workers": cfg.workers > 0,
-                 "generator": torch.Generator().manual_seed(cfg.seed)}  # not the global RNG: resuming must not shift it
+    train_sampler = DistributedSampler(
+        train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=cfg.seed, drop_last=True
+    )
+    loader_kw = {
+        "num_workers": cfg.workers,
+        "pin_memory": world.device.type == "cuda",
+        "persistent_workers": cfg.workers > 0,
+        "generator": torch.Generator().manual_seed(cfg.seed),
+    }  # not the global RNG: resuming must not shift it
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=train_sampler, drop_last=True, **loader_kw)
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=ShardSampler(len(val_set), world), **loader_kw)
-    steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
+    steps_per_epoch = (
+        len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
+    )
     if steps_per_epoch == 0:
-        raise DataError(f"the training split has {len(train_set)} clips, fewer than one global batch of {cfg.batch_size * world.size}")
+        raise DataError(
+            f"the training split has {len(train_set)} clips, "
+            f"fewer than one global batch of {cfg.batch_size * world.size}"
+        )
 
     # ---------------------------------------------------------------- model, and the checkpoint it continues
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    model = build_model({**OmegaConf.to_container(cfg.model, resolve=True), "num_classes": len(classes), "num_segments": T},
-                        classes=classes)  # model.pretrained: ImageNet, a state_dict, or a checkpoint to fine-tune
+    model = build_model(
+        {**OmegaConf.to_container(cfg.model, resolve=True), "num_classes": len(classes), "num_segments": T},
+        classes=classes,
+    )  # model.pretrained: ImageNet, a state_dict, or a checkpoint to fine-tune
     params, macs = count_params(model), _macs(model, T, data_cfg)
     ckpt = None
     epochs = optim_cfg["epochs"]
     if resume_from is not None:  # checked before anything is written to the run folder
         ckpt = load_checkpoint(resume_from)
         if "optimizer" not in ckpt:
-            raise CheckpointError(f"resume={resume_from} holds weights but no training state (optimiser, epoch); "
-                                  f"to start a run from its weights use model.pretrained={resume_from}")
+            raise CheckpointError(
+                f"resume={resume_from} holds weights but no training state (optimiser, epoch); "
+                f"to start a run from its weights use model.pretrained={resume_from}"
+            )
         try:
             load_model_state(model, ckpt, path=resume_from)
         except CheckpointError as err:
             if resume_from.parent.resolve() != run_dir.resolve():
                 raise
-            raise RunFolderError(f"{err}. run_dir={run_dir} holds a run of another model: choose another run_dir (by "
-                                 "default runs/<data>/<model>), or pass resume=none overwrite=true to replace it") from None
+            raise RunFolderError(
+                f"{err}. run_dir={run_dir} holds a run of another model: choose another run_dir (by "
+                "default runs/<data>/<model>), or pass resume=none overwrite=true to replace it"
+            ) from None
         check_classes(ckpt, classes, checkpoint=resume_from, dataset=f"{data_cfg['name']}/train")
         _check_resumed_settings(ckpt, cfg, resume_from)
         if epochs < ckpt["epoch"] + 1:
-            raise ConfigError(f"optim.epochs={epochs}: the run in {resume_from} has trained {ckpt['epoch'] + 1} epochs "
-                              "already; give at least as many (more to train on)")
-    results = _Results(model=model.config["name"], data=data_cfg["name"], params=params, macs=macs, epochs=epochs,
-                       report=folder.report)
+            raise ConfigError(
+                f"optim.epochs={epochs}: the run in {resume_from} has trained {ckpt['epoch'] + 1} epochs "
+                "already; give at least as many (more to train on)"
+            )
+    results = _Results(
+        model=model.config["name"], data=data_cfg["name"], params=params, macs=macs, epochs=epochs, report=folder.report
+    )
     if world.main:  # the folder is ours and the run fits it: from here on the run writes it
         source = folder.start()  # overwrite=true: the old run goes; a fall-back: the unreadable files are set aside
         handler = logging.FileHandler(run_dir / "train.log")
@@ -202,17 +230,37 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, best_top1, best_at, history = ckpt["epoch"] + 1, ckpt["best_top1"], best_epoch(ckpt), ckpt["history"]
-        if not restore_rng(ckpt["rng"], rank=world.rank, world_size=world.size, seed=cfg.seed, epoch=start_epoch) and world.main:
-            log.warning("the run was saved by %d process(es) and resumes on %d: each rank's random draws (dropout) are "
-                        "seeded anew; the data order follows the sampler's seed and epoch", len(ckpt["rng"]), world.size)
+        start_epoch, best_top1, best_at, history = (
+            ckpt["epoch"] + 1,
+            ckpt["best_top1"],
+            best_epoch(ckpt),
+            ckpt["history"],
+        )
+        if (
+            not restore_rng(ckpt["rng"], rank=world.rank, world_size=world.size, seed=cfg.seed, epoch=start_epoch)
+            and world.main
+        ):
+            log.warning(
+                "the run was saved by %d process(es) and resumes on %d: each rank's random draws (dropout) are "
+                "seeded anew; the data order follows the sampler's seed and epoch",
+                len(ckpt["rng"]),
+                world.size,
+            )
         if world.main:
             log.info("resumed from %s at epoch %d (best val top-1 %.4f)", resume_from, start_epoch, best_top1)
         del ckpt
     if world.main:
-        log.info("%s: %.2fM params, %.2f GMACs/clip; %d classes, %d train / %d val clips; global batch %d, peak lr %.4g",
-                 model.config["name"] or "model", params / 1e6, macs / 1e9, len(classes), len(train_set), len(val_set),
-                 global_batch, optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"]))
+        log.info(
+            "%s: %.2fM params, %.2f GMACs/clip; %d classes, %d train / %d val clips; global batch %d, peak lr %.4g",
+            model.config["name"] or "model",
+            params / 1e6,
+            macs / 1e9,
+            len(classes),
+            len(train_set),
+            len(val_set),
+            global_batch,
+            optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"]),
+        )
     tb = _tensorboard(run_dir, purge_step=start_epoch * steps_per_epoch + 1) if world.main and cfg.tensorboard else None
 
     # ---------------------------------------------------------------- epochs
@@ -222,8 +270,13 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
         train_set.set_epoch(epoch)
         net.train()
         t0, seen, loss_sum, correct, skipped = time.perf_counter(), 0, 0.0, 0, finite.skipped
-        with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=not (world.main and cfg.progress),
-                  dynamic_ncols=True, leave=False) as bar:  # closed on any exit: an error line starts a line of its own
+        with tqdm(
+            total=steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{epochs}",
+            disable=not (world.main and cfg.progress),
+            dynamic_ncols=True,
+            leave=False,
+        ) as bar:  # closed on any exit: an error line starts a line of its own
             for step, (clips, labels, _, _) in enumerate(train_loader):
                 if step >= steps_per_epoch:
                     break
@@ -236,7 +289,9 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
                     if extra is not None:
                         loss = loss + extra
                 optimizer.zero_grad(set_to_none=True)
-                if not finite(loss, epoch=epoch, step=step):  # NaN / inf: no update from it (stops after a few in a row)
+                if not finite(
+                    loss, epoch=epoch, step=step
+                ):  # NaN / inf: no update from it (stops after a few in a row)
                     scheduler.step()
                     bar.update()
                     continue
@@ -255,28 +310,49 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
                 elapsed = time.perf_counter() - t0
                 clips_per_s = seen * world.size / elapsed
                 eta = elapsed / (step + 1) * (steps_per_epoch * (epochs - epoch) - step - 1)
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", top1=f"{correct / seen:.3f}", clips_s=f"{clips_per_s:.1f}", eta=_hms(eta))
+                bar.set_postfix(
+                    loss=f"{loss_sum / seen:.3f}",
+                    top1=f"{correct / seen:.3f}",
+                    clips_s=f"{clips_per_s:.1f}",
+                    eta=_hms(eta),
+                )
                 bar.update()
                 global_step = epoch * steps_per_epoch + step + 1
                 if tb is not None and global_step % cfg.log_every == 0:
                     tb.add_scalar("train/loss", loss.item(), global_step)
                     tb.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
         train_time = time.perf_counter() - t0
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(seen, 1),
-               "train_top1": correct / max(seen, 1), "train_clips_per_s": seen * world.size / train_time,
-               "train_skipped_steps": finite.skipped - skipped,
-               "val_loss": math.nan, "val_top1": math.nan, "val_top5": math.nan, "val_mean_class": math.nan,
-               "val_videos": 0, "val_unreadable": 0}
+        row = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum / max(seen, 1),
+            "train_top1": correct / max(seen, 1),
+            "train_clips_per_s": seen * world.size / train_time,
+            "train_skipped_steps": finite.skipped - skipped,
+            "val_loss": math.nan,
+            "val_top1": math.nan,
+            "val_top5": math.nan,
+            "val_mean_class": math.nan,
+            "val_videos": 0,
+            "val_unreadable": 0,
+        }
         if order_dependent:
             row.update(val_top1_order=math.nan, val_top1_appearance=math.nan)
 
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs:
-            val = evaluate(net.module.model if world.distributed else model, val_loader, num_classes=len(classes),
-                           world=world, precision=cfg.precision)
+            val = evaluate(
+                net.module.model if world.distributed else model,
+                val_loader,
+                num_classes=len(classes),
+                world=world,
+                precision=cfg.precision,
+            )
             row.update(val.as_dict("val_"), val_videos=val.num_clips, val_unreadable=val.substituted)
             if order_dependent:
                 row["val_top1_order"] = val.subset_top1(order_dependent)
-                row["val_top1_appearance"] = val.subset_top1([k for k in range(len(classes)) if k not in order_dependent])
+                row["val_top1_appearance"] = val.subset_top1(
+                    [k for k in range(len(classes)) if k not in order_dependent]
+                )
         history.append(row)
         improved = row["val_top1"] > best_top1  # False for NaN (no validation this epoch)
         if improved:
@@ -284,10 +360,21 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
 
         states = _gather_rng(world)
         if world.main:
-            ckpt = make_checkpoint(model, classes=classes, data=data_cfg, origin={"kind": "training", "run_dir": str(run_dir)},
-                                   optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                                   scaler=scaler.state_dict(), epoch=epoch, best_top1=best_top1, best_epoch=best_at,
-                                   history=history, rng=states, config=OmegaConf.to_container(cfg, resolve=True))
+            ckpt = make_checkpoint(
+                model,
+                classes=classes,
+                data=data_cfg,
+                origin={"kind": "training", "run_dir": str(run_dir)},
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                scaler=scaler.state_dict(),
+                epoch=epoch,
+                best_top1=best_top1,
+                best_epoch=best_at,
+                history=history,
+                rng=states,
+                config=OmegaConf.to_container(cfg, resolve=True),
+            )
             folder.save_epoch(ckpt, improved=improved, results=results(ckpt))  # last.pth, best.pth, metrics, results
             del ckpt
             if tb is not None:
@@ -297,8 +384,14 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
             text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
             tqdm.write(f"epoch {epoch + 1}/{epochs}: {text}{' (best)' if improved else ''}")
             if row["val_unreadable"]:
-                log.warning("validation of epoch %d covers %d of %d videos: %d could not be read (see %s)", epoch + 1,
-                            row["val_videos"], len(val_set), row["val_unreadable"], folder.report)
+                log.warning(
+                    "validation of epoch %d covers %d of %d videos: %d could not be read (see %s)",
+                    epoch + 1,
+                    row["val_videos"],
+                    len(val_set),
+                    row["val_unreadable"],
+                    folder.report,
+                )
         barrier(world)
 
     # ---------------------------------------------------------------- summary
@@ -308,14 +401,20 @@ def _train(cfg: DictConfig, world: World, folder: RunFolder, data_cfg: dict, opt
         last = history[-1] if history else {}
         bad = read_report_entries(folder.report)
         if bad:
-            print(f"{len(bad)} bad files were skipped (unreadable videos, malformed annotation entries); see {folder.report}")
+            print(
+                f"{len(bad)} bad files were skipped (unreadable videos, malformed annotation entries); "
+                f"see {folder.report}"
+            )
         covered = ""
         if last.get("val_videos"):
             covered = f" over {last['val_videos']} of {len(val_set)} val videos" + (
-                f" ({last['val_unreadable']} unreadable)" if last["val_unreadable"] else "")
-        print(f"val top-1 {last.get('val_top1', float('nan')):.4f} (best {best_top1:.4f}){covered}"
-              + (f", order-dependent classes {last['val_top1_order']:.4f}" if "val_top1_order" in last else "")
-              + f"; checkpoints in {run_dir}")
+                f" ({last['val_unreadable']} unreadable)" if last["val_unreadable"] else ""
+            )
+        print(
+            f"val top-1 {last.get('val_top1', float('nan')):.4f} (best {best_top1:.4f}){covered}"
+            + (f", order-dependent classes {last['val_top1_order']:.4f}" if "val_top1_order" in last else "")
+            + f"; checkpoints in {run_dir}"
+        )
         if tb is not None:
             tb.close()
     shutdown(world)
@@ -338,10 +437,16 @@ class _Results:
         for entry in bad:
             split = entry.get("split") or "unknown"
             per_split[split] = per_split.get(split, 0) + 1
-        return {**self.fixed, "epochs_done": len(history), "complete": len(history) >= self.fixed["epochs"],
-                "best_val_top1": ckpt["best_top1"], "best_epoch": None if best is None else best + 1,
-                **{f"last_{k}": v for k, v in last.items() if k != "epoch"},
-                "bad_files": sorted({e["path"] for e in bad}), "bad_files_per_split": per_split}
+        return {
+            **self.fixed,
+            "epochs_done": len(history),
+            "complete": len(history) >= self.fixed["epochs"],
+            "best_val_top1": ckpt["best_top1"],
+            "best_epoch": None if best is None else best + 1,
+            **{f"last_{k}": v for k, v in last.items() if k != "epoch"},
+            "bad_files": sorted({e["path"] for e in bad}),
+            "bad_files_per_split": per_split,
+        }
 
 
 def _gather_rng(world: World) -> list:
@@ -383,10 +488,29 @@ def _tensorboard(run_dir: Path, *, purge_step: int):
 
 # Settings a resumed run may change: where and how it runs, not what it trains (the optimiser
 # and schedule state in the checkpoint hold lr, weight decay, batch scaling, seed-driven order).
-RESUME_MAY_CHANGE = ("resume", "overwrite", "keep_last", "run_dir", "workers", "progress", "device", "tensorboard",
-                     "log_every", "malloc_cache", "eval_every", "precision", "channels_last", "deterministic",
-                     "optim.epochs", "data.root", "data.backend", "data.max_retries", "data.on_error",
-                     "data.annotations", "data.test")
+RESUME_MAY_CHANGE = (
+    "resume",
+    "overwrite",
+    "keep_last",
+    "run_dir",
+    "workers",
+    "progress",
+    "device",
+    "tensorboard",
+    "log_every",
+    "malloc_cache",
+    "eval_every",
+    "precision",
+    "channels_last",
+    "deterministic",
+    "optim.epochs",
+    "data.root",
+    "data.backend",
+    "data.max_retries",
+    "data.on_error",
+    "data.annotations",
+    "data.test",
+)
 
 
 def _check_resumed_settings(ckpt: dict, cfg: DictConfig, path: Path) -> None:
@@ -396,13 +520,18 @@ def _check_resumed_settings(ckpt: dict, cfg: DictConfig, path: Path) -> None:
         return
     old, new = _flat(ckpt["config"]), _flat(OmegaConf.to_container(cfg, resolve=True))
     # a key only one side has is a setting another version of the toolkit added or dropped: not a change of the run
-    changed = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(old.keys() & new.keys())
-               if old[k] != new[k] and not any(k == m or k.startswith(m + ".") for m in RESUME_MAY_CHANGE)]
+    changed = [
+        f"{k}: {old[k]!r} -> {new[k]!r}"
+        for k in sorted(old.keys() & new.keys())
+        if old[k] != new[k] and not any(k == m or k.startswith(m + ".") for m in RESUME_MAY_CHANGE)
+    ]
     if changed:
-        raise ConfigError(f"resume: {path} was trained with other settings ({'; '.join(changed[:6])}"
-                          f"{'; ...' if len(changed) > 6 else ''}); a resumed run keeps its own (its optimiser and "
-                          "schedule state hold them): drop these overrides to continue it, or start another run "
-                          f"(another run_dir, or model.pretrained={path} to start from its weights)")
+        raise ConfigError(
+            f"resume: {path} was trained with other settings ({'; '.join(changed[:6])}"
+            f"{'; ...' if len(changed) > 6 else ''}); a resumed run keeps its own (its optimiser and "
+            "schedule state hold them): drop these overrides to continue it, or start another run "
+            f"(another run_dir, or model.pretrained={path} to start from its weights)"
+        )
 
 
 def _flat(node, prefix: str = "") -> dict:

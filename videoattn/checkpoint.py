@@ -44,8 +44,19 @@ from torch import nn
 from .errors import CheckpointError, DataError, MissingFileError
 from .files import atomic_file
 
-__all__ = ["FORMAT", "as_checkpoint", "check_classes", "check_torch_file", "describe", "load_checkpoint",
-           "load_model_state", "make_checkpoint", "read_torch_file", "save_atomic", "save_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "as_checkpoint",
+    "check_classes",
+    "check_torch_file",
+    "describe",
+    "load_checkpoint",
+    "load_model_state",
+    "make_checkpoint",
+    "read_torch_file",
+    "save_atomic",
+    "save_checkpoint",
+]
 
 FORMAT = "videoattn-checkpoint-1"
 DEFAULT_DATA = {"name": None, "sampling": {"mode": "segment"}, "eval_transform": {"size": 224, "resize": 256}}
@@ -92,8 +103,9 @@ def read_torch_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Any
         try:
             attempts: tuple[bool, ...] = (not torch.serialization.get_unsafe_globals_in_checkpoint(path),)
         except (RuntimeError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            raise CheckpointError(f"{what} {path} cannot be read: truncated or not a PyTorch checkpoint "
-                                  f"({_short(err)})") from err
+            raise CheckpointError(
+                f"{what} {path} cannot be read: truncated or not a PyTorch checkpoint ({_short(err)})"
+            ) from err
     else:
         attempts = (True, False)
     for weights_only in attempts:
@@ -104,8 +116,9 @@ def read_torch_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Any
                 continue  # other Python objects than tensors and plain data: unpickle in full
             raise CheckpointError(f"{what} {path} is not a PyTorch checkpoint ({_short(err)})") from err
         except (RuntimeError, EOFError, ValueError, OSError) as err:
-            raise CheckpointError(f"{what} {path} cannot be read: truncated or not a PyTorch checkpoint "
-                                  f"({_short(err)})") from err
+            raise CheckpointError(
+                f"{what} {path} cannot be read: truncated or not a PyTorch checkpoint ({_short(err)})"
+            ) from err
         except Exception as err:  # a pickle that cannot be rebuilt here: classes of another program
             raise CheckpointError(f"{what} {path} cannot be read ({_short(err)})") from err
     raise AssertionError("unreachable")
@@ -127,14 +140,23 @@ def make_checkpoint(
         raise TypeError("make_checkpoint needs a model built by build_model (it has no .config)")
     if classes is not None and len(classes) != config["num_classes"]:
         raise CheckpointError(f"{len(classes)} class names for a model with {config['num_classes']} classes")
-    return {"format": FORMAT, "model": model.state_dict(), "model_config": dict(config),
-            "classes": None if classes is None else list(classes), "data": _data_entry(data),
-            "origin": dict(origin), **extra}
+    return {
+        "format": FORMAT,
+        "model": model.state_dict(),
+        "model_config": dict(config),
+        "classes": None if classes is None else list(classes),
+        "data": _data_entry(data),
+        "origin": dict(origin),
+        **extra,
+    }
 
 
 def _data_entry(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {"name": data.get("name"), "sampling": dict(data.get("sampling") or DEFAULT_DATA["sampling"]),
-            "eval_transform": dict(data.get("eval_transform") or DEFAULT_DATA["eval_transform"])}
+    return {
+        "name": data.get("name"),
+        "sampling": dict(data.get("sampling") or DEFAULT_DATA["sampling"]),
+        "eval_transform": dict(data.get("eval_transform") or DEFAULT_DATA["eval_transform"]),
+    }
 
 
 def save_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Path:
@@ -163,9 +185,16 @@ def as_checkpoint(obj: Any, path: str | os.PathLike = "checkpoint") -> dict[str,
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return _upgrade(obj, Path(path))
     if isinstance(obj, dict) and "converted_from" in obj and "state_dict" in obj:  # converted before format 1 held them
-        return _upgrade({"format": FORMAT, "model": obj["state_dict"], "model_config": obj["model_config"],
-                         "classes": obj.get("class_names"), "origin": {"kind": "converted", **obj["converted_from"]}},
-                        Path(path))
+        return _upgrade(
+            {
+                "format": FORMAT,
+                "model": obj["state_dict"],
+                "model_config": obj["model_config"],
+                "classes": obj.get("class_names"),
+                "origin": {"kind": "converted", **obj["converted_from"]},
+            },
+            Path(path),
+        )
     return None
 
 
@@ -189,15 +218,20 @@ def describe(obj: Any, path: str | os.PathLike) -> str:
 
         source = detect_source({k.removeprefix("module."): v for k, v in sd.items()})
         if source != "unknown":
-            return (f"an official {source.upper()} checkpoint, not converted yet: run tools/convert_checkpoint.py "
-                    f"--src {path} --dst {path.parent / 'converted.pth'} --classes LABEL_FILE, then use the converted file")
-        return ("bare weights (a state_dict), not a videoattn checkpoint: to initialise a model for training use it as "
-                f"model.pretrained={path}")
+            return (
+                f"an official {source.upper()} checkpoint, not converted yet: run tools/convert_checkpoint.py "
+                f"--src {path} --dst {path.parent / 'converted.pth'} --classes LABEL_FILE, then use the converted file"
+            )
+        return (
+            "bare weights (a state_dict), not a videoattn checkpoint: to initialise a model for training use it as "
+            f"model.pretrained={path}"
+        )
     return "not a videoattn checkpoint (tools write them with tools/train.py or tools/convert_checkpoint.py)"
 
 
-def check_classes(ckpt: Mapping[str, Any], data_classes: Sequence[str], *, checkpoint: str | os.PathLike,
-                  dataset: str) -> bool:
+def check_classes(
+    ckpt: Mapping[str, Any], data_classes: Sequence[str], *, checkpoint: str | os.PathLike, dataset: str
+) -> bool:
     """Fail unless the checkpoint predicts the dataset's classes: the same names in the same
     order (the message names the first difference). A checkpoint without names is checked by
     its number of classes only; returns whether the names were compared."""
@@ -205,8 +239,10 @@ def check_classes(ckpt: Mapping[str, Any], data_classes: Sequence[str], *, check
     if ours is None:
         k = ckpt["model_config"]["num_classes"]
         if k != len(theirs):
-            raise DataError(f"{checkpoint} predicts {k} classes, {dataset} has {len(theirs)}; use the dataset the "
-                            "model was trained on")
+            raise DataError(
+                f"{checkpoint} predicts {k} classes, {dataset} has {len(theirs)}; use the dataset the "
+                "model was trained on"
+            )
         return False
     ours = list(ours)
     if ours == theirs:
@@ -227,11 +263,17 @@ def load_model_state(model: nn.Module, ckpt: Mapping[str, Any], *, path: str | o
     own = getattr(model, "config", None)
     theirs = ckpt.get("model_config")
     if own is not None and theirs is not None:
-        diff = {k: (theirs.get(k), own.get(k)) for k in set(own) | set(theirs) if k != "pretrained" and own.get(k) != theirs.get(k)}
+        diff = {
+            k: (theirs.get(k), own.get(k))
+            for k in set(own) | set(theirs)
+            if k != "pretrained" and own.get(k) != theirs.get(k)
+        }
         if diff:
             text = "; ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in sorted(diff.items()))
-            raise CheckpointError(f"{path} was made with another model config ({text}); build the model from the "
-                                  "checkpoint's model_config")
+            raise CheckpointError(
+                f"{path} was made with another model config ({text}); build the model from the "
+                "checkpoint's model_config"
+            )
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     if missing or unexpected:
         raise CheckpointError(

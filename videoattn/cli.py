@@ -32,8 +32,17 @@ from .errors import UserError
 
 __all__ = ["ArgumentParser", "check_overrides", "debug_enabled", "fail", "user_errors"]
 
-_USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.ENOSPC, errno.EROFS,
-                errno.EDQUOT, errno.ENAMETOOLONG}
+_USER_ERRNOS = {
+    errno.ENOENT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EDQUOT,
+    errno.ENAMETOOLONG,
+}
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
@@ -73,8 +82,10 @@ def user_errors() -> Iterator[None]:
     except RuntimeError as err:  # torch.save reports a full disk as "[enforce fail ...] unexpected pos"
         if debug_enabled() or not _is_disk_full(err):
             raise
-        fail(f"writing a file failed because the disk is full ({' '.join(str(err).split())[:120]}); "
-             "free some space and run again")
+        fail(
+            f"writing a file failed because the disk is full ({' '.join(str(err).split())[:120]}); "
+            "free some space and run again"
+        )
 
 
 def _message(err: BaseException) -> str:
@@ -118,12 +129,31 @@ class ArgumentParser(argparse.ArgumentParser):
 
 # ----------------------------------------------------------------------------- Hydra command lines
 _VALUE_FLAGS = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd"}
-_SKIP_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--version", "--shell-completion", "-sc",
-               "--resolve", "--package", "-p", "--experimental-rerun"}
+_SKIP_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--version",
+    "--shell-completion",
+    "-sc",
+    "--resolve",
+    "--package",
+    "-p",
+    "--experimental-rerun",
+}
 
 
-def check_overrides(config_dir: str | os.PathLike, config_name: str, argv: Sequence[str] | None = None, *,
-                    refuse: Mapping[str, str] | None = None) -> None:
+def check_overrides(
+    config_dir: str | os.PathLike,
+    config_name: str,
+    argv: Sequence[str] | None = None,
+    *,
+    refuse: Mapping[str, str] | None = None,
+) -> None:
     """Compose the config of a Hydra tool from ``argv`` (default ``sys.argv[1:]``) and exit with
     one line and code 2 if Hydra would reject it, if a required value (``???``) is left out, or
     if ``+key=value`` adds a top-level key (nothing reads those: the sections ``model``, ``data``,
@@ -185,7 +215,7 @@ def _variants(overrides: list[str], multirun: bool) -> list[list[str]]:
     variants = [[k + v[0] for k, v in zip(keys, values, strict=True)]]
     for i, vals in enumerate(values):
         for v in vals[1:]:
-            variants.append([*variants[0][:i], keys[i] + v, *variants[0][i + 1:]])
+            variants.append([*variants[0][:i], keys[i] + v, *variants[0][i + 1 :]])
     return variants
 
 
@@ -200,7 +230,9 @@ def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> 
         GlobalHydra.instance().clear()
         searchpath = [f"file://{Path(d).resolve()}" for d in config_dirs[1:]]
         with initialize_config_dir(config_dir=str(Path(config_dirs[0]).resolve()), version_base=None):
-            return compose(config_name, overrides=[*ovr, *([f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else [])])
+            return compose(
+                config_name, overrides=[*ovr, *([f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else [])]
+            )
 
     try:
         cfg = attempt(overrides)
@@ -208,14 +240,19 @@ def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> 
         fail(_missing_config(err, config_name, overrides))
     except (HydraException, OmegaConfBaseException) as err:
         typed = _validation_cause(err)
-        fail(describe_error(typed) if typed is not None else _override_error(err, overrides, lambda rest: attempt(rest)))
+        fail(
+            describe_error(typed) if typed is not None else _override_error(err, overrides, lambda rest: attempt(rest))
+        )
     finally:
         GlobalHydra.instance().clear()
     _added_top_level_keys(cfg, overrides, attempt)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        fail(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: pass "
-             + " ".join(f"{k}=..." for k in missing) + f" on the command line (see configs/{config_name}.yaml)")
+        fail(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: pass "
+            + " ".join(f"{k}=..." for k in missing)
+            + f" on the command line (see configs/{config_name}.yaml)"
+        )
     check_config(cfg)  # the schema's range checks (num_segments >= 1, ...)
 
 
@@ -298,7 +335,9 @@ def _override_error(err: BaseException, overrides: list[str], attempt) -> str:
             try:
                 parser.parse_overrides([o])
             except OverrideParseException as one:
-                return f"{o}: not a valid override ({str(one).splitlines()[0]}); write key=value, +key=value to add a key"
+                return (
+                    f"{o}: not a valid override ({str(one).splitlines()[0]}); write key=value, +key=value to add a key"
+                )
         return _first_lines(err)
     cause = str(err.__cause__ or "")
     for i, o in enumerate(overrides):
@@ -308,7 +347,7 @@ def _override_error(err: BaseException, overrides: list[str], attempt) -> str:
         if "not in struct" not in cause and " not in '" not in cause:  # a dict config's key / a schema's
             return f"{o}: {_first_lines(err)}"
         try:  # where the key leaves the config, and the names there
-            cfg = attempt(overrides[:i] + overrides[i + 1:])
+            cfg = attempt(overrides[:i] + overrides[i + 1 :])
         except Exception:  # the rest does not compose either: report the first problem only
             return f"{o}: the config has no key {key!r}"
         parts, node, depth = key.split("."), cfg, 0
@@ -318,5 +357,5 @@ def _override_error(err: BaseException, overrides: list[str], attempt) -> str:
         close = difflib.get_close_matches(parts[depth], names, n=3)
         where = ".".join(parts[:depth])
         hint = f" (did you mean {', '.join(f'{where}.{c}' if where else c for c in close)}?)" if close else ""
-        return f"{o}: the config has no key {'.'.join(parts[:depth + 1])!r}{hint}"
+        return f"{o}: the config has no key {'.'.join(parts[: depth + 1])!r}{hint}"
     return _first_lines(err)

@@ -63,8 +63,9 @@ def _plain_type(tp: Any) -> Any:
     return tp
 
 
-def keyword_schema(fn: Callable, *, name: str, exclude: Sequence[str] = (),
-                   defaults: Mapping[str, Any] | None = None) -> type:
+def keyword_schema(
+    fn: Callable, *, name: str, exclude: Sequence[str] = (), defaults: Mapping[str, Any] | None = None
+) -> type:
     """A dataclass of ``fn``'s keyword parameters (names, types, defaults), less ``exclude``, with
     ``defaults`` replacing some defaults: the config schema of a class configured by keywords,
     kept in one place, its signature."""
@@ -106,8 +107,12 @@ class ModelConfig:
         _require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "a probability in [0, 1)")
         for key in ("layers", "widths"):
             value = getattr(self, key)
-            _require(value is None or (len(value) == 4 and all(v >= 1 for v in value)), f"model.{key}", value,
-                     "4 positive integers (one per stage) or null")
+            _require(
+                value is None or (len(value) == 4 and all(v >= 1 for v in value)),
+                f"model.{key}",
+                value,
+                "4 positive integers (one per stage) or null",
+            )
 
 
 @dataclass
@@ -142,10 +147,18 @@ class OptimConfig:
         _require(self.fc_lr_mult > 0, "optim.fc_lr_mult", self.fc_lr_mult, "a positive number")
         _require(self.warmup_epochs >= 0, "optim.warmup_epochs", self.warmup_epochs, "a number >= 0")
         _require(0.0 <= self.label_smoothing < 1.0, "optim.label_smoothing", self.label_smoothing, "a number in [0, 1)")
-        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "optim.betas", self.betas,
-                 "two numbers in [0, 1)")
-        _require(self.clip_grad_norm is None or self.clip_grad_norm > 0, "optim.clip_grad_norm", self.clip_grad_norm,
-                 "a positive number or null")
+        _require(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "optim.betas",
+            self.betas,
+            "two numbers in [0, 1)",
+        )
+        _require(
+            self.clip_grad_norm is None or self.clip_grad_norm > 0,
+            "optim.clip_grad_norm",
+            self.clip_grad_norm,
+            "a positive number or null",
+        )
 
 
 def _data_schemas() -> tuple[type, type, type]:
@@ -153,10 +166,12 @@ def _data_schemas() -> tuple[type, type, type]:
     from .data.transforms import EvalTransform, TrainTransform
 
     # flip: auto in a config (a flip that swaps mirrored classes, decided from the class names)
-    return (keyword_schema(TrainTransform, name="TrainTransformConfig", exclude=("flip_map",), defaults={"flip": "auto"}),
-            keyword_schema(EvalTransform, name="EvalTransformConfig", exclude=("crops",)),
-            # num_segments is the top-level one; the test views come from data.test
-            keyword_schema(Sampling, name="SamplingConfig", exclude=("num_segments", "num_clips", "twice_sample")))
+    return (
+        keyword_schema(TrainTransform, name="TrainTransformConfig", exclude=("flip_map",), defaults={"flip": "auto"}),
+        keyword_schema(EvalTransform, name="EvalTransformConfig", exclude=("crops",)),
+        # num_segments is the top-level one; the test views come from data.test
+        keyword_schema(Sampling, name="SamplingConfig", exclude=("num_segments", "num_clips", "twice_sample")),
+    )
 
 
 TrainTransformConfig, EvalTransformConfig, SamplingConfig = _data_schemas()
@@ -247,8 +262,12 @@ class TrainConfig(RunConfig):
         super().__post_init__()
         for key in ("num_segments", "keep_last", "eval_every", "log_every"):
             _require(getattr(self, key) >= 1, key, getattr(self, key), "a positive integer")
-        _require(self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1, "max_steps_per_epoch",
-                 self.max_steps_per_epoch, "a positive integer or null")
+        _require(
+            self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
+            "max_steps_per_epoch",
+            self.max_steps_per_epoch,
+            "a positive integer or null",
+        )
 
 
 @dataclass
@@ -311,10 +330,15 @@ def describe_error(err: BaseException, *, section: str = "") -> str:
         return f"{full}: no such key{hint}; the keys there: {', '.join(names)}" if names else f"{full}: no such key"
     if "could not be converted to" in msg or "is not a valid" in msg:
         value = msg.split("'")[1] if "'" in msg else "?"
-        expected = (msg.rsplit("converted to ", 1)[-1] if "converted to" in msg else msg.split("is not a valid ", 1)[1])
+        expected = msg.rsplit("converted to ", 1)[-1] if "converted to" in msg else msg.split("is not a valid ", 1)[1]
         expected = expected.split(" (")[0].strip(" .")
-        names = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "bool": "true or false",
-                 "String": "a string"}
+        names = {
+            "Integer": "an integer",
+            "Float": "a number",
+            "Boolean": "true or false",
+            "bool": "true or false",
+            "String": "a string",
+        }
         return f"{full}={value}: expected {names.get(expected, expected)}"
     if "cannot be assigned None" in msg or "is not Optional" in msg or "Incompatible value 'None'" in msg:
         return f"{full}=null: expected a value (this key cannot be null)"
@@ -325,8 +349,14 @@ def describe_error(err: BaseException, *, section: str = "") -> str:
 def model_preset(name: str) -> dict[str, Any]:
     """The model config a registry module gets without a file of its own: ResNet-50 from
     ImageNet weights with the module inserted in its default slot."""
-    return {"name": name, "arch": "resnet50", "pretrained": "imagenet", "dropout": 0.5, "partial_bn": False,
-            "inserts": [{"name": name}]}
+    return {
+        "name": name,
+        "arch": "resnet50",
+        "pretrained": "imagenet",
+        "dropout": 0.5,
+        "partial_bn": False,
+        "inserts": [{"name": name}],
+    }
 
 
 def model_configs(config_dir: str | Path) -> dict[str, dict[str, Any]]:

@@ -57,7 +57,9 @@ def trace_excitation(model: nn.Module, clip: Tensor) -> tuple[Tensor, list[SlotT
             y = split_time(output.float(), t)[0]
             frame = y.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1).clamp_min(1e-12)  # (T,)
             chan = y.abs().mean((0, 2, 3)) / x.abs().mean((0, 2, 3)).clamp_min(1e-12)  # (C,)
-            traces.append(SlotTrace(name, "+".join(n for n, _ in module.named_children()), _stage_of(name), frame, chan))
+            traces.append(
+                SlotTrace(name, "+".join(n for n, _ in module.named_children()), _stage_of(name), frame, chan)
+            )
 
         return fn
 
@@ -80,8 +82,10 @@ def summarize(traces: Sequence[SlotTrace]) -> dict[int, dict[str, Tensor]]:
     for tr in traces:
         by_stage[tr.stage].append(tr)
     return {
-        s: {"frame_gain": torch.stack([t.frame_gain for t in trs]).mean(0),
-            "channel_gain": torch.cat([t.channel_gain for t in trs])}
+        s: {
+            "frame_gain": torch.stack([t.frame_gain for t in trs]).mean(0),
+            "channel_gain": torch.cat([t.channel_gain for t in trs]),
+        }
         for s, trs in sorted(by_stage.items())
     }
 

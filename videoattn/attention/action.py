@@ -64,9 +64,7 @@ class Action(nn.Module):
         if not paths or unknown:
             raise ValueError(f"paths must be a non-empty subset of {PATHS}, got {paths}")
         if channels < reduction:
-            raise ValueError(
-                f"Action needs channels >= reduction ({reduction}) for its squeeze, got {channels}"
-            )
+            raise ValueError(f"Action needs channels >= reduction ({reduction}) for its squeeze, got {channels}")
         self.channels = channels
         self.num_segments = num_segments
         self.shift_div = shift_div

@@ -25,9 +25,7 @@ class ECA(nn.Module):
     unless ``kernel_size`` is given (the official ImageNet ResNets fix k=3).
     """
 
-    def __init__(
-        self, channels: int, *, kernel_size: int | None = None, gamma: int = 2, b: int = 1
-    ) -> None:
+    def __init__(self, channels: int, *, kernel_size: int | None = None, gamma: int = 2, b: int = 1) -> None:
         super().__init__()
         k = eca_kernel_size(channels, gamma=gamma, b=b) if kernel_size is None else kernel_size
         if k < 1 or k % 2 == 0:

@@ -35,9 +35,7 @@ class Encoding(nn.Module):
         feats = x.flatten(2).transpose(1, 2)  # (B, D, H, W) -> (B, M, D)
         # ||x_i - d_k||^2 = ||x_i||^2 - 2 x_i.d_k + ||d_k||^2, without the (B, M, K, D) tensor
         dist = (
-            feats.pow(2).sum(-1, keepdim=True)
-            - 2 * feats @ self.codewords.t()
-            + self.codewords.pow(2).sum(-1)
+            feats.pow(2).sum(-1, keepdim=True) - 2 * feats @ self.codewords.t() + self.codewords.pow(2).sum(-1)
         )  # (B, M, K)
         assign = torch.softmax(dist * self.scale, dim=-1)  # (B, M, K)
         # e_k = sum_i a_ik x_i - (sum_i a_ik) d_k

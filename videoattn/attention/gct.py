@@ -18,9 +18,7 @@ class GCT(nn.Module):
       :meth:`no_weight_decay` for the optimiser's parameter groups.
     """
 
-    def __init__(
-        self, channels: int, *, mode: str = "l2", eps: float = 1e-5, after_relu: bool = False
-    ) -> None:
+    def __init__(self, channels: int, *, mode: str = "l2", eps: float = 1e-5, after_relu: bool = False) -> None:
         super().__init__()
         if mode not in ("l2", "l1"):
             raise ValueError(f"GCT mode must be 'l2' or 'l1', got {mode!r}")

@@ -94,10 +94,22 @@ class AttentionSpec:
             raise TypeError(f"{self.name}: head modules, and only they, take the slot 'head'")
 
 
-def _spec(name, cls, temporal, slot, paper, arxiv, venue, scope="block", stage_defaults=None, from_model=(),
-          **defaults) -> AttentionSpec:
-    return AttentionSpec(name, cls, temporal, slot, paper, arxiv, venue, scope, MappingProxyType(defaults),
-                         stage_defaults, tuple(from_model))
+def _spec(
+    name, cls, temporal, slot, paper, arxiv, venue, scope="block", stage_defaults=None, from_model=(), **defaults
+) -> AttentionSpec:
+    return AttentionSpec(
+        name,
+        cls,
+        temporal,
+        slot,
+        paper,
+        arxiv,
+        venue,
+        scope,
+        MappingProxyType(defaults),
+        stage_defaults,
+        tuple(from_model),
+    )
 
 
 def _fca_dct_size(stage: int) -> dict[str, Any]:
@@ -132,19 +144,101 @@ _REGISTRY: dict[str, AttentionSpec] = {
         _spec("cse", ChannelSE, False, "output", _SCSE, "1803.02579", "MICCAI 2018"),
         _spec("sse", SpatialSE, False, "output", _SCSE, "1803.02579", "MICCAI 2018"),
         _spec("scse", SCSE, False, "output", _SCSE, "1803.02579", "MICCAI 2018"),
-        _spec("eca", ECA, False, "output", "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", "1910.03151", "CVPR 2020"),
-        _spec("rcan_ca", RCANChannelAttention, False, "output", "Image Super-Resolution Using Very Deep Residual Channel Attention Networks", "1807.02758", "ECCV 2018"),
-        _spec("srm", SRM, False, "output", "SRM: A Style-based Recalibration Module for Convolutional Neural Networks", "1903.10829", "ICCV 2019"),
-        _spec("gct", GCT, False, "before_last", "Gated Channel Transformation for Visual Recognition", "1909.11519", "CVPR 2020"),
-        _spec("fca", FcaAttention, False, "output", "FcaNet: Frequency Channel Attention Networks", "2012.11879", "ICCV 2021",
-              stage_defaults=_fca_dct_size),
-        _spec("encnet", EncModule, False, "head", "Context Encoding for Semantic Segmentation", "1803.08904", "CVPR 2018",
-              scope="head", from_model=("num_classes",)),
-        _spec("gsop", GSoP, False, "output", "Global Second-order Pooling Convolutional Networks", "1811.12006", "CVPR 2019",
-              stage_defaults=_gsop_stride),
-        _spec("soca", SOCA, False, "output", "Second-order Attention Network for Single Image Super-Resolution", None, "CVPR 2019"),
-        _spec("bilinear", BilinearAttention, False, "output", "Bilinear Attention Networks for Person Retrieval", None, "ICCV 2019"),
-        _spec("dia", DIA, False, "output", "DIANet: Dense-and-Implicit Attention Network", "1905.10671", "AAAI 2020", scope="stage"),
+        _spec(
+            "eca",
+            ECA,
+            False,
+            "output",
+            "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks",
+            "1910.03151",
+            "CVPR 2020",
+        ),
+        _spec(
+            "rcan_ca",
+            RCANChannelAttention,
+            False,
+            "output",
+            "Image Super-Resolution Using Very Deep Residual Channel Attention Networks",
+            "1807.02758",
+            "ECCV 2018",
+        ),
+        _spec(
+            "srm",
+            SRM,
+            False,
+            "output",
+            "SRM: A Style-based Recalibration Module for Convolutional Neural Networks",
+            "1903.10829",
+            "ICCV 2019",
+        ),
+        _spec(
+            "gct",
+            GCT,
+            False,
+            "before_last",
+            "Gated Channel Transformation for Visual Recognition",
+            "1909.11519",
+            "CVPR 2020",
+        ),
+        _spec(
+            "fca",
+            FcaAttention,
+            False,
+            "output",
+            "FcaNet: Frequency Channel Attention Networks",
+            "2012.11879",
+            "ICCV 2021",
+            stage_defaults=_fca_dct_size,
+        ),
+        _spec(
+            "encnet",
+            EncModule,
+            False,
+            "head",
+            "Context Encoding for Semantic Segmentation",
+            "1803.08904",
+            "CVPR 2018",
+            scope="head",
+            from_model=("num_classes",),
+        ),
+        _spec(
+            "gsop",
+            GSoP,
+            False,
+            "output",
+            "Global Second-order Pooling Convolutional Networks",
+            "1811.12006",
+            "CVPR 2019",
+            stage_defaults=_gsop_stride,
+        ),
+        _spec(
+            "soca",
+            SOCA,
+            False,
+            "output",
+            "Second-order Attention Network for Single Image Super-Resolution",
+            None,
+            "CVPR 2019",
+        ),
+        _spec(
+            "bilinear",
+            BilinearAttention,
+            False,
+            "output",
+            "Bilinear Attention Networks for Person Retrieval",
+            None,
+            "ICCV 2019",
+        ),
+        _spec(
+            "dia",
+            DIA,
+            False,
+            "output",
+            "DIANet: Dense-and-Implicit Attention Network",
+            "1905.10671",
+            "AAAI 2020",
+            scope="stage",
+        ),
     )
 }
 
@@ -161,9 +255,7 @@ def get_spec(name: str) -> AttentionSpec:
     except KeyError:
         close = difflib.get_close_matches(str(name), _REGISTRY, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ConfigError(
-            f"unknown attention module {name!r}.{hint} Available: {', '.join(_REGISTRY)}"
-        ) from None
+        raise ConfigError(f"unknown attention module {name!r}.{hint} Available: {', '.join(_REGISTRY)}") from None
 
 
 def accepted_hparams(name: str) -> list[str]:
@@ -171,7 +263,8 @@ def accepted_hparams(name: str) -> list[str]:
     spec = get_spec(name)
     params = inspect.signature(spec.cls).parameters
     return [
-        p for p, v in params.items()
+        p
+        for p, v in params.items()
         if v.kind is inspect.Parameter.KEYWORD_ONLY and p not in ("num_segments", *spec.defaults)
     ]
 
@@ -199,8 +292,7 @@ def build_attention(
     unknown = sorted(set(hparams) - set(accepted))
     if unknown:
         raise ConfigError(
-            f"{name}: unknown hyper-parameter(s) {unknown}; {spec.cls.__name__} accepts "
-            f"{accepted or 'none'}"
+            f"{name}: unknown hyper-parameter(s) {unknown}; {spec.cls.__name__} accepts {accepted or 'none'}"
         )
     implied: dict[str, Any] = {}
     if stage is not None and spec.stage_defaults is not None:

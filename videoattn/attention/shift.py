@@ -66,4 +66,6 @@ class TemporalShift(nn.Module):
         return None if self.impl == "paper" else shift_fast.conv_after(self, x, conv)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, num_segments={self.num_segments}, shift_div={self.shift_div}, impl={self.impl}"
+        return (
+            f"channels={self.channels}, num_segments={self.num_segments}, shift_div={self.shift_div}, impl={self.impl}"
+        )

@@ -109,8 +109,12 @@ def shift_in_place(enabled: bool) -> Iterator[None]:
 
 def _has_hooks(module: nn.Module) -> bool:
     """Whether a forward hook would expect to see ``module`` called (its own or global ones)."""
-    return bool(module._forward_hooks or module._forward_pre_hooks or nn.modules.module._global_forward_hooks
-                or nn.modules.module._global_forward_pre_hooks)
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or nn.modules.module._global_forward_hooks
+        or nn.modules.module._global_forward_pre_hooks
+    )
 
 
 def conv_after(shift: nn.Module, x: Tensor, conv: nn.Module) -> Tensor | None:

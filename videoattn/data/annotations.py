@@ -141,10 +141,7 @@ class Annotations:
 
     def summary(self) -> str:
         """One line: ``"<source>: N records, K classes, S skipped"``."""
-        return (
-            f"{self.source}: {len(self.records)} records, {len(self.classes)} classes, "
-            f"{len(self.skipped)} skipped"
-        )
+        return f"{self.source}: {len(self.records)} records, {len(self.classes)} classes, {len(self.skipped)} skipped"
 
 
 class AnnotationError(DataError):
@@ -193,8 +190,7 @@ class _Problems:
         if self.skipped:
             first = self.skipped[0]
             log.warning(
-                "%s: skipped %d malformed entries or missing videos (on_error='skip'); "
-                "first: %s, line %d: %s",
+                "%s: skipped %d malformed entries or missing videos (on_error='skip'); first: %s, line %d: %s",
                 self.source,
                 len(self.skipped),
                 first.file,
@@ -242,9 +238,7 @@ def _canonical_split(split: str) -> str:
     for canonical, spellings in _SPLITS.items():
         if key in spellings:
             return canonical
-    raise ConfigError(
-        f"unknown split {split!r}; expected 'train', 'val' (or 'validation' / 'validate') or 'test'"
-    )
+    raise ConfigError(f"unknown split {split!r}; expected 'train', 'val' (or 'validation' / 'validate') or 'test'")
 
 
 def _annotation_dirs(root: Path) -> list[Path]:
@@ -273,9 +267,7 @@ def _find_file(dirs: Sequence[Path], names: Sequence[str], *, what: str, expect:
     return found
 
 
-def _pick_dir(
-    explicit: PathLike | None, root: Path, subdirs: Sequence[str], *, what: str, check: bool
-) -> Path:
+def _pick_dir(explicit: PathLike | None, root: Path, subdirs: Sequence[str], *, what: str, check: bool) -> Path:
     """``explicit`` if given (checked to exist with ``check``), else the first existing
     ``root/<subdir>``, else ``root``."""
     if explicit is not None:
@@ -331,8 +323,7 @@ def _read_class_names(path: Path, problems: _Problems) -> list[str]:
             problems.report(
                 path,
                 number,
-                f"duplicated class name {name!r} (first at line "
-                f"{first_line[name]}); each class must be listed once",
+                f"duplicated class name {name!r} (first at line {first_line[name]}); each class must be listed once",
             )
             continue
         first_line[name] = number
@@ -398,8 +389,7 @@ def _read_ssv2_labels(path: Path) -> list[str]:
         raise _error(
             path,
             0,
-            'expected a JSON object {"class name": "index", ...}; this is not the '
-            "official labels.json",
+            'expected a JSON object {"class name": "index", ...}; this is not the official labels.json',
         )
     names = [str(name).strip() for name in data]
     if any(not name for name in names):
@@ -447,11 +437,9 @@ def load_ssv2(
     classes = _read_ssv2_labels(labels_file)
     split_file = _find_file(
         dirs,
-        [f"{s}.json" for s in _SPLITS[split]]
-        + [f"something-something-v2-{s}.json" for s in _SPLITS[split]],
+        [f"{s}.json" for s in _SPLITS[split]] + [f"something-something-v2-{s}.json" for s in _SPLITS[split]],
         what=f"Something-Something v2 {split} list",
-        expect=f"Put the official {split} list (train.json, validation.json or test.json) "
-        f"next to {labels_file.name}.",
+        expect=f"Put the official {split} list (train.json, validation.json or test.json) next to {labels_file.name}.",
     )
     entries = _read_json(split_file)
     if not isinstance(entries, list):
@@ -475,11 +463,7 @@ def load_ssv2(
             report(position, f"expected a JSON object with an 'id', got {json.dumps(entry)[:60]}")
             continue
         raw_id = entry.get("id")
-        if (
-            isinstance(raw_id, bool)
-            or not isinstance(raw_id, (str, int))
-            or not str(raw_id).strip()
-        ):
+        if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or not str(raw_id).strip():
             report(position, "missing or invalid 'id' (expected a string like \"78687\")")
             continue
         video_id = str(raw_id).strip()
@@ -510,8 +494,7 @@ def load_ssv2(
         if video_id in first_seen:
             report(
                 position,
-                f"duplicated id {video_id!r} (first at entry {first_seen[video_id]}); "
-                "remove one of them",
+                f"duplicated id {video_id!r} (first at entry {first_seen[video_id]}); remove one of them",
             )
             continue
         first_seen[video_id] = position
@@ -519,8 +502,7 @@ def load_ssv2(
         if check_files and not listing.exists(path):
             report(
                 position,
-                f"video {path} not found; pass video_dir= to where the .webm files are, or "
-                "check_files=False",
+                f"video {path} not found; pass video_dir= to where the .webm files are, or check_files=False",
             )
             continue
         records.append(VideoRecord(path=path, label=label, video_id=video_id))
@@ -585,8 +567,15 @@ def load_ssv1(
     the first gap) and a folder without frames is a missing video; without it ``num_frames``
     is ``None``.
     """
-    return _load_frame_csv(_SSV1, root, split, frame_dir=frame_dir, on_error=on_error, check_files=check_files,
-                           frame_template=frame_template)
+    return _load_frame_csv(
+        _SSV1,
+        root,
+        split,
+        frame_dir=frame_dir,
+        on_error=on_error,
+        check_files=check_files,
+        frame_template=frame_template,
+    )
 
 
 def load_jester(
@@ -606,8 +595,15 @@ def load_jester(
     in ``root`` or ``root/labels``, and JPEG folders ``20bn-jester-v1/<id>/00001.jpg`` (or
     ``frames/``, or ``root``). Everything else as :func:`load_ssv1`.
     """
-    return _load_frame_csv(_JESTER, root, split, frame_dir=frame_dir, on_error=on_error, check_files=check_files,
-                           frame_template=frame_template)
+    return _load_frame_csv(
+        _JESTER,
+        root,
+        split,
+        frame_dir=frame_dir,
+        on_error=on_error,
+        check_files=check_files,
+        frame_template=frame_template,
+    )
 
 
 def _load_frame_csv(
@@ -625,9 +621,7 @@ def _load_frame_csv(
     try:
         frame_template.format(1)
     except (IndexError, KeyError, ValueError) as exc:
-        raise ConfigError(
-            f"frame_template {frame_template!r} must format one integer, like '{{:05d}}.jpg'"
-        ) from exc
+        raise ConfigError(f"frame_template {frame_template!r} must format one integer, like '{{:05d}}.jpg'") from exc
     problems = _Problems(on_error, layout.source)
     dirs = _annotation_dirs(root)
     labels_file = _find_file(
@@ -640,8 +634,7 @@ def _load_frame_csv(
     classes = sorted(_read_class_names(labels_file, problems))
     split_file = _find_file(
         dirs,
-        [f"{s}.csv" for s in _SPLITS[split]]
-        + [f"{layout.prefix}-{s}.csv" for s in _SPLITS[split]],
+        [f"{s}.csv" for s in _SPLITS[split]] + [f"{layout.prefix}-{s}.csv" for s in _SPLITS[split]],
         what=f"{layout.name} {split} list",
         expect=f"Put the official split file ('id;class' lines) next to {labels_file.name}.",
     )
@@ -656,8 +649,7 @@ def _load_frame_csv(
             problems.report(
                 split_file,
                 number,
-                f"expected {expected} (fields separated by ';'), got "
-                f"{len(fields)} field(s): {line[:80]!r}",
+                f"expected {expected} (fields separated by ';'), got {len(fields)} field(s): {line[:80]!r}",
             )
             continue
         video_id = fields[0]
@@ -671,8 +663,7 @@ def _load_frame_csv(
                 problems.report(
                     split_file,
                     number,
-                    f"class {fields[1]!r} is not in {labels_file.name}; "
-                    "use the label file of the same release",
+                    f"class {fields[1]!r} is not in {labels_file.name}; use the label file of the same release",
                 )
                 continue
             label = found
@@ -680,8 +671,7 @@ def _load_frame_csv(
             problems.report(
                 split_file,
                 number,
-                f"duplicated id {video_id!r} (first at line "
-                f"{first_seen[video_id]}); remove one of them",
+                f"duplicated id {video_id!r} (first at line {first_seen[video_id]}); remove one of them",
             )
             continue
         first_seen[video_id] = number
@@ -698,9 +688,7 @@ def _load_frame_csv(
                     "the extracted frames, or check_files=False",
                 )
                 continue
-        records.append(
-            VideoRecord(path=folder, label=label, num_frames=num_frames, video_id=video_id)
-        )
+        records.append(VideoRecord(path=folder, label=label, num_frames=num_frames, video_id=video_id))
     return problems.finish(records, classes)
 
 
@@ -741,9 +729,7 @@ def _kinetics_csv_names(split: str) -> list[str]:
     return [pattern.format(s) for s in _SPLITS[split] for pattern in _KINETICS_CSV_PATTERNS]
 
 
-def _read_kinetics_csv(
-    path: Path, split: str, problems: _Problems | None
-) -> tuple[list[_KineticsRow], set[str]]:
+def _read_kinetics_csv(path: Path, split: str, problems: _Problems | None) -> tuple[list[_KineticsRow], set[str]]:
     """Parsed rows and every non-empty label seen (the latter also from otherwise bad rows).
 
     With ``problems=None`` (reading the train CSV only for its class list) bad rows are ignored.
@@ -774,11 +760,7 @@ def _read_kinetics_csv(
             f"header {','.join(header)!r} lacks {', '.join(missing)}; "
             "expected 'label,youtube_id,time_start,time_end,split'",
         )
-    column = {
-        name: header.index(name)
-        for name in ("label", "youtube_id", "time_start", "time_end")
-        if name in header
-    }
+    column = {name: header.index(name) for name in ("label", "youtube_id", "time_start", "time_end") if name in header}
     rows: list[_KineticsRow] = []
     labels: set[str] = set()
     for row in reader:
@@ -820,9 +802,7 @@ def _read_kinetics_csv(
     return rows, labels
 
 
-def _locate_kinetics(
-    dirs: Sequence[Path], row: _KineticsRow, listing: _DirCache, *, check_files: bool
-) -> Path | None:
+def _locate_kinetics(dirs: Sequence[Path], row: _KineticsRow, listing: _DirCache, *, check_files: bool) -> Path | None:
     """Flat ``<dir>/<stem>.<ext>`` or class-folder ``<dir>/<label>/<stem>.<ext>`` layouts."""
     folders = [row.label] if row.label else []
     if row.label and " " in row.label:
@@ -864,8 +844,7 @@ def _load_kinetics_folders(
             problems.report(
                 video,
                 0,
-                f"duplicated video id {video.stem!r} (also {first_seen[video.stem]}); "
-                "remove one of them",
+                f"duplicated video id {video.stem!r} (also {first_seen[video.stem]}); remove one of them",
             )
             return
         first_seen[video.stem] = video
@@ -892,8 +871,7 @@ def _load_kinetics_folders(
                 problems.report(
                     entry,
                     0,
-                    f"video outside a class folder in the {split} split; move it "
-                    f"into {split_dir}/<class>/",
+                    f"video outside a class folder in the {split} split; move it into {split_dir}/<class>/",
                 )
     return problems.finish(records, classes)
 
@@ -936,14 +914,10 @@ def load_kinetics(
     csv_names = _kinetics_csv_names(split)
     csv_file = _first_file(dirs, csv_names)
     if csv_file is None:
-        split_dirs = (
-            [_abs(video_dir)] if video_dir is not None else [root / s for s in _SPLITS[split]]
-        )
+        split_dirs = [_abs(video_dir)] if video_dir is not None else [root / s for s in _SPLITS[split]]
         for split_dir in split_dirs:
             if split_dir.is_dir():
-                return _load_kinetics_folders(
-                    root, split, split_dir, problems, explicit_dir=video_dir is not None
-                )
+                return _load_kinetics_folders(root, split, split_dir, problems, explicit_dir=video_dir is not None)
         raise MissingFileError(
             f"no Kinetics-400 {split} annotations found; tried the CSVs "
             f"{_tried(dirs, csv_names)} and the folder layout "
@@ -988,8 +962,7 @@ def load_kinetics(
             problems.report(
                 csv_file,
                 row.line,
-                f"duplicated clip {row.stem!r} (first at line "
-                f"{first_seen[row.stem]}); remove one of them",
+                f"duplicated clip {row.stem!r} (first at line {first_seen[row.stem]}); remove one of them",
             )
             continue
         first_seen[row.stem] = row.line
@@ -1012,17 +985,13 @@ def load_kinetics(
 # --------------------------------------------------------------------------------------------
 
 
-def _resolve_classes(
-    classes: Sequence[str] | PathLike | None, problems: _Problems
-) -> list[str] | None:
+def _resolve_classes(classes: Sequence[str] | PathLike | None, problems: _Problems) -> list[str] | None:
     if classes is None:
         return None
     if isinstance(classes, (str, os.PathLike)):
         path = _abs(classes)
         if not path.is_file():
-            raise MissingFileError(
-                f"class file {path} not found; it should hold one class name per line"
-            )
+            raise MissingFileError(f"class file {path} not found; it should hold one class name per line")
         return _read_class_names(path, problems)
     names = [str(name) for name in classes]
     duplicated = sorted({name for name in names if names.count(name) > 1})
@@ -1055,8 +1024,7 @@ def load_list(
     list_file = _abs(list_file)
     if not list_file.is_file():
         raise MissingFileError(
-            f"list file {list_file} not found; it should hold one 'path num_frames label' line "
-            "per video"
+            f"list file {list_file} not found; it should hold one 'path num_frames label' line per video"
         )
     base = _abs(root) if root is not None else list_file.parent
     problems = _Problems(on_error, "list")
@@ -1071,8 +1039,7 @@ def load_list(
             problems.report(
                 list_file,
                 number,
-                f"expected 'path num_frames label' (3 whitespace-separated "
-                f"fields), got {len(fields)}: {line[:80]!r}",
+                f"expected 'path num_frames label' (3 whitespace-separated fields), got {len(fields)}: {line[:80]!r}",
             )
             continue
         written, frames_text, label_text = fields
@@ -1089,8 +1056,7 @@ def load_list(
             problems.report(
                 list_file,
                 number,
-                f"label {label_text!r} is not a class index (an integer >= 0, "
-                "or -1 for unlabelled)",
+                f"label {label_text!r} is not a class index (an integer >= 0, or -1 for unlabelled)",
             )
             continue
         if names is not None and label >= len(names):
@@ -1105,8 +1071,7 @@ def load_list(
             problems.report(
                 list_file,
                 number,
-                f"duplicated path {written!r} (first at line "
-                f"{first_seen[written]}); remove one of them",
+                f"duplicated path {written!r} (first at line {first_seen[written]}); remove one of them",
             )
             continue
         first_seen[written] = number
@@ -1117,13 +1082,10 @@ def load_list(
             problems.report(
                 list_file,
                 number,
-                f"{path} not found; pass root= to the folder the paths are "
-                "relative to, or check_files=False",
+                f"{path} not found; pass root= to the folder the paths are relative to, or check_files=False",
             )
             continue
-        records.append(
-            VideoRecord(path=path, label=label, num_frames=num_frames or None, video_id=written)
-        )
+        records.append(VideoRecord(path=path, label=label, num_frames=num_frames or None, video_id=written))
     if names is None:
         names = [str(i) for i in range(max_label + 1)]
     return problems.finish(records, names)
@@ -1158,12 +1120,9 @@ def _load_list_split(
                 for pattern in ("{}.txt", "{}_videofolder.txt", "{}list.txt", "{}_list.txt")
             ],
             what=f"{split} list file",
-            expect="Pass the list file as root or list_file=; it holds 'path num_frames label' "
-            "lines.",
+            expect="Pass the list file as root or list_file=; it holds 'path num_frames label' lines.",
         )
-    return load_list(
-        list_file, root=base, classes=classes, on_error=on_error, check_files=check_files
-    )
+    return load_list(list_file, root=base, classes=classes, on_error=on_error, check_files=check_files)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1215,8 +1174,10 @@ def load_annotations(source: str, root: PathLike, split: str, **kw: Any) -> Anno
         if key not in accepted:
             close = difflib.get_close_matches(key, accepted, n=2)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ConfigError(f"data.annotations: {key!r} is not a keyword of the {loader.__name__} parser{hint}; "
-                              f"allowed: {', '.join(accepted)}")
+            raise ConfigError(
+                f"data.annotations: {key!r} is not a keyword of the {loader.__name__} parser{hint}; "
+                f"allowed: {', '.join(accepted)}"
+            )
     return loader(root, split, **kw)
 
 

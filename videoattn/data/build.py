@@ -44,8 +44,10 @@ def dataset_root(cfg: Mapping[str, Any]) -> Path:
     if cfg["root"]:
         root = Path(cfg["root"]).expanduser()
         if not root.exists():
-            raise MissingFileError(f"data.root={root}: no such folder; give the {cfg['source']} dataset's root "
-                                   f"(see data/README.md for the files it holds)")
+            raise MissingFileError(
+                f"data.root={root}: no such folder; give the {cfg['source']} dataset's root "
+                f"(see data/README.md for the files it holds)"
+            )
         return root
     from .synthetic import default_demo_root, ensure_demo_dataset
 
@@ -71,13 +73,17 @@ def flip_mode(flip: str, classes: list[str]) -> str:
     if not has_mirrored(classes) or flip == "off":
         return "on" if flip == "auto" else flip
     if flip == "on":
-        raise ConfigError(f"data config: train_transform.flip: on would mirror this dataset's direction classes (e.g. "
-                          f"{_first_mirrored(classes)!r}) without swapping their labels; use swap or off")
+        raise ConfigError(
+            f"data config: train_transform.flip: on would mirror this dataset's direction classes (e.g. "
+            f"{_first_mirrored(classes)!r}) without swapping their labels; use swap or off"
+        )
     unpaired = unpaired_mirrored_classes(classes)
     if flip in ("auto", "swap") and unpaired:
-        raise ConfigError(f"data config: train_transform.flip: {flip} would flip clips of {unpaired[0]!r}, whose mirror "
-                          f"image is not a class of this dataset, and keep a wrong label ({len(unpaired)} such classes); "
-                          "set train_transform.flip=off")
+        raise ConfigError(
+            f"data config: train_transform.flip: {flip} would flip clips of {unpaired[0]!r}, whose mirror "
+            f"image is not a class of this dataset, and keep a wrong label ({len(unpaired)} such classes); "
+            "set train_transform.flip=off"
+        )
     return "swap" if flip == "auto" else flip
 
 
@@ -102,15 +108,21 @@ def build_dataset(
     if mode == "test":
         test = cfg["test"]
         if test["twice_sample"] and test["num_clips"] != 2:
-            raise ConfigError(f"data config: test.twice_sample=true takes exactly 2 clips per video, got test.num_clips="
-                             f"{test['num_clips']}; set test.twice_sample=false for {test['num_clips']} evenly spaced clips")
+            raise ConfigError(
+                f"data config: test.twice_sample=true takes exactly 2 clips per video, got test.num_clips="
+                f"{test['num_clips']}; set test.twice_sample=false for {test['num_clips']} evenly spaced clips"
+            )
         sampling_kw.update(num_clips=test["num_clips"], twice_sample=test["twice_sample"])
         crops = TEST_CROPS.get(test["num_crops"])
         if crops is None:
-            raise ConfigError(f"data config: test.num_crops must be one of {sorted(TEST_CROPS)}, got {test['num_crops']}")
+            raise ConfigError(
+                f"data config: test.num_crops must be one of {sorted(TEST_CROPS)}, got {test['num_crops']}"
+            )
         if crops == "ten" and has_mirrored(ann.classes):
-            raise ConfigError("data config: ten-crop test views flip the clips, which mirrors this dataset's "
-                              f"direction classes (e.g. {_first_mirrored(ann.classes)!r}); use num_crops 1 or 3")
+            raise ConfigError(
+                "data config: ten-crop test views flip the clips, which mirrors this dataset's "
+                f"direction classes (e.g. {_first_mirrored(ann.classes)!r}); use num_crops 1 or 3"
+            )
         ev = dict(cfg["eval_transform"])
         if crops == "three":  # TSM's full-resolution three-crop: squares of the resized short side
             ev["size"] = ev.get("resize") or ev.get("size", 224)
@@ -120,10 +132,18 @@ def build_dataset(
     else:
         tt = dict(cfg["train_transform"])
         flip = flip_mode(tt.pop("flip", "auto"), ann.classes)
-        transform = _make(TrainTransform, tt, flip=flip,
-                          flip_map=flip_label_map(ann.classes) if flip == "swap" else None)
+        transform = _make(
+            TrainTransform, tt, flip=flip, flip_map=flip_label_map(ann.classes) if flip == "swap" else None
+        )
     sampling = _make(Sampling, sampling_kw, num_segments=num_segments)
     return VideoDataset(
-        ann, sampling=sampling, transform=transform, mode=mode, backend=cfg["backend"],
-        max_retries=cfg["max_retries"], seed=seed, report=report, split=split,
+        ann,
+        sampling=sampling,
+        transform=transform,
+        mode=mode,
+        backend=cfg["backend"],
+        max_retries=cfg["max_retries"],
+        seed=seed,
+        report=report,
+        split=split,
     )

@@ -171,8 +171,10 @@ class VideoDataset(Dataset):
         if not self.skipped or self.report is None:
             return len(self.skipped)
         known = {(e.get("split"), e["path"]) for e in read_report_entries(self.report)}
-        entries = [{"split": self.split, "path": f"{s.file}:{s.line}", "error": f"skipped annotation: {s.reason}"}
-                   for s in self.skipped]
+        entries = [
+            {"split": self.split, "path": f"{s.file}:{s.line}", "error": f"skipped annotation: {s.reason}"}
+            for s in self.skipped
+        ]
         self._append([e for e in entries if (e["split"], e["path"]) not in known])
         return len(self.skipped)
 

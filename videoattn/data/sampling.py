@@ -34,9 +34,7 @@ def _spread(num_frames: int, num_segments: int) -> np.ndarray:
     return np.arange(num_segments, dtype=np.int64) * num_frames // num_segments
 
 
-def segment_sample(
-    num_frames: int, num_segments: int, *, rng: np.random.Generator | None = None
-) -> np.ndarray:
+def segment_sample(num_frames: int, num_segments: int, *, rng: np.random.Generator | None = None) -> np.ndarray:
     """TSN segment sampling: one frame from each of ``T`` equal segments, ``(T,)``.
 
     Training (``rng`` given): a random offset in each segment of length ``num_frames // T``
@@ -153,8 +151,10 @@ class Sampling:
         # checked here, once, so that a bad setting fails at construction instead of being
         # taken, video after video, for an unreadable file
         if self.num_segments < 1 or self.stride < 1 or self.num_clips < 1:
-            raise ConfigError(f"sampling needs num_segments, stride and num_clips >= 1, got {self.num_segments}, "
-                             f"{self.stride}, {self.num_clips}")
+            raise ConfigError(
+                f"sampling needs num_segments, stride and num_clips >= 1, got {self.num_segments}, "
+                f"{self.stride}, {self.num_clips}"
+            )
         if self.twice_sample and self.num_clips != 2:
             raise ConfigError(f"twice_sample produces 2 clips, but num_clips={self.num_clips}")
 
@@ -167,9 +167,7 @@ class Sampling:
     def val(self, num_frames: int) -> np.ndarray:
         """The deterministic validation clip, ``(T,)``: segment centres, or the centre window."""
         if self.mode == "dense":
-            return dense_test_clips(
-                num_frames, self.num_segments, stride=self.stride, num_clips=1, loop=self.loop
-            )[0]
+            return dense_test_clips(num_frames, self.num_segments, stride=self.stride, num_clips=1, loop=self.loop)[0]
         return segment_sample(num_frames, self.num_segments)
 
     def test(self, num_frames: int) -> np.ndarray:

@@ -114,13 +114,10 @@ def class_from_template(template: str) -> str:
 
 
 TEMPLATES: dict[str, str] = {
-    class_from_template(t): t
-    for t in [t for pair in _PAIR_TEMPLATES for t in pair] + list(_APPEARANCE_TEMPLATES)
+    class_from_template(t): t for t in [t for pair in _PAIR_TEMPLATES for t in pair] + list(_APPEARANCE_TEMPLATES)
 }
 DEMO_CLASSES: list[str] = sorted(TEMPLATES)  # class index = position in the sorted names
-REVERSED_PAIRS: list[tuple[str, str]] = [
-    (class_from_template(a), class_from_template(b)) for a, b in _PAIR_TEMPLATES
-]
+REVERSED_PAIRS: list[tuple[str, str]] = [(class_from_template(a), class_from_template(b)) for a, b in _PAIR_TEMPLATES]
 ORDER_DEPENDENT: frozenset[str] = frozenset(name for pair in REVERSED_PAIRS for name in pair)
 APPEARANCE_CLASSES: list[str] = [class_from_template(t) for t in _APPEARANCE_TEMPLATES]
 
@@ -415,9 +412,7 @@ def _render_blinking(rng, t, h, w):
     xs, ys = _grid(h, w)
     frames = _canvas(bg, t, h, w)
     for i in np.flatnonzero(on):
-        frames[i][_outline(shape, xs, ys, cx + shake[i, 0], cy + shake[i, 1], r, thickness)] = (
-            colour
-        )
+        frames[i][_outline(shape, xs, ys, cx + shake[i, 0], cy + shake[i, 1], r, thickness)] = colour
     return _finish(frames, rng), _SHAPES[shape]
 
 
@@ -525,9 +520,7 @@ def write_video(
     with tempfile.TemporaryDirectory(prefix="videoattn-encode-") as d:
         npy = Path(d) / "frames.npy"
         np.save(npy, frames)
-        _run_clean_interpreter(
-            ["video", str(npy), str(path), codec, str(fps), json.dumps(opts)], Path(d)
-        )
+        _run_clean_interpreter(["video", str(npy), str(path), codec, str(fps), json.dumps(opts)], Path(d))
 
 
 def _encode(
@@ -542,9 +535,7 @@ def _encode(
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with av.open(
-            str(tmp), mode="w", format=container_format, options={"fflags": "+bitexact"}
-        ) as container:
+        with av.open(str(tmp), mode="w", format=container_format, options={"fflags": "+bitexact"}) as container:
             stream = container.add_stream(codec, rate=fps, options=opts)
             stream.width, stream.height, stream.pix_fmt = (
                 frames.shape[2],
@@ -600,9 +591,7 @@ _BOOT = (
 )
 
 
-def _start_clean_interpreter(
-    args: Sequence[str], workdir: Path, tag: str
-) -> tuple[subprocess.Popen, Path]:
+def _start_clean_interpreter(args: Sequence[str], workdir: Path, tag: str) -> tuple[subprocess.Popen, Path]:
     err = workdir / f"stderr-{tag}.txt"
     with open(err, "wb") as f:
         proc = subprocess.Popen(
@@ -645,9 +634,7 @@ def _serve(argv: Sequence[str]) -> None:
 
 _FORMAT_CODE = {"ssv2": 1, "kinetics": 2}
 _SPLIT_CODE = {"train": 1, "validation": 2, "val": 2, "test": 3}
-_YOUTUBE_ALPHABET = np.array(
-    list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-)
+_YOUTUBE_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
 
 
 @dataclass(frozen=True)
@@ -679,14 +666,10 @@ class _Params:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         h, w = self.size
         if h < 32 or w < 32 or h % 2 or w % 2:
-            raise ValueError(
-                f"size (H, W) must be even and >= 32 (>= 64 wide for decord), got {self.size}"
-            )
+            raise ValueError(f"size (H, W) must be even and >= 32 (>= 64 wide for decord), got {self.size}")
         lo, hi = self.num_frames
         if not 1 <= lo <= hi:
-            raise ValueError(
-                f"num_frames must be a range (lo, hi) with 1 <= lo <= hi, got {self.num_frames}"
-            )
+            raise ValueError(f"num_frames must be a range (lo, hi) with 1 <= lo <= hi, got {self.num_frames}")
         if self.fps < 1:
             raise ValueError(f"fps must be >= 1, got {self.fps}")
         unknown = [f for f in self.formats if f not in FORMATS]
@@ -747,14 +730,9 @@ def _plan_ssv2(p: _Params, root: Path) -> tuple[list[_Job], dict]:
     """Jobs and annotation skeletons of the SSv2-format split (ids, labels, test ids)."""
     code = _FORMAT_CODE["ssv2"]
     splits = {"train": p.train_per_class, "validation": p.val_per_class}
-    labels = {
-        s: _split_labels(DEMO_CLASSES, n, _clip_rng((p.seed, code, _SPLIT_CODE[s])))
-        for s, n in splits.items()
-    }
+    labels = {s: _split_labels(DEMO_CLASSES, n, _clip_rng((p.seed, code, _SPLIT_CODE[s]))) for s, n in splits.items()}
     test_rng = _clip_rng((p.seed, code, _SPLIT_CODE["test"]))
-    labels["test"] = [
-        DEMO_CLASSES[i % len(DEMO_CLASSES)] for i in test_rng.permutation(p.test_clips)
-    ]
+    labels["test"] = [DEMO_CLASSES[i % len(DEMO_CLASSES)] for i in test_rng.permutation(p.test_clips)]
     total = sum(len(v) for v in labels.values())
     ids_rng = _clip_rng((p.seed, code, 0))
     ids = iter((ids_rng.choice(max(300_000, 2 * total), size=total, replace=False) + 1).tolist())
@@ -873,11 +851,7 @@ def read_manifest(root: str | Path) -> dict | None:
 
 def _matches(root: Path, params: _Params) -> bool:
     manifest = read_manifest(root)
-    return (
-        manifest is not None
-        and manifest.get("generator") == _GENERATOR
-        and manifest.get("params") == params.key()
-    )
+    return manifest is not None and manifest.get("generator") == _GENERATOR and manifest.get("params") == params.key()
 
 
 def default_demo_root() -> Path:
@@ -918,14 +892,10 @@ def _run_jobs(jobs: Sequence[_Job], workers: int) -> list[tuple[str, int]]:
         try:
             for k in range(workers):
                 jobs_file, results_file = d / f"jobs-{k}.json", d / f"results-{k}.json"
-                jobs_file.write_text(
-                    json.dumps([list(j) for j in jobs[k::workers]]), encoding="utf-8"
-                )
+                jobs_file.write_text(json.dumps([list(j) for j in jobs[k::workers]]), encoding="utf-8")
                 procs.append(
                     (
-                        *_start_clean_interpreter(
-                            ["jobs", str(jobs_file), str(results_file)], d, str(k)
-                        ),
+                        *_start_clean_interpreter(["jobs", str(jobs_file), str(results_file)], d, str(k)),
                         results_file,
                     )
                 )
@@ -1008,8 +978,7 @@ def _write(root: Path, params: _Params, *, workers: int | None, overwrite: bool)
             raise FileExistsError(f"{root} exists and is not empty; pass overwrite=True")
         if not _is_demo_dataset(root):
             raise FileExistsError(
-                f"refusing to replace {root}: not empty and not a demo dataset "
-                f"(no {MANIFEST} written by {_GENERATOR})"
+                f"refusing to replace {root}: not empty and not a demo dataset (no {MANIFEST} written by {_GENERATOR})"
             )
     workers = _default_workers() if workers is None else int(workers)
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -1094,9 +1063,7 @@ def _lock(root: Path):
     return FileLock(root.parent / f".{root.name}.lock")
 
 
-def ensure_demo_dataset(
-    root: str | Path | None = None, *, workers: int | None = None, **kw
-) -> Path:
+def ensure_demo_dataset(root: str | Path | None = None, *, workers: int | None = None, **kw) -> Path:
     """Return ``root`` holding the demo dataset, writing it on first use.
 
     If ``root/manifest.json`` records the same parameters (``kw``: those of

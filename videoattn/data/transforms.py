@@ -168,8 +168,14 @@ class TrainTransform:
         h, w = clip.shape[-2:]
         if self.crop == "multiscale":
             x, y, cw, ch = multiscale_crop_params(
-                w, h, self.size, rng, scales=self.scales, max_distort=self.max_distort,
-                fix_crop=self.fix_crop, more_fix_crop=self.more_fix_crop,
+                w,
+                h,
+                self.size,
+                rng,
+                scales=self.scales,
+                max_distort=self.max_distort,
+                fix_crop=self.fix_crop,
+                more_fix_crop=self.more_fix_crop,
             )
         else:
             x, y, cw, ch = random_resized_crop_params(w, h, rng, scale=self.area, ratio=self.ratio)

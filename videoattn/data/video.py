@@ -251,8 +251,8 @@ def open_video(path: str | os.PathLike, *, backend: str = "auto", num_threads: i
     """Open ``path`` with ``backend``: ``"auto"`` (a folder -> frames, else decord when
     installed, else PyAV), ``"decord"``, ``"pyav"`` or ``"frames"``.
 
-    Raises :class:`~videoattn.errors.MissingFileError` (a ``FileNotFoundError``) for a missing path and :class:`DecodeError` for a file the
-    backend cannot read.
+    Raises :class:`~videoattn.errors.MissingFileError` (a ``FileNotFoundError``) for a missing path
+    and :class:`DecodeError` for a file the backend cannot read.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown video backend {backend!r}; choose one of {list(BACKENDS)}")

@@ -1,6 +1,6 @@
 """What a training run adds to its checkpoints: the RNG states that make a resumed run continue
-exactly where it stopped, as tensors and plain data (no pickled numpy objects). The checkpoint format itself (writing, reading, checking) is
-:mod:`videoattn.checkpoint`, shared by every tool."""
+exactly where it stopped, as tensors and plain data (no pickled numpy objects). The checkpoint format
+itself (writing, reading, checking) is :mod:`videoattn.checkpoint`, shared by every tool."""
 
 from __future__ import annotations
 

@@ -70,8 +70,8 @@ def shutdown(world: World) -> None:
 
 def on_main(world: World, fn: Callable[[], R]) -> R:
     """Run ``fn`` on rank 0 only and return its result on every rank (it must pickle); a user
-    error (or an operating-system error) raised by ``fn`` is raised on every rank, so that all of them stop with its message
-    instead of waiting for rank 0 in the next collective."""
+    error (or an operating-system error) raised by ``fn`` is raised on every rank, so that all of
+    them stop with its message instead of waiting for rank 0 in the next collective."""
     result, error = None, None
     if world.main:
         try:

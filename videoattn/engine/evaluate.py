@@ -74,8 +74,12 @@ class EvalResult:
         return subset_accuracy(self.confusion, classes)
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
-        return {f"{prefix}loss": self.loss, f"{prefix}top1": self.top1, f"{prefix}top5": self.top5,
-                f"{prefix}mean_class": self.mean_class}
+        return {
+            f"{prefix}loss": self.loss,
+            f"{prefix}top1": self.top1,
+            f"{prefix}top5": self.top5,
+            f"{prefix}mean_class": self.mean_class,
+        }
 
 
 @torch.no_grad()
@@ -137,7 +141,12 @@ def evaluate(
         probs = {k: v for part in gathered for k, v in part.items()}
     n = max(int(counts[2]), 1)
     return EvalResult(
-        loss=float(loss_sum) / n, top1=float(counts[0]) / n, top5=float(counts[1]) / n,
-        mean_class=mean_class_accuracy(cm), confusion=cm, num_clips=int(counts[2]),
-        substituted=int(counts[3]), probs=probs,
+        loss=float(loss_sum) / n,
+        top1=float(counts[0]) / n,
+        top5=float(counts[1]) / n,
+        mean_class=mean_class_accuracy(cm),
+        confusion=cm,
+        num_clips=int(counts[2]),
+        substituted=int(counts[3]),
+        probs=probs,
     )

@@ -43,6 +43,12 @@ class NonFiniteGuard:
                 f"step {step + 1}; the weights are those before the first of them. Lower optim.lr (or raise "
                 "optim.warmup_epochs), or check the data; resume from the last checkpoint after changing it"
             )
-        log.warning("epoch %d step %d: the loss is %s; the step is skipped (%d in a row; the run stops at %d)",
-                    epoch + 1, step + 1, value, self.in_a_row, self.limit)
+        log.warning(
+            "epoch %d step %d: the loss is %s; the step is skipped (%d in a row; the run stops at %d)",
+            epoch + 1,
+            step + 1,
+            value,
+            self.in_a_row,
+            self.limit,
+        )
         return False

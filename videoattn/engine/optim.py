@@ -31,9 +31,11 @@ def normalize_optim_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     defaults = dataclasses.asdict(OptimConfig())
     for key, (setting, applies) in APPLIES_WITH.items():  # a value changed where it would be ignored
         if out[key] != defaults[key] and not applies(out):
-            raise ConfigError(f"optim.{key}={out[key]!r} has no effect with {setting} (here name={out['name']}, "
-                              f"schedule={out['schedule']}, warmup_epochs={out['warmup_epochs']}); leave it at its "
-                              f"default {defaults[key]!r} or change the setting it belongs to")
+            raise ConfigError(
+                f"optim.{key}={out[key]!r} has no effect with {setting} (here name={out['name']}, "
+                f"schedule={out['schedule']}, warmup_epochs={out['warmup_epochs']}); leave it at its "
+                f"default {defaults[key]!r} or change the setting it belongs to"
+            )
     return out
 
 
@@ -65,8 +67,12 @@ def param_groups(model: nn.Module, *, weight_decay: float, fc_lr_mult: float = 1
         is_fc = name == "fc.weight" or name == "fc.bias"
         groups.setdefault((name in no_decay, is_fc), []).append(p)
     return [
-        {"params": ps, "weight_decay": 0.0 if nd else weight_decay, "lr_mult": fc_lr_mult if fc else 1.0,
-         "name": f"{'fc' if fc else 'backbone'}{'_no_decay' if nd else ''}"}
+        {
+            "params": ps,
+            "weight_decay": 0.0 if nd else weight_decay,
+            "lr_mult": fc_lr_mult if fc else 1.0,
+            "name": f"{'fc' if fc else 'backbone'}{'_no_decay' if nd else ''}",
+        }
         for (nd, fc), ps in sorted(groups.items())
     ]
 
@@ -98,6 +104,8 @@ def lr_factor(epoch: float, cfg: Mapping[str, Any]) -> float:
     return 1.0
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], *, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], *, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-iteration schedule; ``scheduler.step()`` after every optimiser step."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step / steps_per_epoch, cfg))

@@ -130,7 +130,7 @@ class RunFolder:
     def _numbered(self) -> list[tuple[int, Path]]:
         found = [(0, self.last)] if self.last.exists() else []
         for p in self.path.glob("last.*.pth"):
-            stem = p.name[len("last."):-len(".pth")]
+            stem = p.name[len("last.") : -len(".pth")]
             if stem.isdigit() and int(stem) > 0:
                 found.append((int(stem), p))
         return sorted(found)
@@ -165,8 +165,10 @@ class RunFolder:
         except FileExistsError as err:
             raise RunFolderError(f"run_dir={self.path} is a file, not a folder; choose another run_dir") from err
         except OSError as err:
-            raise RunFolderError(f"run_dir={self.path}: cannot create or write the run folder ({err.strerror}: "
-                                 f"{err.filename}); choose a folder you can write") from err
+            raise RunFolderError(
+                f"run_dir={self.path}: cannot create or write the run folder ({err.strerror}: "
+                f"{err.filename}); choose a folder you can write"
+            ) from err
         path = self.path / ".lock"
         while True:
             try:
@@ -178,8 +180,9 @@ class RunFolder:
                 if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise
                 raise RunFolderBusy(
-                    f"run_dir={self.path} is in use by another training ({_describe_owner(owner)}); wait for it to end, "
-                    "stop it, or choose another run_dir") from None
+                    f"run_dir={self.path} is in use by another training ({_describe_owner(owner)}); "
+                    "wait for it to end, stop it, or choose another run_dir"
+                ) from None
             try:  # its last holder may have deleted the file between our open and our lock: lock the current one
                 same = os.fstat(fd).st_ino == os.stat(path).st_ino
             except FileNotFoundError:
@@ -190,10 +193,18 @@ class RunFolder:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         previous = _read_owner(fd)
         if previous:
-            log.warning("run_dir %s: the previous training in it (%s) ended without releasing its lock (killed?); "
-                        "taking it over", self.path, _describe_owner(previous))
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                 "command": " ".join(sys.argv)}
+            log.warning(
+                "run_dir %s: the previous training in it (%s) ended without releasing its lock (killed?); "
+                "taking it over",
+                self.path,
+                _describe_owner(previous),
+            )
+        owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join(sys.argv),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(owner) + "\n").encode(), 0)
         self._lock_fd = fd
@@ -231,8 +242,10 @@ class RunFolder:
         present = self.run_files()
         if resume == "auto":
             if overwrite:
-                raise ConfigError("overwrite=true replaces the run in run_dir, which resume=auto never does: pass "
-                                  "resume=none overwrite=true to start it again from scratch (or resume=PATH)")
+                raise ConfigError(
+                    "overwrite=true replaces the run in run_dir, which resume=auto never does: pass "
+                    "resume=none overwrite=true to start it again from scratch (or resume=PATH)"
+                )
             errors = []
             for path in self.checkpoints():
                 try:
@@ -251,14 +264,16 @@ class RunFolder:
                 why = f" ({'; '.join(errors)})" if errors else ""
                 raise RunFolderError(
                     f"run_dir={self.path} holds a run ({', '.join(present)}) but no checkpoint to resume it from{why}; "
-                    "to start it again from scratch pass resume=none overwrite=true, or choose another run_dir")
+                    "to start it again from scratch pass resume=none overwrite=true, or choose another run_dir"
+                )
             return None
         if resume in NO_RESUME:
             if present and not overwrite:
                 raise RunFolderError(
                     f"run_dir={self.path} already holds a run ({', '.join(present)}); resume=none would start it again "
                     "from scratch and replace it: add overwrite=true to do that, drop resume=none to continue it, "
-                    "or choose another run_dir")
+                    "or choose another run_dir"
+                )
             self._replace = bool(present)
             return None
         path = check_torch_file(resume, what="resume checkpoint")
@@ -266,7 +281,8 @@ class RunFolder:
         if present and not inside and not overwrite:
             raise RunFolderError(
                 f"run_dir={self.path} already holds a run ({', '.join(present)}); resume={path} would continue "
-                "another checkpoint there and replace it: add overwrite=true to do that, or choose another run_dir")
+                "another checkpoint there and replace it: add overwrite=true to do that, or choose another run_dir"
+            )
         self._replace = bool(present) and not inside
         if overwrite and not present:
             log.info("overwrite=true: run_dir %s holds no run; nothing to replace", self.path)
@@ -351,8 +367,9 @@ class RunFolder:
         rows = _csv_epochs(self.metrics)
         expected = [row["epoch"] for row in ckpt["history"]]
         if rows != expected:
-            log.warning("metrics.csv had the rows of epochs %s; rewritten from %s (epochs %s)", rows, source.name,
-                        expected)
+            log.warning(
+                "metrics.csv had the rows of epochs %s; rewritten from %s (epochs %s)", rows, source.name, expected
+            )
         self.write_metrics(ckpt["history"])
         have = _peek_epoch(self.best)
         if have is not None and have == want:
@@ -360,18 +377,30 @@ class RunFolder:
         if have is not None and have > epoch:  # written by epochs that are now run again
             aside = self.path / f"best.epoch{have + 1}.pth"
             os.replace(self.best, aside)
-            log.warning("best.pth held epoch %d, after the resume point (epoch %d): kept as %s; the epochs run again "
-                        "write a new best.pth", have + 1, epoch + 1, aside.name)
+            log.warning(
+                "best.pth held epoch %d, after the resume point (epoch %d): kept as %s; the epochs run again "
+                "write a new best.pth",
+                have + 1,
+                epoch + 1,
+                aside.name,
+            )
         if want is None:
             return
         for candidate in [source, *self.checkpoints()]:
             if _peek_epoch(candidate) == want:
                 _copy_atomic(candidate, self.best)
-                log.warning("best.pth repaired: copied epoch %d (the run's best, val top-1 %.4f) from %s",
-                            want + 1, ckpt.get("best_top1", math.nan), candidate.name)
+                log.warning(
+                    "best.pth repaired: copied epoch %d (the run's best, val top-1 %.4f) from %s",
+                    want + 1,
+                    ckpt.get("best_top1", math.nan),
+                    candidate.name,
+                )
                 return
-        log.warning("the run's best epoch %d is no longer on disk (best.pth holds %s); a better epoch writes it again",
-                    want + 1, "nothing readable" if have is None else f"epoch {have + 1}")
+        log.warning(
+            "the run's best epoch %d is no longer on disk (best.pth holds %s); a better epoch writes it again",
+            want + 1,
+            "nothing readable" if have is None else f"epoch {have + 1}",
+        )
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
@@ -443,10 +472,10 @@ def _read_owner(fd: int) -> dict[str, Any]:
 def _describe_owner(owner: Mapping[str, Any]) -> str:
     if not owner:
         return "a process that did not record itself"
-    return (f"pid {owner.get('pid')} on {owner.get('host')}, started {owner.get('started')}"
-            + (f": {_short(owner['command'])}" if owner.get("command") else ""))
+    return f"pid {owner.get('pid')} on {owner.get('host')}, started {owner.get('started')}" + (
+        f": {_short(owner['command'])}" if owner.get("command") else ""
+    )
 
 
 def _short(text: str, n: int = 160) -> str:
-    return text if len(text) <= n else text[:n - 3] + "..."
-
+    return text if len(text) <= n else text[: n - 3] + "..."

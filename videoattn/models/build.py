@@ -57,7 +57,9 @@ def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None)
             raise ConfigError("model config: layers / widths apply to ResNets only")
         backbone = MobileNetV2Trunk(num_segments=t, inserts=inserts)
     else:
-        backbone = build_resnet(cfg["arch"], num_segments=t, inserts=inserts, layers=cfg["layers"], widths=cfg["widths"])
+        backbone = build_resnet(
+            cfg["arch"], num_segments=t, inserts=inserts, layers=cfg["layers"], widths=cfg["widths"]
+        )
     head_inserts = [ins for ins in inserts if ins.slot == "head"]
     head_names = unique_names([ins.name for ins in head_inserts])  # a second insert of a name gets "<name>_1"
     model = VideoClassifier(
@@ -67,8 +69,10 @@ def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None)
         num_features=backbone.num_features,
         dropout=cfg["dropout"],
         partial_bn=cfg["partial_bn"],
-        head=[(n, ins.build(backbone.num_features, num_segments=t, model=cfg))
-              for n, ins in zip(head_names, head_inserts, strict=True)],
+        head=[
+            (n, ins.build(backbone.num_features, num_segments=t, model=cfg))
+            for n, ins in zip(head_names, head_inserts, strict=True)
+        ],
         aux_heads=[n for n, ins in zip(head_names, head_inserts, strict=True) if get_spec(ins.name).aux_loss],
     )
     model.config = cfg
@@ -155,7 +159,9 @@ def read_state_dict(path: str | Path, *, obj: Any = None) -> dict[str, torch.Ten
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def load_pretrained(model: VideoClassifier, pretrained: str | Path, *, classes: Sequence[str] | None = None) -> LoadReport:
+def load_pretrained(
+    model: VideoClassifier, pretrained: str | Path, *, classes: Sequence[str] | None = None
+) -> LoadReport:
     """Initialise ``model`` from ``pretrained``:
 
     - ``imagenet`` / ``imagenet_v2``, or a local torchvision-format state_dict: the backbone.
@@ -179,7 +185,9 @@ def load_pretrained(model: VideoClassifier, pretrained: str | Path, *, classes: 
             report = _load_checkpoint_weights(model, ckpt, source=source, classes=classes)
             log.info(report.summary())
             return report
-        if isinstance(obj, dict) and any(k.startswith(("module.base_model.", "base_model.")) for k in obj.get("state_dict", obj)):
+        if isinstance(obj, dict) and any(
+            k.startswith(("module.base_model.", "base_model.")) for k in obj.get("state_dict", obj)
+        ):
             raise CheckpointError(f"pretrained weights {pretrained}: {describe(obj, pretrained)}")
         sd = read_state_dict(pretrained, obj=obj)
     ignored = sorted(k for k in sd if k.startswith(_TV_HEADS))  # the 1000-class classifier
@@ -194,10 +202,15 @@ def load_pretrained(model: VideoClassifier, pretrained: str | Path, *, classes: 
     return report
 
 
-def _check_fit(own: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor], inserted, *, source: str,
-               arch: str) -> None:
+def _check_fit(
+    own: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor], inserted, *, source: str, arch: str
+) -> None:
     """Fail unless ``theirs`` has every non-inserted tensor of ``own`` with its shape and nothing else."""
-    mismatched = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in theirs.items() if k in own and v.shape != own[k].shape]
+    mismatched = [
+        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in theirs.items()
+        if k in own and v.shape != own[k].shape
+    ]
     unexpected = sorted(k for k in theirs if k not in own)
     bad_missing = sorted(k for k in own if k not in theirs and not inserted(k))
     if mismatched or unexpected or bad_missing:
@@ -206,8 +219,9 @@ def _check_fit(own: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tenso
             for label, keys in (("shape mismatch", mismatched), ("unexpected", unexpected), ("missing", bad_missing))
             if keys
         )
-        raise CheckpointError(f"{source} does not fit the {arch} model: {problems}. Is it a checkpoint of another "
-                              "architecture?")
+        raise CheckpointError(
+            f"{source} does not fit the {arch} model: {problems}. Is it a checkpoint of another architecture?"
+        )
 
 
 def _yaml(value: Any) -> str:
@@ -220,8 +234,9 @@ def _inserted_keys(model: VideoClassifier) -> set[str]:
     return {k for k in model.state_dict() if k.startswith(prefixes)}
 
 
-def _load_checkpoint_weights(model: VideoClassifier, ckpt: Mapping[str, Any], *, source: str,
-                             classes: Sequence[str] | None) -> LoadReport:
+def _load_checkpoint_weights(
+    model: VideoClassifier, ckpt: Mapping[str, Any], *, source: str, classes: Sequence[str] | None
+) -> LoadReport:
     own, theirs = model.state_dict(), ckpt["model"]
     cfg, their_cfg = model.config, ckpt["model_config"]
     with torch.device("meta"):  # its structure only: which of its tensors belong to inserted modules
@@ -232,24 +247,36 @@ def _load_checkpoint_weights(model: VideoClassifier, ckpt: Mapping[str, Any], *,
     keep_fc = classes is not None and ckpt["classes"] is not None and list(ckpt["classes"]) == list(classes)
     if not keep_fc:
         k_theirs, k_own = their_cfg["num_classes"], cfg["num_classes"]
-        why = ("the checkpoint has no class names" if ckpt["classes"] is None
-               else f"the checkpoint predicts {k_theirs} classes, this model {k_own}" if k_theirs != k_own
-               else "the checkpoint's classes are not this dataset's" if classes is not None
-               else "the dataset's classes were not given")
+        why = (
+            "the checkpoint has no class names"
+            if ckpt["classes"] is None
+            else f"the checkpoint predicts {k_theirs} classes, this model {k_own}"
+            if k_theirs != k_own
+            else "the checkpoint's classes are not this dataset's"
+            if classes is not None
+            else "the dataset's classes were not given"
+        )
         notes.append(f"new classifier: {why}")
     core = {k: v for k, v in theirs.items() if k not in inserted and k not in fc}
     try:
-        _check_fit({k: v for k, v in own.items() if k not in inserted and k not in fc}, core, lambda k: False,
-                   source=source, arch=cfg["arch"])
+        _check_fit(
+            {k: v for k, v in own.items() if k not in inserted and k not in fc},
+            core,
+            lambda k: False,
+            source=source,
+            arch=cfg["arch"],
+        )
     except CheckpointError as err:
         backbone = ("arch", "layers", "widths")
         if all(their_cfg.get(k) == cfg.get(k) for k in backbone):
             raise
+        theirs = ", ".join(f"{k} {_yaml(their_cfg.get(k))}" for k in backbone)
+        ours = ", ".join(f"{k} {_yaml(cfg.get(k))}" for k in backbone)
         raise CheckpointError(
-            f"{source} holds another backbone than this model's ({', '.join(f'{k} {_yaml(their_cfg.get(k))}' for k in backbone)} "
-            f"vs {', '.join(f'{k} {_yaml(cfg.get(k))}' for k in backbone)}); build the same one: "
+            f"{source} holds another backbone than this model's ({theirs} vs {ours}); build the same one: "
             + " ".join(f"model.{k}={_yaml(their_cfg.get(k))}" for k in backbone)
-            + " (the official ResNet-50 models: --config-name ssv2 model=NAME)") from err
+            + " (the official ResNet-50 models: --config-name ssv2 model=NAME)"
+        ) from err
     load, ignored = dict(core), []
     for k in sorted(inserted | (fc if keep_fc else set())):
         if k not in theirs:
@@ -257,11 +284,16 @@ def _load_checkpoint_weights(model: VideoClassifier, ckpt: Mapping[str, Any], *,
         if k not in own:
             ignored.append(k)
         elif theirs[k].shape != own[k].shape:
-            t = (f"the checkpoint was made with num_segments={their_cfg['num_segments']}, this model has "
-                 f"{cfg['num_segments']}, and this module's weights depend on T" if their_cfg["num_segments"] != cfg["num_segments"]
-                 else "its module was built with other settings")
-            raise CheckpointError(f"{source} does not fit this model: {k} has shape {tuple(theirs[k].shape)} in the "
-                                  f"checkpoint and {tuple(own[k].shape)} here ({t})")
+            t = (
+                f"the checkpoint was made with num_segments={their_cfg['num_segments']}, this model has "
+                f"{cfg['num_segments']}, and this module's weights depend on T"
+                if their_cfg["num_segments"] != cfg["num_segments"]
+                else "its module was built with other settings"
+            )
+            raise CheckpointError(
+                f"{source} does not fit this model: {k} has shape {tuple(theirs[k].shape)} in the "
+                f"checkpoint and {tuple(own[k].shape)} here ({t})"
+            )
         else:
             load[k] = theirs[k]
     if ignored:

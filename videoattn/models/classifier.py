@@ -15,11 +15,12 @@ class VideoClassifier(nn.Module):
     """``(N, T, 3, H, W) -> (N, K)`` logits, the TSN / TSM / TAM / ACTION-Net head.
 
     The backbone maps the ``N*T`` frames to feature maps; optional head modules act on the
-    last map (those with an auxiliary loss also give per-frame auxiliary outputs); then global average pooling, dropout, the classifier ``fc`` on every
-    frame and the average consensus over T, in the order of the official TSN code (``fc``
-    initialised N(0, 0.001), bias 0, as there). ``partial_bn`` freezes every BatchNorm2d of
-    the backbone but the first one in training (TSN's partial BN). Multi-view test input
-    ``(N, V, T, 3, H, W)`` is averaged by the evaluation code, not here.
+    last map (those with an auxiliary loss also give per-frame auxiliary outputs); then global
+    average pooling, dropout, the classifier ``fc`` on every frame and the average consensus over
+    T, in the order of the official TSN code (``fc`` initialised N(0, 0.001), bias 0, as there).
+    ``partial_bn`` freezes every BatchNorm2d of the backbone but the first one in training (TSN's
+    partial BN). Multi-view test input ``(N, V, T, 3, H, W)`` is averaged by the evaluation code,
+    not here.
     """
 
     def __init__(
@@ -51,9 +52,15 @@ class VideoClassifier(nn.Module):
             shape = tuple(x.shape)
             hint = ""
             if x.dim() == 6:
-                hint = " Multi-view input (N, V, T, 3, H, W): fold the views into the batch and average the view logits in the evaluation code."
+                hint = (
+                    " Multi-view input (N, V, T, 3, H, W): fold the views into the batch and average the view logits"
+                    " in the evaluation code."
+                )
             elif x.dim() == 5 and x.shape[2] == 3:
-                hint = f" The clip has T={x.shape[1]} frames; sample num_segments={self.num_segments} frames per clip or rebuild the model with that T."
+                hint = (
+                    f" The clip has T={x.shape[1]} frames; sample num_segments={self.num_segments} frames per clip"
+                    " or rebuild the model with that T."
+                )
             raise ValueError(f"VideoClassifier expects (N, T={self.num_segments}, 3, H, W), got {shape}.{hint}")
 
     def forward_with_aux(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

@@ -87,7 +87,11 @@ def _blocks_per_stage(keys: list[str]) -> tuple[int, ...]:
 
 def _insert_placement(keys: list[str], marker: str, depth: tuple[int, ...]) -> dict[str, Any]:
     """``every`` / ``blocks`` reproducing which blocks carry the module in the source."""
-    have = {(int(m.group(1)), int(m.group(2))) for k in keys if marker in k and (m := _BLOCK.match(k.removeprefix("base_model.")))}
+    have = {
+        (int(m.group(1)), int(m.group(2)))
+        for k in keys
+        if marker in k and (m := _BLOCK.match(k.removeprefix("base_model.")))
+    }
     for every in (1, 2):
         if have == {(s, b) for s in range(1, 5) for b in range(depth[s - 1]) if b % every == 0}:
             return {"every": every}
@@ -103,7 +107,9 @@ def convert_state_dict(
     sd = _strip(state_dict)
     found = detect_source(sd)
     if found != source:
-        what = "not a TSM / TAM / ACTION-Net ResNet checkpoint" if found == "unknown" else f"a {found.upper()} checkpoint"
+        what = (
+            "not a TSM / TAM / ACTION-Net ResNet checkpoint" if found == "unknown" else f"a {found.upper()} checkpoint"
+        )
         raise CheckpointError(f"--source {source}, but this checkpoint looks like {what}")
     if "new_fc.weight" not in sd:
         raise CheckpointError("no new_fc.weight in the checkpoint: not a TSN-style model of the official code")
@@ -121,7 +127,11 @@ def convert_state_dict(
         # block when layer3 has >= 23 blocks (ResNet-101)
         insert = {"name": "tsm", "kwargs": {"shift_div": shift_div}, "every": 2 if depth[2] >= 23 else 1}
     elif source == "action":
-        insert = {"name": "action", "kwargs": {"shift_div": shift_div}, **_insert_placement(keys, ".action_shift.", depth)}
+        insert = {
+            "name": "action",
+            "kwargs": {"shift_div": shift_div},
+            **_insert_placement(keys, ".action_shift.", depth),
+        }
     else:
         insert = {"name": "tam", **_insert_placement(keys, ".tam.G.0.weight", depth)}
     out: dict[str, torch.Tensor] = {}
@@ -139,8 +149,11 @@ def convert_state_dict(
     return out, cfg
 
 
-_T_IN_NAME = (re.compile(r"segments?_?(\d+)", re.I), re.compile(r"clip_len_?(\d+)", re.I),
-              re.compile(r"num_segments_?(\d+)", re.I))
+_T_IN_NAME = (
+    re.compile(r"segments?_?(\d+)", re.I),
+    re.compile(r"clip_len_?(\d+)", re.I),
+    re.compile(r"num_segments_?(\d+)", re.I),
+)
 
 
 def num_segments_from_path(path: str | Path) -> tuple[int, str] | None:
@@ -155,8 +168,9 @@ def num_segments_from_path(path: str | Path) -> tuple[int, str] | None:
             for m in pattern.finditer(part):
                 found.setdefault(int(m.group(1)), f"{m.group(0)!r} in {part!r}")
     if len(found) > 1:
-        raise CheckpointError(f"{path}: the names say different numbers of segments ({'; '.join(found.values())}); "
-                              "pass --num-segments")
+        raise CheckpointError(
+            f"{path}: the names say different numbers of segments ({'; '.join(found.values())}); pass --num-segments"
+        )
     return next(iter(found.items()), None)
 
 
@@ -174,10 +188,24 @@ def official_data_settings(path: str | Path, num_segments: int, sampling: str | 
     mode = sampling or ("dense" if "dense" in names else "segment")
     if mode not in ("segment", "dense"):
         raise ConfigError(f"sampling must be segment or dense, got {mode!r}")
-    dataset = next((name for key, name in (("somethingv2", "ssv2"), ("something", "ssv1"), ("kinetics", "kinetics"),
-                                           ("jester", "jester")) if key in names), None)
-    return {"name": dataset, "sampling": {"mode": "dense", "stride": max(1, 64 // num_segments)} if mode == "dense"
-            else {"mode": "segment"}, "eval_transform": {"size": 224, "resize": 256}}
+    dataset = next(
+        (
+            name
+            for key, name in (
+                ("somethingv2", "ssv2"),
+                ("something", "ssv1"),
+                ("kinetics", "kinetics"),
+                ("jester", "jester"),
+            )
+            if key in names
+        ),
+        None,
+    )
+    return {
+        "name": dataset,
+        "sampling": {"mode": "dense", "stride": max(1, 64 // num_segments)} if mode == "dense" else {"mode": "segment"},
+        "eval_transform": {"size": 224, "resize": 256},
+    }
 
 
 def read_official(path: str | Path, *, obj: Any = None) -> tuple[dict[str, torch.Tensor], Any]:
@@ -187,11 +215,15 @@ def read_official(path: str | Path, *, obj: Any = None) -> tuple[dict[str, torch
     obj = read_torch_file(path) if obj is None else obj  # official checkpoints pickle numpy scalars: trusted files only
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if as_checkpoint(obj, path) is not None:
-        raise CheckpointError(f"{path} is already a videoattn checkpoint; give it to the tools as it is (to add class "
-                              f"names: tools/convert_checkpoint.py --src {path} --dst {path} --classes LABEL_FILE)")
+        raise CheckpointError(
+            f"{path} is already a videoattn checkpoint; give it to the tools as it is (to add class "
+            f"names: tools/convert_checkpoint.py --src {path} --dst {path} --classes LABEL_FILE)"
+        )
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path}: not an official TSM / TAM / ACTION-Net checkpoint (expected a dict whose "
-                              "'state_dict' maps names to tensors)")
+        raise CheckpointError(
+            f"{path}: not an official TSM / TAM / ACTION-Net checkpoint (expected a dict whose "
+            "'state_dict' maps names to tensors)"
+        )
     return _strip(sd), obj
 
 
@@ -231,11 +263,17 @@ def convert_checkpoint(
     model.load_state_dict(state_dict, strict=True)
     names = _check_names(classes, cfg["num_classes"], src)
     ckpt = make_checkpoint(
-        model, classes=names, data=official_data_settings(src, t, sampling),
-        origin={"kind": "converted", "source": source, "file": str(src.resolve()),
-                "arch": obj.get("arch") if isinstance(obj, dict) else None,
-                "epoch": _plain(obj.get("epoch")) if isinstance(obj, dict) else None,
-                "best_prec1": _plain(obj.get("best_prec1")) if isinstance(obj, dict) else None},
+        model,
+        classes=names,
+        data=official_data_settings(src, t, sampling),
+        origin={
+            "kind": "converted",
+            "source": source,
+            "file": str(src.resolve()),
+            "arch": obj.get("arch") if isinstance(obj, dict) else None,
+            "epoch": _plain(obj.get("epoch")) if isinstance(obj, dict) else None,
+            "best_prec1": _plain(obj.get("best_prec1")) if isinstance(obj, dict) else None,
+        },
     )
     save_checkpoint(ckpt, dst)
     return ckpt
@@ -247,22 +285,30 @@ def _plain(v: Any) -> Any:
 
 def _num_segments(src: Path, sd: Mapping[str, torch.Tensor], given: int | None) -> int:
     named = num_segments_from_path(src)
-    weights = int(sd["base_model.layer1.0.tam.G.0.weight"].shape[1]) if "base_model.layer1.0.tam.G.0.weight" in sd else None
+    weights = (
+        int(sd["base_model.layer1.0.tam.G.0.weight"].shape[1]) if "base_model.layer1.0.tam.G.0.weight" in sd else None
+    )
     if given is not None and given < 1:
         raise ConfigError(f"--num-segments must be >= 1, got {given}")
     if given is not None and named is not None and given != named[0]:
-        raise ConfigError(f"--num-segments {given} contradicts the checkpoint's name ({named[1]} says T={named[0]}); "
-                          "the model was trained with that T, give that or leave --num-segments out")
+        raise ConfigError(
+            f"--num-segments {given} contradicts the checkpoint's name ({named[1]} says T={named[0]}); "
+            "the model was trained with that T, give that or leave --num-segments out"
+        )
     t = given or (named[0] if named else None)
     if weights is not None:  # TAM: the global branch's Linear(T, 2T) fixes T
         if t is not None and t != weights:
             what = f"--num-segments {given}" if given else f"its name ({named[1]})"
-            raise CheckpointError(f"{src}: {what} says T={t}, but its TAM weights were trained with T={weights} "
-                                  "(Linear(T, 2T) of the global branch)")
+            raise CheckpointError(
+                f"{src}: {what} says T={t}, but its TAM weights were trained with T={weights} "
+                "(Linear(T, 2T) of the global branch)"
+            )
         t = weights
     if t is None:
-        raise ConfigError(f"{src}: neither the file name nor its folder says the number of segments (like 'segment8' or "
-                          "'clip_len_8'); pass --num-segments T, the T the model was trained with")
+        raise ConfigError(
+            f"{src}: neither the file name nor its folder says the number of segments (like 'segment8' or "
+            "'clip_len_8'); pass --num-segments T, the T the model was trained with"
+        )
     return t
 
 
@@ -271,14 +317,18 @@ def _check_names(classes: Sequence[str] | None, num_classes: int, src: Path) -> 
         return None
     names = list(classes)
     if len(names) != num_classes:
-        raise DataError(f"the label file has {len(names)} classes, but {src}'s classifier predicts {num_classes}; "
-                        "give the label file of the dataset the model was trained on")
+        raise DataError(
+            f"the label file has {len(names)} classes, but {src}'s classifier predicts {num_classes}; "
+            "give the label file of the dataset the model was trained on"
+        )
     return names
 
 
 def _rename_classes(ckpt: dict[str, Any], src: Path, dst: Path, classes: Sequence[str] | None) -> dict[str, Any]:
     if classes is None:
-        raise ConfigError(f"{src} is already a videoattn checkpoint; pass --classes LABEL_FILE to store class names in it")
+        raise ConfigError(
+            f"{src} is already a videoattn checkpoint; pass --classes LABEL_FILE to store class names in it"
+        )
     ckpt["classes"] = _check_names(classes, ckpt["model_config"]["num_classes"], src)
     save_checkpoint(ckpt, dst)
     return ckpt

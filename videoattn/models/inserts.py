@@ -61,7 +61,9 @@ class Insert:
         if reg.scope == "head" and slot != "head":
             raise ConfigError(f"{where}: {name!r} is a head module (after the last stage); use slot 'head'")
         if reg.scope == "stage" and slot != "output":
-            raise ConfigError(f"{where}: {name!r} is shared across the blocks of a stage and gates the 'output' slot only")
+            raise ConfigError(
+                f"{where}: {name!r} is shared across the blocks of a stage and gates the 'output' slot only"
+            )
         if reg.temporal and slot == "head":
             raise ConfigError(f"{where}: temporal module {name!r} cannot be a head module")
         stages = _ints(spec.get("stages") or (1, 2, 3, 4), f"{where}.stages")
@@ -75,9 +77,7 @@ class Insert:
         kwargs = dict(spec.get("kwargs") or {})
         unknown_hp = sorted(set(kwargs) - set(accepted_hparams(name)))
         if unknown_hp:
-            raise ConfigError(
-                f"{where}: unknown kwargs {unknown_hp} for {name!r}; accepted: {accepted_hparams(name)}"
-            )
+            raise ConfigError(f"{where}: unknown kwargs {unknown_hp} for {name!r}; accepted: {accepted_hparams(name)}")
         return cls(name, slot, stages, every, blocks, MappingProxyType(kwargs))
 
     def applies(self, stage: int, block: int, num_blocks: int) -> bool:
@@ -88,8 +88,9 @@ class Insert:
             return block in {b % num_blocks for b in self.blocks if -num_blocks <= b < num_blocks}
         return block % self.every == 0
 
-    def build(self, channels: int, *, num_segments: int, stage: int | None = None,
-              model: Mapping[str, Any] | None = None) -> nn.Module:
+    def build(
+        self, channels: int, *, num_segments: int, stage: int | None = None, model: Mapping[str, Any] | None = None
+    ) -> nn.Module:
         """The module for one place (in stage ``stage``; ``model``: the model's settings): the
         insert's kwargs over the registry row's stage and model defaults."""
         return build_attention(self.name, channels, num_segments, stage=stage, model=model, **self.kwargs)

@@ -60,9 +60,13 @@ class MobileNetV2Trunk(nn.Module):
         for ins in inserts:
             spec = get_spec(ins.name)
             if spec.scope == "stage":
-                raise ConfigError(f"{ins.name!r} needs ResNet stages (a state shared by their blocks); not available in mobilenet_v2")
+                raise ConfigError(
+                    f"{ins.name!r} needs ResNet stages (a state shared by their blocks); not available in mobilenet_v2"
+                )
             if ins.slot not in (*MOBILENET_SLOTS, "head"):
-                raise ConfigError(f"mobilenet_v2 blocks have the slots {MOBILENET_SLOTS}, not {ins.slot!r} ({ins.name})")
+                raise ConfigError(
+                    f"mobilenet_v2 blocks have the slots {MOBILENET_SLOTS}, not {ins.slot!r} ({ins.name})"
+                )
         for stage in (1, 2, 3, 4):
             in_stage = [(i, m) for i, m in blocks if stage_of[i] == stage and m.use_res_connect]
             for j, (_, m) in enumerate(in_stage):

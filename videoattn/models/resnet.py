@@ -12,7 +12,8 @@ the inserted modules missing. Each block gets, where an insert asks for it, an
 ``before_last`` is before conv3 in a Bottleneck and before conv2 in a BasicBlock (where it
 coincides with ``after_conv1``). Stage-scoped modules (DIANet) live once per stage
 (``layerX.<name>``) and gate the ``output`` slot of the blocks their insert selects, carrying
-their state from one of those blocks to the next. The backbone maps ``(N*T, 3, H, W)`` to the last feature map ``(N*T, F, H/32, W/32)``.
+their state from one of those blocks to the next. The backbone maps ``(N*T, 3, H, W)`` to the
+last feature map ``(N*T, F, H/32, W/32)``.
 """
 
 from __future__ import annotations
@@ -168,7 +169,9 @@ class Stage(nn.Sequential):
     (``layerX.<name>``), each with the blocks it gates; the stage threads each one's state
     through its blocks, from ``None`` at the first."""
 
-    def __init__(self, blocks: Sequence[nn.Module], shared: Sequence[tuple[str, nn.Module, Sequence[int]]] = ()) -> None:
+    def __init__(
+        self, blocks: Sequence[nn.Module], shared: Sequence[tuple[str, nn.Module, Sequence[int]]] = ()
+    ) -> None:
         super().__init__(*blocks)
         self.num_blocks = len(blocks)
         self.shared: dict[str, tuple[int, ...]] = {}  # name -> the blocks it gates
@@ -262,8 +265,13 @@ class ResNet(nn.Module):
         gated = [(ins, [i for i in range(n) if ins.applies(stage, i, n)]) for ins in shared]
         gated = [(ins, where) for ins, where in gated if where]
         names = unique_names([ins.name for ins, _ in gated])
-        return Stage(blocks, [(name, ins.build(out_channels, stage=stage, num_segments=self.num_segments), where)
-                              for name, (ins, where) in zip(names, gated, strict=True)])
+        return Stage(
+            blocks,
+            [
+                (name, ins.build(out_channels, stage=stage, num_segments=self.num_segments), where)
+                for name, (ins, where) in zip(names, gated, strict=True)
+            ],
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N*T, 64, H/4, W/4)
@@ -292,4 +300,3 @@ def build_resnet(
         inserts=inserts,
         widths=tuple(widths or (64, 128, 256, 512)),
     )
-
