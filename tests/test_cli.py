@@ -161,20 +161,11 @@ def documented_overrides() -> tuple[list[tuple[str, list[str]]], list[str]]:
 
 def validated(config: str, argv: list[str]):
     """Compose as the tool does (one-line errors via check_overrides), then check every section."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     from videoattn.data.build import normalize_data_config
     from videoattn.engine.optim import normalize_optim_config
     from videoattn.models.build import normalize_config
 
-    check_overrides(CONFIGS, config, argv)
-    name = argv[argv.index("--config-name") + 1] if "--config-name" in argv else config
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
-        cfg = compose(name, overrides=[o.split("=")[0] + "=" + o.split("=", 1)[1].split(",")[0] for o in overrides])
-    GlobalHydra.instance().clear()
+    cfg = check_overrides(CONFIGS, config, argv)  # the config the tool composes (the first of a sweep)
     data = normalize_data_config(cfg.data)
     if config == "train":
         normalize_optim_config(cfg.optim)

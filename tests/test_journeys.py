@@ -2,7 +2,7 @@
 own, see cli.py), on tiny data made here:
 
 - an official TSM / TAM / ACTION-Net checkpoint -> convert_checkpoint.py --classes -> test.py ->
-  infer.py --json / --explain -> train.py fine-tuning from it;
+  infer.py --json / --explain (-> train.py fine-tuning from it: TSM's, with TSM's 2x3 test views);
 - prepare_data.py -> train.py -> test.py on Kinetics-, SSv1- and Jester-layout datasets;
 - test.py under torchrun with 2 processes gives the metrics of one process;
 - every tool answers a missing file, a random-bytes checkpoint and an unknown key or flag with
@@ -105,6 +105,8 @@ def test_an_official_checkpoint_through_every_tool(source, official, tiny_demo, 
     res = json.loads(out.stdout)
     assert len(res["top"]) == 5 and all(t["class"] == DEMO_CLASSES_SORTED[t["index"]] for t in res["top"])
     assert len(res["frames"]) == 8 and png.stat().st_size > 5000  # T from the converted checkpoint
+    if source != "tsm":
+        return  # fine-tuning loads every converted layout alike (test_models loads each strictly)
 
     run_dir = tmp_path / "finetune"
     out = ok(

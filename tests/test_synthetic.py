@@ -7,10 +7,13 @@ parsers, so these tests pin the official structure itself.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 
@@ -25,12 +28,15 @@ from videoattn.data.synthetic import (
     ORDER_DEPENDENT,
     REVERSED_PAIRS,
     TEMPLATES,
+    DemoParams,
     ensure_demo_dataset,
     read_manifest,
     render_clip,
     write_demo_dataset,
     write_video,
 )
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 try:
     import decord
@@ -243,13 +249,14 @@ def test_write_video_roundtrip(tmp_path, suffix, codec):
         write_video(tmp_path / "f.mp4", frames.astype(np.float32), codec=codec)
 
 
-def test_write_video_in_a_fresh_interpreter_gives_the_same_bytes(tmp_path, monkeypatch):
-    """The fallback used when decord was imported before PyAV (PyAV's libvpx is then broken)."""
+def test_encoding_after_decord_was_imported_first_is_refused_in_one_line(tmp_path, monkeypatch):
+    """decord imported before PyAV binds PyAV's encoders to decord's libvpx (VP9 then fails to open)."""
+    modules = {k: v for k, v in sys.modules.items() if k not in ("av", "decord")}
+    monkeypatch.setattr(sys, "modules", {**modules, "decord": object(), "av": av})  # decord first
     frames = render_clip("Something blinking", rng(1), num_frames=6, size=(64, 96))
-    write_video(tmp_path / "here.webm", frames, codec="libvpx-vp9")
-    monkeypatch.setattr(syn, "_in_process_encoding_ok", lambda: False)
-    write_video(tmp_path / "there.webm", frames, codec="libvpx-vp9")
-    assert (tmp_path / "there.webm").read_bytes() == (tmp_path / "here.webm").read_bytes()
+    with pytest.raises(RuntimeError, match="decord was imported before PyAV .* import av .* before decord"):
+        write_video(tmp_path / "clip.webm", frames, codec="libvpx-vp9")
+    assert not list(tmp_path.iterdir())
 
 
 def _all_videos(root: Path) -> list[Path]:
@@ -348,7 +355,7 @@ def test_manifest(tiny):
 
 
 def test_same_seed_same_files_any_workers_other_seed_differs(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(syn, "_MIN_PIXELS_FOR_WORKERS", 0)  # use worker interpreters even here
+    monkeypatch.setattr(syn, "_MIN_PIXELS_FOR_WORKERS", 0)  # use the process pool even here
     again = write_demo_dataset(tmp_path / "again", seed=3, workers=2, **TINY)
     assert file_digests(again) == file_digests(tiny)  # annotations and encoded bytes
     other = write_demo_dataset(
@@ -417,3 +424,24 @@ def test_the_default_demo_folder_is_in_the_working_directory_never_in_the_packag
     assert Path(videoattn.__file__).parent not in default_demo_root().parents
     monkeypatch.setenv("VIDEOATTN_DEMO_ROOT", str(tmp_path / "elsewhere"))
     assert default_demo_root() == tmp_path.resolve() / "elsewhere"
+
+
+def test_make_demo_data_has_one_option_per_demo_param_and_writes_them(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("make_demo_data", TOOLS / "make_demo_data.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    defaults = vars(tool.parser().parse_args([]))
+    assert {f.name: defaults[f.name] for f in dataclasses.fields(DemoParams)} == {
+        **dataclasses.asdict(DemoParams()),
+        "formats": list(syn.FORMATS),
+    }
+    argv = "--seed 7 --num-frames 4 6 --size 64 96 --formats kinetics --kinetics-train-per-class 1"
+    tool.main(["--root", str(tmp_path / "demo"), *argv.split(), "--kinetics-val-per-class", "0"])
+    assert "wrote the demo dataset" in capsys.readouterr().out
+    params = read_manifest(tmp_path / "demo")["params"]
+    assert (params["seed"], params["num_frames"], params["size"], params["formats"]) == (
+        7,
+        [4, 6],
+        [64, 96],
+        ["kinetics"],
+    )

@@ -25,10 +25,13 @@ import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from .config import check_config, describe_error
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 __all__ = ["ArgumentParser", "check_overrides", "debug_enabled", "fail", "user_errors"]
 
@@ -153,7 +156,7 @@ def check_overrides(
     argv: Sequence[str] | None = None,
     *,
     refuse: Mapping[str, str] | None = None,
-) -> None:
+) -> DictConfig | None:
     """Compose the config of a Hydra tool from ``argv`` (default ``sys.argv[1:]``) and exit with
     one line and code 2 if Hydra would reject it, if a required value (``???``) is left out, or
     if ``+key=value`` adds a top-level key (nothing reads those: the sections ``model``, ``data``,
@@ -162,7 +165,8 @@ def check_overrides(
     are checked value by value. Hydra's own flags that print instead of running (``--help``,
     ``--cfg``, ...) skip the check. The schemas and the registry's model configs are registered
     with Hydra first (:func:`videoattn.config.register_configs`), for this check and the tool's
-    own composition."""
+    own composition. Returns the composed config (of the first sweep value), or None where the
+    check was skipped."""
     from .config import register_configs
 
     register_configs(config_dir)
@@ -172,7 +176,7 @@ def check_overrides(
     for arg in it:
         flag, _, inline = arg.partition("=")
         if flag in _SKIP_FLAGS or (flag.startswith("-") and flag not in _VALUE_FLAGS | {"-m", "--multirun"}):
-            return  # Hydra prints something else, or reports the unknown flag itself
+            return None  # Hydra prints something else, or reports the unknown flag itself
         if flag in ("-m", "--multirun"):
             multirun = True
         elif flag in _VALUE_FLAGS:
@@ -182,13 +186,13 @@ def check_overrides(
             elif flag in ("--config-dir", "-cd"):
                 config_dirs.append(value)
             else:
-                return  # another primary config folder: let Hydra resolve it
+                return None  # another primary config folder: let Hydra resolve it
         else:
             overrides.append(arg)
     with user_errors():
         _refused(overrides, refuse or {})
-        for variant in _variants(overrides, multirun):
-            _compose(config_dirs, config_name, variant)
+        composed = [_compose(config_dirs, config_name, variant) for variant in _variants(overrides, multirun)]
+    return composed[0]
 
 
 def _refused(overrides: list[str], refuse: Mapping[str, str]) -> None:
@@ -219,7 +223,7 @@ def _variants(overrides: list[str], multirun: bool) -> list[list[str]]:
     return variants
 
 
-def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> None:
+def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException, MissingConfigException
@@ -254,6 +258,7 @@ def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> 
             + f" on the command line (see configs/{config_name}.yaml)"
         )
     check_config(cfg)  # the schema's range checks (num_segments >= 1, ...)
+    return cfg
 
 
 def _validation_cause(err: BaseException):

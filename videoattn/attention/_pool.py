@@ -12,8 +12,8 @@ def spatial_mean(x: Tensor) -> Tensor:
     float32 / float64 and non-CPU tensors take ``mean``. Reduced precision on a CPU takes a
     matrix product with a vector of ones (oneDNN: float32 accumulation, one rounding of the
     sum), then the exact scaling by ``1 / (H*W)`` in float32: PyTorch's CPU reductions
-    first convert a bfloat16 map to float32 (a full copy), 20-85 ms for a
-    ``(16, 256, 56, 56)`` map on 2 cores, where the product takes ~1 ms. NCHW pools rows of
+    first convert a bfloat16 map to float32 (a full copy), which costs far more than the
+    product (figures in ``docs/benchmark_cpu.md``). NCHW pools rows of
     ``H*W`` pixels; channels_last pools, per image, the ``H*W`` rows of ``C`` channels.
     """
     if x.device.type != "cpu" or x.dtype in (torch.float32, torch.float64) or x.dim() < 3:

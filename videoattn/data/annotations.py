@@ -228,6 +228,43 @@ class _DirCache:
         return known
 
 
+class _Split:
+    """The steps every loader shares once it has parsed a row and found its class: the row's key
+    seen once in the split (a repeat is reported against the first), its video present (each
+    loader looks in its own layout), then a record. Positions are worded ``unit`` ("line" of a
+    text file, "entry" of a JSON list); ``noun`` names the key in messages."""
+
+    def __init__(self, problems: _Problems, file: Path, *, unit: str = "line", noun: str = "id") -> None:
+        self.problems, self.file, self.unit, self.noun = problems, file, unit, noun
+        self.records: list[VideoRecord] = []
+        self._first: dict[str, int | Path] = {}  # key -> its position, or its file (folder layouts)
+
+    def bad(self, position: int, reason: str) -> None:
+        """A malformed row or missing video at ``position`` of the split's file (on_error policy)."""
+        self.problems.report(self.file, position, reason, unit=self.unit)
+
+    def first(self, position: int, key: str, *, file: Path | None = None) -> bool:
+        """Whether ``key`` is new in the split; a repeat is reported, naming the first. ``file``:
+        the key's own file, for layouts without an annotation file (reported at line 0)."""
+        seen = self._first.get(key)
+        if seen is None:
+            self._first[key] = position if file is None else file
+            return True
+        where = f"also {seen}" if isinstance(seen, Path) else f"first at {self.unit} {seen}"
+        reason = f"duplicated {self.noun} {key!r} ({where}); remove one of them"
+        if file is None:
+            self.bad(position, reason)
+        else:
+            self.problems.report(file, 0, reason)
+        return False
+
+    def add(self, path: Path, label: int, video_id: str, num_frames: int | None = None) -> None:
+        self.records.append(VideoRecord(path=path, label=label, num_frames=num_frames, video_id=video_id))
+
+    def finish(self, classes: list[str]) -> Annotations:
+        return self.problems.finish(self.records, classes)
+
+
 def _abs(path: PathLike) -> Path:
     """Absolute path without resolving symlinks (datasets are often symlinked into place)."""
     return Path(path).expanduser().absolute()
@@ -452,12 +489,8 @@ def load_ssv2(
     videos = _pick_dir(video_dir, root, _SSV2_VIDEO_DIRS, what="video_dir", check=check_files)
     index = {name: i for i, name in enumerate(classes)}
     listing = _DirCache()
-    first_seen: dict[str, int] = {}
-    records: list[VideoRecord] = []
-
-    def report(position: int, reason: str) -> None:
-        problems.report(split_file, position, reason, unit="entry")
-
+    rows = _Split(problems, split_file, unit="entry")
+    report = rows.bad
     for position, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict):
             report(position, f"expected a JSON object with an 'id', got {json.dumps(entry)[:60]}")
@@ -491,13 +524,8 @@ def load_ssv2(
                 )
                 continue
             label = found
-        if video_id in first_seen:
-            report(
-                position,
-                f"duplicated id {video_id!r} (first at entry {first_seen[video_id]}); remove one of them",
-            )
+        if not rows.first(position, video_id):
             continue
-        first_seen[video_id] = position
         path = videos / f"{video_id}.webm"
         if check_files and not listing.exists(path):
             report(
@@ -505,8 +533,8 @@ def load_ssv2(
                 f"video {path} not found; pass video_dir= to where the .webm files are, or check_files=False",
             )
             continue
-        records.append(VideoRecord(path=path, label=label, video_id=video_id))
-    return problems.finish(records, classes)
+        rows.add(path, label, video_id)
+    return rows.finish(classes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -640,56 +668,45 @@ def _load_frame_csv(
     )
     frames_root = _pick_dir(frame_dir, root, layout.frame_dirs, what="frame_dir", check=check_files)
     index = {name: i for i, name in enumerate(classes)}
-    first_seen: dict[str, int] = {}
-    records: list[VideoRecord] = []
+    rows = _Split(problems, split_file)
     expected = "'id'" if split == "test" else "'id;class name'"
     for number, line in _lines(split_file):
         fields = [part.strip() for part in line.split(";")]
         if len(fields) > 2 or (len(fields) == 1 and split != "test"):
-            problems.report(
-                split_file,
+            rows.bad(
                 number,
                 f"expected {expected} (fields separated by ';'), got {len(fields)} field(s): {line[:80]!r}",
             )
             continue
         video_id = fields[0]
         if not video_id or "/" in video_id or "\\" in video_id:
-            problems.report(split_file, number, f"invalid video id {video_id!r}: {line[:80]!r}")
+            rows.bad(number, f"invalid video id {video_id!r}: {line[:80]!r}")
             continue
         label = -1
         if len(fields) == 2:
             found = index.get(fields[1])
             if found is None:
-                problems.report(
-                    split_file,
-                    number,
-                    f"class {fields[1]!r} is not in {labels_file.name}; use the label file of the same release",
+                rows.bad(
+                    number, f"class {fields[1]!r} is not in {labels_file.name}; use the label file of the same release"
                 )
                 continue
             label = found
-        if video_id in first_seen:
-            problems.report(
-                split_file,
-                number,
-                f"duplicated id {video_id!r} (first at line {first_seen[video_id]}); remove one of them",
-            )
+        if not rows.first(number, video_id):
             continue
-        first_seen[video_id] = number
         folder = frames_root / video_id
         num_frames: int | None = None
         if check_files:
             num_frames = _count_frames(folder, frame_template)
             if num_frames == 0:
-                problems.report(
-                    split_file,
+                rows.bad(
                     number,
                     f"frame folder {folder} is missing or holds no "
                     f"{frame_template.format(1)!r}; pass frame_dir= / frame_template= to match "
                     "the extracted frames, or check_files=False",
                 )
                 continue
-        records.append(VideoRecord(path=folder, label=label, num_frames=num_frames, video_id=video_id))
-    return problems.finish(records, classes)
+        rows.add(folder, label, video_id, num_frames)
+    return rows.finish(classes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -836,19 +853,11 @@ def _load_kinetics_folders(
         if train_classes:  # indices must agree with the train split
             classes = train_classes
     index = {name: i for i, name in enumerate(classes)}
-    first_seen: dict[str, Path] = {}
-    records: list[VideoRecord] = []
+    rows = _Split(problems, split_dir, noun="video id")
 
     def add(video: Path, label: int) -> None:
-        if video.stem in first_seen:
-            problems.report(
-                video,
-                0,
-                f"duplicated video id {video.stem!r} (also {first_seen[video.stem]}); remove one of them",
-            )
-            return
-        first_seen[video.stem] = video
-        records.append(VideoRecord(path=video, label=label, video_id=video.stem))
+        if rows.first(0, video.stem, file=video):
+            rows.add(video, label, video.stem)
 
     for entry in sorted(split_dir.iterdir()):
         if entry.is_dir():
@@ -873,7 +882,7 @@ def _load_kinetics_folders(
                     0,
                     f"video outside a class folder in the {split} split; move it into {split_dir}/<class>/",
                 )
-    return problems.finish(records, classes)
+    return rows.finish(classes)
 
 
 def load_kinetics(
@@ -943,41 +952,32 @@ def load_kinetics(
         candidates = [root / s for s in _SPLITS[split]] + [root / "videos"]
         video_dirs = [d for d in candidates if d.is_dir()] + [root]
     listing = _DirCache()
-    first_seen: dict[str, int] = {}
-    records: list[VideoRecord] = []
+    split_rows = _Split(problems, csv_file, noun="clip")
     for row in rows:
         label = -1
         if row.label:
             found = index.get(row.label)
             if found is None:
-                problems.report(
-                    csv_file,
+                split_rows.bad(
                     row.line,
                     f"class {row.label!r} is not a class of "
                     f"{class_source.name}; fix the label or use matching train/{split} CSVs",
                 )
                 continue
             label = found
-        if row.stem in first_seen:
-            problems.report(
-                csv_file,
-                row.line,
-                f"duplicated clip {row.stem!r} (first at line {first_seen[row.stem]}); remove one of them",
-            )
+        if not split_rows.first(row.line, row.stem):
             continue
-        first_seen[row.stem] = row.line
         path = _locate_kinetics(video_dirs, row, listing, check_files=check_files)
         if path is None:
-            problems.report(
-                csv_file,
+            split_rows.bad(
                 row.line,
                 f"video {row.stem}.mp4 (or .mkv/.webm) not found in "
                 f"{', '.join(str(d) for d in video_dirs)} (flat or in a class folder); pass "
                 "video_dir= or check_files=False",
             )
             continue
-        records.append(VideoRecord(path=path, label=label, video_id=row.youtube_id))
-    return problems.finish(records, classes)
+        split_rows.add(path, label, row.youtube_id)
+    return split_rows.finish(classes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1030,14 +1030,12 @@ def load_list(
     problems = _Problems(on_error, "list")
     names = _resolve_classes(classes, problems)
     listing = _DirCache()
-    first_seen: dict[str, int] = {}
-    records: list[VideoRecord] = []
+    rows = _Split(problems, list_file, noun="path")
     max_label = -1
     for number, line in _lines(list_file, comments=True):
         fields = line.rsplit(None, 2)
         if len(fields) != 3:
-            problems.report(
-                list_file,
+            rows.bad(
                 number,
                 f"expected 'path num_frames label' (3 whitespace-separated fields), got {len(fields)}: {line[:80]!r}",
             )
@@ -1045,50 +1043,31 @@ def load_list(
         written, frames_text, label_text = fields
         num_frames = _parse_int(frames_text)
         if num_frames is None or num_frames < 0:
-            problems.report(
-                list_file,
-                number,
-                f"num_frames {frames_text!r} is not a non-negative integer (use 0 when unknown)",
-            )
+            rows.bad(number, f"num_frames {frames_text!r} is not a non-negative integer (use 0 when unknown)")
             continue
         label = _parse_int(label_text)
         if label is None or label < -1:
-            problems.report(
-                list_file,
-                number,
-                f"label {label_text!r} is not a class index (an integer >= 0, or -1 for unlabelled)",
-            )
+            rows.bad(number, f"label {label_text!r} is not a class index (an integer >= 0, or -1 for unlabelled)")
             continue
         if names is not None and label >= len(names):
-            problems.report(
-                list_file,
+            rows.bad(
                 number,
                 f"label {label} is out of range for the {len(names)} given "
                 f"classes (0..{len(names) - 1}); fix the label or the class list",
             )
             continue
-        if written in first_seen:
-            problems.report(
-                list_file,
-                number,
-                f"duplicated path {written!r} (first at line {first_seen[written]}); remove one of them",
-            )
+        if not rows.first(number, written):
             continue
-        first_seen[written] = number
         max_label = max(max_label, label)
         path = Path(written).expanduser()
         path = path if path.is_absolute() else base / path
         if check_files and not listing.exists(path):
-            problems.report(
-                list_file,
-                number,
-                f"{path} not found; pass root= to the folder the paths are relative to, or check_files=False",
+            rows.bad(
+                number, f"{path} not found; pass root= to the folder the paths are relative to, or check_files=False"
             )
             continue
-        records.append(VideoRecord(path=path, label=label, num_frames=num_frames or None, video_id=written))
-    if names is None:
-        names = [str(i) for i in range(max_label + 1)]
-    return problems.finish(records, names)
+        rows.add(path, label, written, num_frames or None)
+    return rows.finish(names if names is not None else [str(i) for i in range(max_label + 1)])
 
 
 def _load_list_split(

@@ -44,17 +44,17 @@ import difflib
 import json
 import logging
 import math
+import multiprocessing
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -65,6 +65,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "APPEARANCE_CLASSES",
     "DEMO_CLASSES",
+    "DemoParams",
     "FORMAT_VERSION",
     "ORDER_DEPENDENT",
     "REVERSED_PAIRS",
@@ -498,10 +499,8 @@ def write_video(
     under a temporary name in the same folder and moved into place, so a reader never sees a
     partial file. ``options`` update the codec defaults (fast settings for VP9 and H.264).
 
-    If decord was imported before PyAV in this process, PyAV's encoders cannot be trusted
-    (decord loads its own libvpx and libx264 globally; VP9 fails to open), so the file is
-    encoded in a fresh interpreter instead (about a second); import av before decord to avoid
-    this.
+    Raises ``RuntimeError`` if decord was imported before PyAV in this process (see
+    :func:`_check_encoders`).
     """
     path = Path(path)
     frames = np.asarray(frames)
@@ -513,14 +512,8 @@ def write_video(
     container_format = _CONTAINERS.get(path.suffix.lower())
     if container_format is None:
         raise ValueError(f"unknown video suffix {path.suffix!r}; use one of {sorted(_CONTAINERS)}")
-    opts = {**_CODEC_OPTIONS.get(codec, {}), **(options or {})}
-    if _in_process_encoding_ok():
-        _encode(path, frames, container_format, codec, fps, opts)
-        return
-    with tempfile.TemporaryDirectory(prefix="videoattn-encode-") as d:
-        npy = Path(d) / "frames.npy"
-        np.save(npy, frames)
-        _run_clean_interpreter(["video", str(npy), str(path), codec, str(fps), json.dumps(opts)], Path(d))
+    _check_encoders()
+    _encode(path, frames, container_format, codec, fps, {**_CODEC_OPTIONS.get(codec, {}), **(options or {})})
 
 
 def _encode(
@@ -555,77 +548,25 @@ def _encode(
         raise
 
 
-@cache
-def _in_process_encoding_ok() -> bool:
-    """Whether PyAV's encoders can be trusted in this process.
+def _check_encoders() -> None:
+    """PyAV's encoders work in this process unless decord was imported before PyAV.
 
     decord loads its own FFmpeg, libvpx and libx264 with RTLD_GLOBAL. If that happens before
     PyAV is imported, PyAV's libavcodec binds to decord's (older) libvpx and libx264 symbols:
-    libvpx-vp9 then fails to open, and libx264 would run on a mix of two x264 builds (only
-    ``x264_encoder_open`` is versioned). PyAV imported first binds its own libraries (Python
-    loads extensions with RTLD_NOW) and stays correct.
+    libvpx-vp9 then fails to open, and libx264 would run on a mix of two x264 builds. PyAV
+    imported first binds its own libraries; ``videoattn.data`` always imports it first.
     """
     if "decord" not in sys.modules:
         import av  # noqa: F401  (bound now, before any later decord import)
 
-        return True
+        return
     names = list(sys.modules)  # insertion order = import order
-    ok = "av" in sys.modules and names.index("av") < names.index("decord")
-    if not ok:
-        logger.info(
-            "decord was imported before PyAV: encoding videos in a fresh interpreter "
-            "(import av before decord to avoid this)"
+    if "av" not in sys.modules or names.index("av") > names.index("decord"):
+        raise RuntimeError(
+            "decord was imported before PyAV in this process, so PyAV's VP9 / H.264 encoders bind decord's "
+            "libraries and cannot write the demo videos; import av (or videoattn.data) before decord, or run "
+            "tools/make_demo_data.py"
         )
-    return ok
-
-
-# A fresh interpreter that imports PyAV first and this file as a standalone module (not the
-# videoattn.data package, whose readers import decord): the encoders always work there.
-_BOOT = (
-    "import sys, av, importlib.util as u\n"
-    "spec = u.spec_from_file_location('_videoattn_demo_worker', sys.argv[1])\n"
-    "mod = u.module_from_spec(spec)\n"
-    "sys.modules[spec.name] = mod\n"
-    "spec.loader.exec_module(mod)\n"
-    "mod._serve(sys.argv[2:])\n"
-)
-
-
-def _start_clean_interpreter(args: Sequence[str], workdir: Path, tag: str) -> tuple[subprocess.Popen, Path]:
-    err = workdir / f"stderr-{tag}.txt"
-    with open(err, "wb") as f:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, __file__, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=f,
-        )
-    return proc, err
-
-
-def _wait(proc: subprocess.Popen, err: Path) -> None:
-    if proc.wait() != 0:
-        tail = err.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"demo-data worker failed (exit {proc.returncode}):\n{tail}")
-
-
-def _run_clean_interpreter(args: Sequence[str], workdir: Path) -> None:
-    _wait(*_start_clean_interpreter(args, workdir, "0"))
-
-
-def _serve(argv: Sequence[str]) -> None:
-    """Entry point of a worker interpreter (see ``_BOOT``)."""
-    mode, *rest = argv
-    if mode == "video":
-        npy, path, codec, fps, opts = rest
-        write_video(path, np.load(npy), codec=codec, fps=int(fps), options=json.loads(opts))
-    elif mode == "jobs":
-        jobs_file, results_file = rest
-        jobs = [_Job(*j) for j in json.loads(Path(jobs_file).read_text(encoding="utf-8"))]
-        results = [_run_job(j) for j in jobs]
-        Path(results_file).write_text(json.dumps(results), encoding="utf-8")
-    else:
-        raise ValueError(f"unknown worker mode {mode!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -637,20 +578,28 @@ _SPLIT_CODE = {"train": 1, "validation": 2, "val": 2, "test": 3}
 _YOUTUBE_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
 
 
-@dataclass(frozen=True)
-class _Params:
-    """Everything the content of a demo dataset depends on (stored in the manifest)."""
+def _param(default, help: str, **cli):
+    return field(default=default, metadata={"help": help, **cli})
 
-    seed: int = 0
-    train_per_class: int = 48
-    val_per_class: int = 12
-    test_clips: int = 24
-    kinetics_train_per_class: int = 8
-    kinetics_val_per_class: int = 4
-    size: tuple[int, int] = DEFAULT_SIZE
-    num_frames: tuple[int, int] = DEFAULT_NUM_FRAMES
-    fps: int = DEFAULT_FPS
-    formats: tuple[str, ...] = FORMATS
+
+@dataclass(frozen=True)
+class DemoParams:
+    """Everything the content of a demo dataset depends on (stored in its manifest): the
+    keywords of :func:`write_demo_dataset` / :func:`ensure_demo_dataset` and the options of
+    ``tools/make_demo_data.py``."""
+
+    seed: int = _param(0, "the same seed always gives the same dataset")
+    train_per_class: int = _param(48, "SSv2-format train clips per class")
+    val_per_class: int = _param(12, "SSv2-format validation clips per class")
+    test_clips: int = _param(24, "SSv2-format unlabelled test clips")
+    kinetics_train_per_class: int = _param(8, "Kinetics-format train clips per class")
+    kinetics_val_per_class: int = _param(4, "Kinetics-format val clips per class")
+    size: tuple[int, int] = _param(DEFAULT_SIZE, "frame size (H, W), even numbers", metavar=("H", "W"))
+    num_frames: tuple[int, int] = _param(
+        DEFAULT_NUM_FRAMES, "frames per clip, drawn per clip in [MIN, MAX]", metavar=("MIN", "MAX")
+    )
+    fps: int = _param(DEFAULT_FPS, "frames per second of the encoded clips")
+    formats: tuple[str, ...] = _param(FORMATS, "dataset formats to write", choices=FORMATS)
 
     def __post_init__(self):
         if self.seed < 0:
@@ -677,7 +626,8 @@ class _Params:
             raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {self.formats}")
 
     @classmethod
-    def make(cls, *, size=DEFAULT_SIZE, num_frames=DEFAULT_NUM_FRAMES, formats=FORMATS, **kw):
+    def make(cls, *, size=DEFAULT_SIZE, num_frames=DEFAULT_NUM_FRAMES, formats=FORMATS, **kw) -> DemoParams:
+        """From keywords as a caller writes them (lists for the tuples, one format as a string)."""
         formats = (formats,) if isinstance(formats, str) else formats
         return cls(
             size=tuple(int(s) for s in size),
@@ -726,7 +676,7 @@ def _fill(template: str, obj: str) -> str:
     return template.replace("[something]", obj).replace("[Something]", obj).lower()
 
 
-def _plan_ssv2(p: _Params, root: Path) -> tuple[list[_Job], dict]:
+def _plan_ssv2(p: DemoParams, root: Path) -> tuple[list[_Job], dict]:
     """Jobs and annotation skeletons of the SSv2-format split (ids, labels, test ids)."""
     code = _FORMAT_CODE["ssv2"]
     splits = {"train": p.train_per_class, "validation": p.val_per_class}
@@ -767,7 +717,7 @@ def _youtube_ids(rng: np.random.Generator, n: int, taken: set[str]) -> list[str]
     return out
 
 
-def _plan_kinetics(p: _Params, root: Path) -> tuple[list[_Job], dict]:
+def _plan_kinetics(p: DemoParams, root: Path) -> tuple[list[_Job], dict]:
     code = _FORMAT_CODE["kinetics"]
     taken: set[str] = set()
     jobs, plan = [], {}
@@ -849,7 +799,7 @@ def read_manifest(root: str | Path) -> dict | None:
         return None
 
 
-def _matches(root: Path, params: _Params) -> bool:
+def _matches(root: Path, params: DemoParams) -> bool:
     manifest = read_manifest(root)
     return manifest is not None and manifest.get("generator") == _GENERATOR and manifest.get("params") == params.key()
 
@@ -869,50 +819,27 @@ def _default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-_MIN_PIXELS_FOR_WORKERS = 40 * 32 * 96 * 128  # about 40 default clips, 1.5 s on one core
+_MIN_PIXELS_FOR_WORKERS = 40 * 32 * 96 * 128  # about 40 default clips: less work does not pay for starting a pool
 
 
 def _run_jobs(jobs: Sequence[_Job], workers: int) -> list[tuple[str, int]]:
-    """Run the jobs in this process (one worker, working encoders) or in worker interpreters.
+    """Run the jobs in this process, or in a pool of ``workers`` processes when there is enough
+    work to pay for starting them; results in job order either way.
 
-    Workers are fresh interpreters (not a multiprocessing pool) that import PyAV before
-    anything else and load only this file, so the encoders work whatever the parent imported
-    (decord, torch) and whatever its ``__main__`` is. Job ``i`` goes to worker ``i % workers``.
+    The pool forks where fork is the platform's safe default (Linux: the children inherit PyAV's
+    bound encoders and import nothing), and spawns elsewhere (a child imports this module, whose
+    package imports PyAV before decord).
     """
-    if not jobs:
-        return []
-    # pixels to render and encode; a worker interpreter takes about half a second to start
-    work = sum((j.num_frames[0] + j.num_frames[1]) / 2 * j.size[0] * j.size[1] for j in jobs)
-    if _in_process_encoding_ok() and (workers <= 1 or work < _MIN_PIXELS_FOR_WORKERS):
+    _check_encoders()
+    work = sum((j.num_frames[0] + j.num_frames[1]) / 2 * j.size[0] * j.size[1] for j in jobs)  # pixels
+    if workers <= 1 or work < _MIN_PIXELS_FOR_WORKERS:
         return [_run_job(j) for j in jobs]
-    workers = max(1, min(workers, len(jobs)))
-    with tempfile.TemporaryDirectory(prefix="videoattn-demo-") as d:
-        d = Path(d)
-        procs = []
-        try:
-            for k in range(workers):
-                jobs_file, results_file = d / f"jobs-{k}.json", d / f"results-{k}.json"
-                jobs_file.write_text(json.dumps([list(j) for j in jobs[k::workers]]), encoding="utf-8")
-                procs.append(
-                    (
-                        *_start_clean_interpreter(["jobs", str(jobs_file), str(results_file)], d, str(k)),
-                        results_file,
-                    )
-                )
-            results: list = [None] * len(jobs)
-            for k, (proc, err, results_file) in enumerate(procs):
-                _wait(proc, err)
-                for i, (obj, t) in enumerate(json.loads(results_file.read_text(encoding="utf-8"))):
-                    results[k + i * workers] = (obj, int(t))
-        finally:
-            for proc, _, _ in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-    return results
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        return list(pool.map(_run_job, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
 
 
-def _swap_in(tmp: Path, root: Path, params: _Params) -> None:
+def _swap_in(tmp: Path, root: Path, params: DemoParams) -> None:
     """Move the finished ``tmp`` to ``root``, replacing an old demo dataset there."""
     old = None
     if root.exists():
@@ -932,47 +859,21 @@ def _swap_in(tmp: Path, root: Path, params: _Params) -> None:
 
 
 def write_demo_dataset(
-    root: str | Path | None = None,
-    *,
-    seed: int = 0,
-    train_per_class: int = 48,
-    val_per_class: int = 12,
-    test_clips: int = 24,
-    kinetics_train_per_class: int = 8,
-    kinetics_val_per_class: int = 4,
-    size: tuple[int, int] = DEFAULT_SIZE,
-    num_frames: tuple[int, int] = DEFAULT_NUM_FRAMES,
-    fps: int = DEFAULT_FPS,
-    formats: Sequence[str] = FORMATS,
-    workers: int | None = None,
-    overwrite: bool = False,
+    root: str | Path | None = None, *, workers: int | None = None, overwrite: bool = False, **params
 ) -> Path:
     """Render and write the demo dataset under ``root`` (default :func:`default_demo_root`).
 
-    ``train_per_class``/``val_per_class``/``test_clips`` size the SSv2-format split (test
-    clips are unlabelled, as in SSv2), ``kinetics_*_per_class`` the Kinetics-format one.
-    ``size`` is (H, W), ``num_frames`` the inclusive range of frames per clip. ``workers``
-    processes render and encode in parallel (default ``min(2, cpu count)``); the result does
-    not depend on it. The dataset is built in a temporary folder next to ``root`` and moved in
-    at the end, ``manifest.json`` last. An existing ``root`` is replaced only with
+    ``params`` are the fields of :class:`DemoParams` (an unknown one is a ``TypeError``).
+    ``workers`` processes render and encode in parallel (default ``min(2, cpu count)``); the
+    result does not depend on it. The dataset is built in a temporary folder next to ``root``
+    and moved in at the end, ``manifest.json`` last. An existing ``root`` is replaced only with
     ``overwrite=True``, and only if it is empty or a demo dataset. Returns ``root``.
     """
-    params = _Params.make(
-        seed=seed,
-        train_per_class=train_per_class,
-        val_per_class=val_per_class,
-        test_clips=test_clips,
-        kinetics_train_per_class=kinetics_train_per_class,
-        kinetics_val_per_class=kinetics_val_per_class,
-        size=size,
-        num_frames=num_frames,
-        fps=fps,
-        formats=formats,
-    )
+    params = DemoParams.make(**params)
     return _write(_resolve_root(root), params, workers=workers, overwrite=overwrite)
 
 
-def _write(root: Path, params: _Params, *, workers: int | None, overwrite: bool) -> Path:
+def _write(root: Path, params: DemoParams, *, workers: int | None, overwrite: bool) -> Path:
     if root.exists() and any(root.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{root} exists and is not empty; pass overwrite=True")
@@ -1072,7 +973,7 @@ def ensure_demo_dataset(root: str | Path | None = None, *, workers: int | None =
     one writes while the others wait on a lock, then find the manifest and return.
     """
     root = _resolve_root(root)
-    params = _Params.make(**kw)
+    params = DemoParams.make(**kw)
     if _matches(root, params):
         return root
     with _lock(root):

@@ -2,9 +2,9 @@
 
 A video batch's activations on a CPU are tens of MB per tensor. glibc's ``malloc`` serves
 blocks that large with a fresh ``mmap`` and unmaps them on ``free``, so every forward pass
-page-faults its activations in again; measured with ``tools/benchmark.py`` on a 2-core VM,
-the setting below takes a ResNet-50 T=8 forward from 725 to 453 ms per clip, and the faults penalise
-every extra full-size temporary (the reason TSM's inference shift works in place).
+page-faults its activations in again, and the faults penalise every extra full-size temporary
+(the reason TSM's inference shift works in place); the measured effect is in
+``docs/benchmark_cpu.md`` (``tools/benchmark.py --malloc-cache``).
 :func:`cache_freed_memory` makes glibc keep freed memory in the process, as the caching
 allocators that CPU inference deployments use (jemalloc, tcmalloc) do.
 """
