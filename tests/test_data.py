@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -70,6 +72,35 @@ def test_reads_past_the_end_are_clamped(videos, kind, backend):
     with open_video(videos[kind], backend=backend) as reader:
         frames = reader.read([N_FRAMES - 1, N_FRAMES, 10 * N_FRAMES])
     assert [decode_bars(f) for f in frames] == [N_FRAMES - 1] * 3
+
+
+@pytest.mark.skipif(video_mod.decord is None, reason="decord not installed")
+def test_decord_frames_of_another_shape_are_a_decode_error_read_again_with_pyav(videos, monkeypatch):
+    """decord2 3.4 returns 4-channel frames at some sizes: never passed on as a clip."""
+
+    class FourChannels:
+        def __init__(self, vr):
+            self.vr = vr
+
+        def __getattr__(self, name):
+            return getattr(self.vr, name)
+
+        def get_batch(self, idx):
+            frames = self.vr.get_batch(idx).asnumpy()
+            four = np.concatenate([frames, frames[..., :1]], axis=-1)  # (L, H, W, 4)
+            return types.SimpleNamespace(asnumpy=lambda: four)
+
+    init = video_mod.DecordReader.__init__
+
+    def patched(self, *args, **kw):
+        init(self, *args, **kw)
+        self._vr = FourChannels(self._vr)
+
+    monkeypatch.setattr(video_mod.DecordReader, "__init__", patched)
+    with pytest.raises(DecodeError, match=r"decord: cannot decode .*a.webm: decoded frames of shape \(2, 64, 96, 4\)"):
+        read_clip(videos["webm"], lambda n: np.array([0, 5]), backend="decord", fallback=False)
+    clip, _ = read_clip(videos["webm"], lambda n: np.array([0, 5]), backend="decord")
+    assert [decode_bars(f) for f in clip] == [0, 5]  # PyAV's frames
 
 
 def test_read_clip_keeps_the_sampler_shape(videos):

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import threading
+import types
 from pathlib import Path
 
 import av
@@ -250,11 +251,13 @@ def test_write_video_roundtrip(tmp_path, suffix, codec):
 
 
 def test_encoding_after_decord_was_imported_first_is_refused_in_one_line(tmp_path, monkeypatch):
-    """decord imported before PyAV binds PyAV's encoders to decord's libvpx (VP9 then fails to open)."""
+    """decord 0.6 imported before PyAV binds PyAV's encoders to decord's libvpx (VP9 then fails to
+    open); the fork decord2 does not."""
     modules = {k: v for k, v in sys.modules.items() if k not in ("av", "decord")}
-    monkeypatch.setattr(sys, "modules", {**modules, "decord": object(), "av": av})  # decord first
+    old_decord = types.SimpleNamespace(__version__="0.6.0")
+    monkeypatch.setattr(sys, "modules", {**modules, "decord": old_decord, "av": av})  # decord first
     frames = render_clip("Something blinking", rng(1), num_frames=6, size=(64, 96))
-    with pytest.raises(RuntimeError, match="decord was imported before PyAV .* import av .* before decord"):
+    with pytest.raises(RuntimeError, match="decord 0.6 was imported before PyAV .* import av .* before decord"):
         write_video(tmp_path / "clip.webm", frames, codec="libvpx-vp9")
     assert not list(tmp_path.iterdir())
 

@@ -3,12 +3,12 @@
 from .annotations import (
     AnnotationError,
     Annotations,
-    VideoRecord,
     flip_label_map,
     has_mirrored,
     load_annotations,
 )
 from .dataset import VideoDataset, read_report, read_report_entries
+from .records import RecordTable, VideoRecord
 from .sampling import Sampling
 from .transforms import EvalTransform, TrainTransform
 from .video import DecodeError, open_video, read_clip
@@ -18,6 +18,7 @@ __all__ = [
     "Annotations",
     "DecodeError",
     "EvalTransform",
+    "RecordTable",
     "Sampling",
     "TrainTransform",
     "VideoDataset",

@@ -40,9 +40,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..errors import ConfigError, DataError, MissingFileError
+from .records import RecordTable, VideoRecord
 
 __all__ = [
     "AnnotationError",
@@ -96,25 +97,6 @@ _INT_RE = re.compile(r"[+-]?\d+")
 
 
 @dataclass(frozen=True)
-class VideoRecord:
-    """One video of a split.
-
-    Attributes:
-        path: absolute path to the video file or to the JPEG frame folder.
-        label: class index into :attr:`Annotations.classes`; ``-1`` when unlabelled.
-        num_frames: frame count when the annotations know it (list file, counted SSv1 frame
-            folder), else ``None`` and the video reader decides.
-        video_id: SSv2 id, Kinetics ``youtube_id``, SSv1 folder id, or the path as written in a
-            list file.
-    """
-
-    path: Path
-    label: int
-    num_frames: int | None = None
-    video_id: str = ""
-
-
-@dataclass(frozen=True)
 class Skipped:
     """A malformed line or missing video skipped with ``on_error="skip"``.
 
@@ -129,9 +111,10 @@ class Skipped:
 
 @dataclass
 class Annotations:
-    """The parsed split: records, class names (index -> name), and what was skipped."""
+    """The parsed split: records (a compact :class:`~videoattn.data.records.RecordTable`; item
+    ``i`` is a :class:`VideoRecord`), class names (index -> name), and what was skipped."""
 
-    records: list[VideoRecord]
+    records: RecordTable
     classes: list[str]
     skipped: list[Skipped]
     source: str
@@ -185,7 +168,7 @@ class _Problems:
             raise _error(file, line, reason, unit=unit)
         self.skipped.append(Skipped(str(file), line, reason))
 
-    def finish(self, records: list[VideoRecord], classes: list[str]) -> Annotations:
+    def finish(self, records: RecordTable, classes: list[str]) -> Annotations:
         annotations = Annotations(records, classes, self.skipped, self.source)
         if self.skipped:
             first = self.skipped[0]
@@ -221,6 +204,9 @@ class _DirCache:
     def exists(self, path: Path) -> bool:
         return path.name in self.names(path.parent)
 
+    def has(self, folder: Path, name: str) -> bool:
+        return name in self.names(folder)
+
     def is_dir(self, path: Path) -> bool:
         known = self._is_dir.get(path)
         if known is None:
@@ -236,7 +222,7 @@ class _Split:
 
     def __init__(self, problems: _Problems, file: Path, *, unit: str = "line", noun: str = "id") -> None:
         self.problems, self.file, self.unit, self.noun = problems, file, unit, noun
-        self.records: list[VideoRecord] = []
+        self.records = RecordTable.Builder()
         self._first: dict[str, int | Path] = {}  # key -> its position, or its file (folder layouts)
 
     def bad(self, position: int, reason: str) -> None:
@@ -258,11 +244,12 @@ class _Split:
             self.problems.report(file, 0, reason)
         return False
 
-    def add(self, path: Path, label: int, video_id: str, num_frames: int | None = None) -> None:
-        self.records.append(VideoRecord(path=path, label=label, num_frames=num_frames, video_id=video_id))
+    def add(self, folder: Path, name: str, label: int, video_id: str, num_frames: int | None = None) -> None:
+        """The video ``folder / name`` (a file, or a frame folder)."""
+        self.records.add(folder, name, label, video_id, num_frames)
 
     def finish(self, classes: list[str]) -> Annotations:
-        return self.problems.finish(self.records, classes)
+        return self.problems.finish(self.records.build(), classes)
 
 
 def _abs(path: PathLike) -> Path:
@@ -526,14 +513,14 @@ def load_ssv2(
             label = found
         if not rows.first(position, video_id):
             continue
-        path = videos / f"{video_id}.webm"
-        if check_files and not listing.exists(path):
+        name = f"{video_id}.webm"
+        if check_files and not listing.has(videos, name):
             report(
                 position,
-                f"video {path} not found; pass video_dir= to where the .webm files are, or check_files=False",
+                f"video {videos / name} not found; pass video_dir= to where the .webm files are, or check_files=False",
             )
             continue
-        rows.add(path, label, video_id)
+        rows.add(videos, name, label, video_id)
     return rows.finish(classes)
 
 
@@ -705,7 +692,7 @@ def _load_frame_csv(
                     "the extracted frames, or check_files=False",
                 )
                 continue
-        rows.add(folder, label, video_id, num_frames)
+        rows.add(frames_root, video_id, label, video_id, num_frames)
     return rows.finish(classes)
 
 
@@ -714,22 +701,18 @@ def _load_frame_csv(
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _KineticsRow:
+class _KineticsRow(NamedTuple):
     line: int
     label: str  # "" when unlabelled
     youtube_id: str
-    start: int
-    end: int
-
-    @property
-    def stem(self) -> str:
-        return f"{self.youtube_id}_{self.start:06d}_{self.end:06d}"
+    stem: str  # <youtube_id>_<start:06d>_<end:06d>, the file name without extension
 
 
 def _parse_seconds(text: str) -> int | None:
     """An integer number of seconds, also written as an integral float (``"14.0"``)."""
     text = text.strip()
+    if text.isascii() and text.isdigit():  # the common case
+        return int(text)
     value = _parse_int(text)
     if value is None:
         try:
@@ -778,11 +761,12 @@ def _read_kinetics_csv(path: Path, split: str, problems: _Problems | None) -> tu
             "expected 'label,youtube_id,time_start,time_end,split'",
         )
     column = {name: header.index(name) for name in ("label", "youtube_id", "time_start", "time_end") if name in header}
+    label_at, id_at, start_at, end_at = (column.get(k, -1) for k in ("label", "youtube_id", "time_start", "time_end"))
     rows: list[_KineticsRow] = []
     labels: set[str] = set()
     for row in reader:
         line = reader.line_num
-        if not any(cell.strip() for cell in row):
+        if not "".join(row).strip():  # a blank line, or commas only
             continue
         while len(row) > len(header) and not row[-1].strip():  # tolerate trailing commas
             row = row[:-1]
@@ -793,49 +777,61 @@ def _read_kinetics_csv(path: Path, split: str, problems: _Problems | None) -> tu
                 f"{len(row)} (quote labels that contain commas)",
             )
             continue
-        label = row[column["label"]].strip() if "label" in column else ""
+        label = row[label_at].strip() if label_at >= 0 else ""
         if label:
             labels.add(label)
         elif split != "test":
             report(line, f"empty label in the {split} split; every labelled row needs its class")
             continue
-        youtube_id = row[column["youtube_id"]].strip()
+        youtube_id = row[id_at].strip()
         if not youtube_id or "/" in youtube_id:
             report(line, f"invalid youtube_id {youtube_id!r}")
             continue
-        start = _parse_seconds(row[column["time_start"]])
-        end = _parse_seconds(row[column["time_end"]])
+        start, end = _parse_seconds(row[start_at]), _parse_seconds(row[end_at])
         if start is None or end is None:
             report(
                 line,
-                f"time_start/time_end must be non-negative whole seconds, got "
-                f"{row[column['time_start']]!r}/{row[column['time_end']]!r}",
+                f"time_start/time_end must be non-negative whole seconds, got {row[start_at]!r}/{row[end_at]!r}",
             )
             continue
         if end <= start:
             report(line, f"time_end {end} is not after time_start {start}")
             continue
-        rows.append(_KineticsRow(line, label, youtube_id, start, end))
+        rows.append(_KineticsRow(line, label, youtube_id, f"{youtube_id}_{start:06d}_{end:06d}"))
     return rows, labels
 
 
-def _locate_kinetics(dirs: Sequence[Path], row: _KineticsRow, listing: _DirCache, *, check_files: bool) -> Path | None:
-    """Flat ``<dir>/<stem>.<ext>`` or class-folder ``<dir>/<label>/<stem>.<ext>`` layouts."""
-    folders = [row.label] if row.label else []
-    if row.label and " " in row.label:
-        folders.append(row.label.replace(" ", "_"))
-    if not check_files:  # no per-video checks: guess the layout from the class folders, .mp4
-        for folder in folders:
-            if listing.is_dir(dirs[0] / folder):
-                return dirs[0] / folder / f"{row.stem}.mp4"
-        return dirs[0] / f"{row.stem}.mp4"
-    for directory in dirs:
-        for where in (directory, *(directory / folder for folder in folders)):
+class _KineticsLayout:
+    """Where a Kinetics clip can be: flat ``<dir>/<stem>.<ext>`` or in a class folder
+    ``<dir>/<label>/<stem>.<ext>`` (also with the label's spaces as ``_``), in each of ``dirs``.
+    The folders to look in are worked out once per label, and looked up in cached listings."""
+
+    def __init__(self, dirs: Sequence[Path], listing: _DirCache, *, check_files: bool) -> None:
+        self.dirs, self.listing, self.check_files = dirs, listing, check_files
+        self._where: dict[str, list[Path]] = {}
+
+    def _folders(self, label: str) -> list[Path]:
+        where = self._where.get(label)
+        if where is None:
+            names = [label, label.replace(" ", "_")] if " " in label else [label] if label else []
+            if self.check_files:
+                where = [w for d in self.dirs for w in (d, *(d / n for n in names))]
+            else:  # no per-video checks: guess the layout from the class folders of the first dir
+                where = [next((self.dirs[0] / n for n in names if self.listing.is_dir(self.dirs[0] / n)), self.dirs[0])]
+            self._where[label] = where
+        return where
+
+    def locate(self, row: _KineticsRow) -> tuple[Path, str] | None:
+        """``(folder, file name)`` of the row's clip, or None when it is in none of them."""
+        folders = self._folders(row.label)
+        if not self.check_files:
+            return folders[0], f"{row.stem}.mp4"
+        for where in folders:
+            names = self.listing.names(where)
             for ext in _KINETICS_EXTS:
-                candidate = where / f"{row.stem}{ext}"
-                if listing.exists(candidate):
-                    return candidate
-    return None
+                if row.stem + ext in names:
+                    return where, row.stem + ext
+        return None
 
 
 def _subdir_names(directory: Path) -> list[str]:
@@ -857,7 +853,7 @@ def _load_kinetics_folders(
 
     def add(video: Path, label: int) -> None:
         if rows.first(0, video.stem, file=video):
-            rows.add(video, label, video.stem)
+            rows.add(video.parent, video.name, label, video.stem)
 
     for entry in sorted(split_dir.iterdir()):
         if entry.is_dir():
@@ -951,7 +947,7 @@ def load_kinetics(
     else:
         candidates = [root / s for s in _SPLITS[split]] + [root / "videos"]
         video_dirs = [d for d in candidates if d.is_dir()] + [root]
-    listing = _DirCache()
+    layout = _KineticsLayout(video_dirs, _DirCache(), check_files=check_files)
     split_rows = _Split(problems, csv_file, noun="clip")
     for row in rows:
         label = -1
@@ -967,8 +963,8 @@ def load_kinetics(
             label = found
         if not split_rows.first(row.line, row.stem):
             continue
-        path = _locate_kinetics(video_dirs, row, listing, check_files=check_files)
-        if path is None:
+        found = layout.locate(row)
+        if found is None:
             split_rows.bad(
                 row.line,
                 f"video {row.stem}.mp4 (or .mkv/.webm) not found in "
@@ -976,7 +972,7 @@ def load_kinetics(
                 "video_dir= or check_files=False",
             )
             continue
-        split_rows.add(path, label, row.youtube_id)
+        split_rows.add(*found, label, row.youtube_id)
     return split_rows.finish(classes)
 
 
@@ -1066,7 +1062,7 @@ def load_list(
                 number, f"{path} not found; pass root= to the folder the paths are relative to, or check_files=False"
             )
             continue
-        rows.add(path, label, written, num_frames or None)
+        rows.add(path.parent, path.name, label, written, num_frames or None)
     return rows.finish(names if names is not None else [str(i) for i in range(max_label + 1)])
 
 

@@ -34,7 +34,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .annotations import Annotations, VideoRecord
+from .annotations import Annotations
+from .records import RecordTable, VideoRecord
 from .sampling import Sampling
 from .transforms import EvalTransform, TrainTransform
 from .video import DecodeError, read_clip
@@ -45,7 +46,9 @@ MODES = ("train", "val", "test")
 
 
 class VideoDataset(Dataset):
-    """Clips of the videos in ``records`` (a list of ``VideoRecord`` or parsed ``Annotations``).
+    """Clips of the videos in ``records`` (parsed ``Annotations``, a ``RecordTable`` or a list of
+    ``VideoRecord``; kept as a ``RecordTable``, arrays that DataLoader workers share without
+    copying).
 
     ``transform``: a :class:`TrainTransform` for ``mode="train"``, an :class:`EvalTransform`
     otherwise. ``backend``: the video reader (``"auto"``, ``"decord"``, ``"pyav"``,
@@ -81,7 +84,7 @@ class VideoDataset(Dataset):
             records = records.records
         else:
             self.classes = None
-        self.records = list(records)
+        self.records = records if isinstance(records, RecordTable) else RecordTable.from_records(records)
         if not self.records:
             raise DataError("the dataset has no videos: check the annotation file and the video folder")
         self.sampling, self.transform, self.mode = sampling, transform, mode
@@ -107,7 +110,7 @@ class VideoDataset(Dataset):
 
     @property
     def labels(self) -> list[int]:
-        return [r.label for r in self.records]
+        return self.records.labels.tolist()
 
     def rng(self, index: int, attempt: int = 0) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch, index, attempt])

@@ -549,21 +549,25 @@ def _encode(
 
 
 def _check_encoders() -> None:
-    """PyAV's encoders work in this process unless decord was imported before PyAV.
+    """PyAV's encoders work in this process unless decord 0.6 was imported before PyAV.
 
-    decord loads its own FFmpeg, libvpx and libx264 with RTLD_GLOBAL. If that happens before
-    PyAV is imported, PyAV's libavcodec binds to decord's (older) libvpx and libx264 symbols:
-    libvpx-vp9 then fails to open, and libx264 would run on a mix of two x264 builds. PyAV
-    imported first binds its own libraries; ``videoattn.data`` always imports it first.
+    decord 0.6 (the last release of the original project) loads its own FFmpeg, libvpx and
+    libx264 with RTLD_GLOBAL. If that happens before PyAV is imported, PyAV's libavcodec binds to
+    decord's older libvpx and libx264 symbols: libvpx-vp9 then fails to open, and libx264 would
+    run on a mix of two x264 builds. PyAV imported first binds its own libraries
+    (``videoattn.data`` always imports it first); the fork decord2 bundles its libraries under
+    private names and does not interfere.
     """
-    if "decord" not in sys.modules:
+    decord = sys.modules.get("decord")
+    if decord is None:
         import av  # noqa: F401  (bound now, before any later decord import)
 
         return
     names = list(sys.modules)  # insertion order = import order
-    if "av" not in sys.modules or names.index("av") > names.index("decord"):
+    old = str(getattr(decord, "__version__", "0")).startswith("0.")
+    if old and ("av" not in sys.modules or names.index("av") > names.index("decord")):
         raise RuntimeError(
-            "decord was imported before PyAV in this process, so PyAV's VP9 / H.264 encoders bind decord's "
+            "decord 0.6 was imported before PyAV in this process, so PyAV's VP9 / H.264 encoders bind decord's "
             "libraries and cannot write the demo videos; import av (or videoattn.data) before decord, or run "
             "tools/make_demo_data.py"
         )

@@ -21,8 +21,9 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-# PyAV before decord: decord bundles its own FFmpeg / libvpx, and loading it first leaves PyAV
-# with decord's VP9 library (the libvpx-vp9 encoder then fails to open, error 22).
+# PyAV before decord: decord 0.6 (installed as eva-decord) loads its own FFmpeg / libvpx globally, and
+# loading it first leaves PyAV with decord's VP9 library (the libvpx-vp9 encoder then fails to open,
+# error 22). The fork decord2 keeps its libraries private.
 import av
 import numpy as np
 import torch
@@ -124,6 +125,8 @@ class DecordReader(VideoReader):
                 frames = self._vr.get_batch(idx).asnumpy()
             except Exception as e2:
                 raise DecodeError(self.path, self.backend, _short(e2)) from e2
+        if frames.ndim != 4 or frames.shape[-1] != 3:  # decord2 3.4 at a few frame sizes (e.g. 96x64)
+            raise DecodeError(self.path, self.backend, f"decoded frames of shape {frames.shape}, not (L, H, W, 3)")
         return torch.from_numpy(frames).permute(0, 3, 1, 2)  # (L, H, W, 3) -> (L, 3, H, W)
 
     def _decodable_end(self) -> int:
