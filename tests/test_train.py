@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -60,6 +61,10 @@ def trained(dataset, tmp_path_factory):
         out = run(train_cmd(runs / model, dataset, f"model={model}", *args))
         assert out.returncode == 0, out.stderr[-3000:]
         assert "val top-1" in out.stdout
+        # every epoch's line shows where a step's time goes: waiting for clips, computing
+        assert re.search(
+            r"epoch 1/\d+: .*train_data_s_per_step=[\d.e-]+ train_compute_s_per_step=[\d.e-]+", out.stdout + out.stderr
+        )
     return runs
 
 

@@ -270,6 +270,8 @@ def _train(
         train_set.set_epoch(epoch)
         net.train()
         t0, seen, loss_sum, correct, skipped = time.perf_counter(), 0, 0.0, 0, finite.skipped
+        data_s = compute_s = 0.0  # waiting for the loader / the rest of the step (loss.item() syncs the device)
+        ready, steps = t0, 0
         with tqdm(
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{epochs}",
@@ -280,6 +282,8 @@ def _train(
             for step, (clips, labels, _, _) in enumerate(train_loader):
                 if step >= steps_per_epoch:
                     break
+                got = time.perf_counter()
+                data_s += got - ready
                 clips = clips.to(world.device, non_blocking=True)  # (N, T, 3, H, W)
                 labels = labels.to(world.device, non_blocking=True)
                 with autocast(world.device, cfg.precision):
@@ -289,11 +293,12 @@ def _train(
                     if extra is not None:
                         loss = loss + extra
                 optimizer.zero_grad(set_to_none=True)
-                if not finite(
-                    loss, epoch=epoch, step=step
-                ):  # NaN / inf: no update from it (stops after a few in a row)
+                # NaN / inf: no update from it (stops after a few in a row)
+                if not finite(loss, epoch=epoch, step=step):
                     scheduler.step()
                     bar.update()
+                    ready, steps = time.perf_counter(), steps + 1
+                    compute_s += ready - got
                     continue
                 scaler.scale(loss).backward()
                 if optim_cfg["clip_grad_norm"]:
@@ -307,13 +312,16 @@ def _train(
                 seen += n
                 loss_sum += loss.item() * n
                 correct += int((logits.argmax(1) == labels).sum())
-                elapsed = time.perf_counter() - t0
+                ready, steps = time.perf_counter(), steps + 1
+                compute_s += ready - got
+                elapsed = ready - t0
                 clips_per_s = seen * world.size / elapsed
                 eta = elapsed / (step + 1) * (steps_per_epoch * (epochs - epoch) - step - 1)
                 bar.set_postfix(
                     loss=f"{loss_sum / seen:.3f}",
                     top1=f"{correct / seen:.3f}",
                     clips_s=f"{clips_per_s:.1f}",
+                    data=f"{data_s / (data_s + compute_s):.0%}",  # of the step time spent waiting for clips
                     eta=_hms(eta),
                 )
                 bar.update()
@@ -329,6 +337,8 @@ def _train(
             "train_top1": correct / max(seen, 1),
             "train_clips_per_s": seen * world.size / train_time,
             "train_skipped_steps": finite.skipped - skipped,
+            "train_data_s_per_step": data_s / max(steps, 1),
+            "train_compute_s_per_step": compute_s / max(steps, 1),
             "val_loss": math.nan,
             "val_top1": math.nan,
             "val_top5": math.nan,
