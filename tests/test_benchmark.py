@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from videoattn.benchmark.loader import full_decode
+from videoattn.benchmark.loader import backends, full_decode
 from videoattn.benchmark.models import Mode, bench_models, build
 from videoattn.benchmark.timing import interleaved, median_ci
 
@@ -93,11 +93,10 @@ def test_loader_section_compares_decord_pyav_and_full_decode(bench, tmp_path, ca
     ])  # fmt: skip
     data = results["data_loader"]
     assert "models" not in results and data["settings"]["clips"] == 4
-    assert [r["reader"].split(",")[0] for r in data["reads"]] == ["decord", "PyAV", "PyAV"]
+    readers = [r["reader"].split(",")[0] for r in data["reads"]]
+    assert readers == ["decord", "PyAV", *(["torchcodec"] if "torchcodec" in backends() else []), "PyAV"]
     assert data["reads"][-1]["x_baseline"] == 1.0 and all(r["clips_per_s"] > 0 for r in data["reads"])
-    assert {(r["backend"], r["workers"]) for r in data["loader"]} == {
-        (b, w) for b in ("decord", "pyav") for w in (0, 1)
-    }
+    assert {(r["backend"], r["workers"]) for r in data["loader"]} == {(b, w) for b in backends() for w in (0, 1)}
     out = capsys.readouterr().out
     assert "x full-decode baseline" in out and "| pyav | 1 |" in out
 
@@ -157,3 +156,15 @@ def test_a_checkpoint_is_measured_with_its_own_t_classes_and_size(bench, tmp_pat
     assert results["models"]["tiny_tsm"]["params_m"] * 1e6 == pytest.approx(sum(p.numel() for p in model.parameters()))
     with pytest.raises(ConfigError, match="--segments 8 contradicts .*tiny_tsm.pth"):
         bench.run(bench.parser().parse_args([*argv, "--segments", "8"]))
+
+
+def test_index_section_loads_both_formats_and_follows_worker_memory(bench, capsys):
+    results = bench.main(
+        "--sections index --index-size 300 --index-kinetics 400 --index-workers 1 --index-batch-size 16".split()
+    )
+    data = results["index"]
+    assert {k: r["records"] for k, r in data["loads"].items()} == {"ssv2": 300, "kinetics": 400}
+    assert all(r["seconds"] > 0 and 0 < r["index_mib"] < 1 for r in data["loads"].values())
+    assert [w["layout"] for w in data["workers"]] == ["table", "objects"]
+    assert all(len(w["workers"]) == 1 and w["workers"][0]["pss_end_mib"] > 0 for w in data["workers"])
+    assert "### Annotation index" in capsys.readouterr().out

@@ -47,11 +47,16 @@ def videos(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- readers
 
+TORCHCODEC = pytest.mark.skipif(
+    not video_mod.torchcodec_available(), reason=video_mod._torchcodec()[1] or "torchcodec available"
+)
 READERS = [
     ("webm", "decord"),
     ("webm", "pyav"),
+    pytest.param("webm", "torchcodec", marks=TORCHCODEC),
     ("mp4", "decord"),
     ("mp4", "pyav"),
+    pytest.param("mp4", "torchcodec", marks=TORCHCODEC),
     ("frames", "frames"),
     ("frames", "auto"),
 ]
@@ -65,6 +70,18 @@ def test_readers_are_frame_exact(videos, kind, backend):
         frames = reader.read(idx)
     assert frames.shape == (len(idx), 3, 64, 96) and frames.dtype == torch.uint8
     assert [decode_bars(f) for f in frames] == idx
+
+
+@TORCHCODEC
+@pytest.mark.parametrize("kind", ["webm", "mp4"])  # VP9, H.264
+def test_torchcodec_decodes_the_same_pixels_as_pyav(videos, tiny_demo, kind):
+    demo = sorted(tiny_demo.rglob(f"*.{kind}"))[:3]  # the demo's real content, as well as the bars
+    assert demo
+    for path in [videos[kind], *demo]:
+        with open_video(path, backend="pyav") as ref, open_video(path, backend="torchcodec") as tc:
+            assert tc.num_frames == ref.num_frames, path
+            idx = list(range(ref.num_frames))[::-1]  # every frame, backwards: seeks
+            assert torch.equal(tc.read(idx), ref.read(idx)), path
 
 
 @pytest.mark.parametrize("kind, backend", READERS)

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from videoattn.benchmark.index import bench_index, index_markdown  # noqa: E402
 from videoattn.benchmark.loader import bench_data, loader_markdown  # noqa: E402
 from videoattn.benchmark.models import BASELINE, Mode, bench_models, load_checkpoints, models_markdown  # noqa: E402
 from videoattn.cli import ArgumentParser, user_errors  # noqa: E402
@@ -44,6 +45,8 @@ def to_markdown(results: dict[str, Any]) -> str:
     parts = [models_markdown(results)] if "models" in results else []
     if "data_loader" in results:
         parts.append(loader_markdown(results["data_loader"]))
+    if "index" in results:
+        parts.append(index_markdown(results["index"]))
     return "\n".join(parts)
 
 
@@ -105,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--config-dir", type=Path, default=CONFIGS, help="where model/<name>.yaml are (default %(default)s)"
     )
-    ap.add_argument("--sections", type=_csv(str), default=["models"], help="models, loader (comma separated)")
+    ap.add_argument("--sections", type=_csv(str), default=["models"], help="models, loader, index (comma separated)")
     ap.add_argument(
         "--loader-root",
         type=Path,
@@ -117,6 +120,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--loader-batch-size", type=int, default=8)
     ap.add_argument("--loader-workers", type=_csv(int), default=[0, 1, 2], help="DataLoader worker counts")
     ap.add_argument("--loader-repeats", type=int, default=3)
+    ap.add_argument("--index-size", type=int, default=168_913, help="entries of the index section (SSv2's train split)")
+    ap.add_argument("--index-kinetics", type=int, default=240_436, help="rows of its Kinetics-format CSV")
+    ap.add_argument("--index-workers", type=int, default=2, help="DataLoader workers of its epoch")
+    ap.add_argument("--index-batch-size", type=int, default=64)
     ap.add_argument("--json", type=Path, help="write the results as JSON")
     ap.add_argument("--markdown", type=Path, help="write the Markdown tables")
     return ap
@@ -133,13 +140,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.models = [] if args.checkpoint else list(DEFAULT_MODELS)
     for m in args.modes:
         Mode.parse(m)
-    unknown = set(args.sections) - {"models", "loader"}
+    unknown = set(args.sections) - {"models", "loader", "index"}
     if unknown or not args.sections:
-        raise ConfigError(f"--sections: unknown {sorted(unknown)}; choose from models, loader")
+        raise ConfigError(f"--sections: unknown {sorted(unknown)}; choose from models, loader, index")
     checkpoints = load_checkpoints(args)  # also settles T, classes, arch and size
     results: dict[str, Any] = bench_models(args, checkpoints=checkpoints) if "models" in args.sections else {}
     if "loader" in args.sections:
         results["data_loader"] = bench_data(args)
+    if "index" in args.sections:
+        results["index"] = bench_index(args)
     md = to_markdown(results)
     print(md)
     if args.markdown:

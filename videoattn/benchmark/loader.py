@@ -1,10 +1,11 @@
 """The data-loader benchmark, on an SSv2-format split (by default the demo data).
 
 - Reads alone, the frames a TSN sampler picks per clip: decord sampled reads, PyAV sequential
-  reads up to the last sampled frame (the fallback), and the full-decode baseline of many
-  codebases (PyAV decodes every frame, then the sampled ones are picked).
+  reads up to the last sampled frame (the fallback), torchcodec sampled reads (when it can load
+  FFmpeg), and the full-decode baseline of many codebases (PyAV decodes every frame, then the
+  sampled ones are picked).
 - The whole training loader (read + multi-scale crop + flip + normalise, batched by a
-  ``DataLoader``) with decord and with PyAV at several worker counts.
+  ``DataLoader``) with each backend at several worker counts.
 
 Each reader and each loader is a variant of :func:`videoattn.benchmark.timing.interleaved`
 (one pass over the clips per round, after one untimed pass that warms the page cache);
@@ -26,6 +27,13 @@ from .timing import interleaved, log
 __all__ = ["bench_data", "bench_loader", "bench_reads", "full_decode", "loader_markdown"]
 
 
+def backends() -> list[str]:
+    """The video backends installed here (torchcodec needs FFmpeg's shared libraries)."""
+    from ..data.video import torchcodec_available
+
+    return ["decord", "pyav", *(["torchcodec"] if torchcodec_available() else [])]
+
+
 def full_decode(path: Path, choose: Callable[[int], np.ndarray]) -> np.ndarray:
     """The baseline of many codebases: decode every frame with PyAV, then pick. ``(T, H, W, 3)``."""
     import av
@@ -43,8 +51,10 @@ def bench_reads(paths: list[Path], *, segments: int, repeats: int) -> list[dict[
     readers: dict[str, Callable[[Path, Callable], Any]] = {
         "decord, sampled frames": lambda p, c: read_clip(p, c, backend="decord", fallback=False),
         "PyAV, sequential to the last sampled frame": lambda p, c: read_clip(p, c, backend="pyav"),
-        "PyAV, full decode (baseline)": full_decode,
     }
+    if "torchcodec" in backends():
+        readers["torchcodec, sampled frames"] = lambda p, c: read_clip(p, c, backend="torchcodec", fallback=False)
+    readers["PyAV, full decode (baseline)"] = full_decode
 
     def one_pass(read: Callable[[Path, Callable], Any]) -> Callable[[], None]:
         def run() -> None:
@@ -69,7 +79,7 @@ def bench_loader(
     from ..data.sampling import Sampling
     from ..data.transforms import TrainTransform
 
-    variants = [(backend, w) for w in workers for backend in ("decord", "pyav")]
+    variants = [(backend, w) for w in workers for backend in backends()]
 
     def one_epoch(backend: str, w: int) -> Callable[[], None]:
         ds = VideoDataset(

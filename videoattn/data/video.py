@@ -1,4 +1,4 @@
-"""Video readers: decord (default), PyAV (fallback and selectable) and JPEG frame folders.
+"""Video readers: torchcodec, decord, PyAV (the fallback) and JPEG frame folders.
 
 The only module that imports a decoder. Every reader returns the frames at given 0-based
 indices as ``(len(indices), 3, H, W)`` uint8 (RGB), and is opened per item: readers are cheap
@@ -10,12 +10,14 @@ an index past the last decodable frame reads the last frame, and ``num_frames`` 
 what was actually decoded. No read ever goes out of range.
 
 :func:`read_clip` is the entry point of the datasets: it opens the file, lets the sampler pick
-indices from the frame count, reads them, and falls back from decord to PyAV when decord
-cannot open or decode the file.
+indices from the frame count, reads them, and falls back from decord or torchcodec to PyAV
+when they cannot open or decode the file. ``backend="auto"`` takes the fastest exact backend
+installed (:func:`auto_backend`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -33,7 +35,7 @@ from ..errors import ConfigError, DataError, MissingFileError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "decord", "pyav", "frames")
+BACKENDS = ("auto", "decord", "pyav", "torchcodec", "frames")
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 try:  # decord has wheels for x86_64 only; PyAV is the fallback everywhere
@@ -149,6 +151,56 @@ class DecordReader(VideoReader):
         self.__dict__.pop("_vr", None)
 
 
+@functools.cache
+def _torchcodec() -> tuple[type | None, str]:
+    """torchcodec's ``VideoDecoder``, or None and why (not installed, or no FFmpeg libraries:
+    torchcodec uses the FFmpeg 4-8 shared libraries of the system)."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except ImportError:
+        return None, "torchcodec is not installed (uv sync --extra torchcodec)"
+    except (OSError, RuntimeError) as e:  # libtorchcodec found no FFmpeg to load
+        return None, f"torchcodec cannot load FFmpeg ({_short(e)}); install FFmpeg 4-8 (e.g. apt install ffmpeg)"
+    return VideoDecoder, ""
+
+
+def torchcodec_available() -> bool:
+    return _torchcodec()[0] is not None
+
+
+class TorchCodecReader(VideoReader):
+    """torchcodec ``VideoDecoder`` (PyTorch's decoder; exact seeks from a scan of the file),
+    ``num_threads`` FFmpeg threads. ``get_frames_at`` decodes each requested frame once."""
+
+    backend = "torchcodec"
+
+    def __init__(self, path: str | os.PathLike, *, num_threads: int = 1) -> None:
+        super().__init__(path)
+        decoder, why = _torchcodec()
+        if decoder is None:
+            raise DecodeError(path, self.backend, why)
+        try:
+            self._dec = decoder(
+                os.fspath(path), dimension_order="NCHW", num_ffmpeg_threads=num_threads, seek_mode="exact"
+            )
+            meta = self._dec.metadata
+            self.num_frames = int(meta.num_frames or 0)
+            self.fps = float(meta.average_fps or 0.0)
+        except Exception as e:  # torchcodec raises RuntimeError / ValueError with FFmpeg's text
+            raise DecodeError(path, self.backend, _short(e)) from e
+        if self.num_frames < 1:
+            raise DecodeError(path, self.backend, "no video frames")
+
+    def read(self, indices: Sequence[int] | np.ndarray) -> Tensor:
+        try:
+            return self._dec.get_frames_at(indices=self._clamp(indices)).data  # (L, 3, H, W) uint8
+        except Exception as e:
+            raise DecodeError(self.path, self.backend, _short(e)) from e
+
+    def close(self) -> None:
+        self.__dict__.pop("_dec", None)
+
+
 class PyAVReader(VideoReader):
     """PyAV (FFmpeg) reader. The frame count is the stream's, or the number of video packets
     when the container has none (``.webm``); reading decodes sequentially up to the largest
@@ -250,9 +302,17 @@ class FrameFolderReader(VideoReader):
         return torch.from_numpy(frames).permute(0, 3, 1, 2)  # (L, H, W, 3) -> (L, 3, H, W)
 
 
+def auto_backend() -> str:
+    """The fastest frame-exact backend installed: torchcodec, then decord, then PyAV (the order
+    measured by ``tools/benchmark.py --sections loader``, docs/data_pipeline.md)."""
+    if torchcodec_available():
+        return "torchcodec"
+    return "decord" if decord is not None else "pyav"
+
+
 def open_video(path: str | os.PathLike, *, backend: str = "auto", num_threads: int = 1) -> VideoReader:
-    """Open ``path`` with ``backend``: ``"auto"`` (a folder -> frames, else decord when
-    installed, else PyAV), ``"decord"``, ``"pyav"`` or ``"frames"``.
+    """Open ``path`` with ``backend``: ``"auto"`` (a folder -> frames, else :func:`auto_backend`),
+    ``"decord"``, ``"pyav"``, ``"torchcodec"`` or ``"frames"``.
 
     Raises :class:`~videoattn.errors.MissingFileError` (a ``FileNotFoundError``) for a missing path
     and :class:`DecodeError` for a file the backend cannot read.
@@ -263,13 +323,15 @@ def open_video(path: str | os.PathLike, *, backend: str = "auto", num_threads: i
     if not path.exists():
         raise MissingFileError(f"video not found: {path}")
     if backend == "auto":
-        backend = "frames" if path.is_dir() else ("decord" if decord is not None else "pyav")
+        backend = "frames" if path.is_dir() else auto_backend()
     if backend == "frames":
         return FrameFolderReader(path, num_threads=num_threads)
     if path.is_dir():
         raise DecodeError(path, backend, "is a folder; use backend='frames' for frame folders")
     if backend == "decord":
         return DecordReader(path, num_threads=num_threads)
+    if backend == "torchcodec":
+        return TorchCodecReader(path, num_threads=num_threads)
     return PyAVReader(path, num_threads=num_threads)
 
 
@@ -285,22 +347,22 @@ def read_clip(
     ``S`` (``(T,)`` or ``(num_clips, T)``); the result is ``(*S, 3, H, W)`` uint8 and the
     indices actually read (clamped to the decodable frames).
 
-    With ``fallback`` (the default), a file that decord cannot open or decode is read again
-    with PyAV (logged when PyAV succeeds). Raises :class:`DecodeError` when no backend can
+    With ``fallback`` (the default), a file that decord or torchcodec cannot open or decode is
+    read again with PyAV (logged when PyAV succeeds). Raises :class:`DecodeError` when no backend can
     read it, naming both readers' reasons.
     """
     try:
         with open_video(path, backend=backend, num_threads=num_threads) as reader:
             return _read(reader, choose)
     except DecodeError as e:
-        if not (fallback and e.backend == "decord"):
+        if not (fallback and e.backend in ("decord", "torchcodec")):
             raise
         first = e
     try:
         with open_video(path, backend="pyav", num_threads=num_threads) as reader:
             out = _read(reader, choose)
     except DecodeError as e:  # one error naming both readers' reasons
-        raise DecodeError(path, "pyav", f"{e.cause} (decord: {first.cause})") from e
+        raise DecodeError(path, "pyav", f"{e.cause} ({first.backend}: {first.cause})") from e
     log.warning("%s; read with PyAV instead", first)
     return out
 
