@@ -12,8 +12,16 @@ what actually decodes), check that every class has videos, and write
     uv run python tools/prepare_data.py --source ssv2 --root data/ssv2
     uv run python tools/prepare_data.py --source kinetics --root data/k400 --splits train val --workers 8
 
+``--prepare reencode`` first re-encodes every video to ``<out>/videos/`` (H.264, short side
+``--short-side`` 256, a keyframe every ``--gop`` 16 frames: sparse segment reads seek instead of
+decoding the whole file); ``--prepare frames`` extracts ``<out>/frames/<video>/00001.jpg, ...``
+(``--jpeg-quality`` 90). Both run in ``--workers`` processes with a progress bar, write each
+video atomically, skip the videos a previous (interrupted) run finished, and list the videos
+that failed in ``bad_files.txt``; the lists then point at the prepared files.
+
 Train and test on the lists (only the videos that decode, with their frame counts) with
-``data.source=list data.root=<out>``; the class names come from ``classes.txt``.
+``data.source=list data.root=<out>``, whichever form they point at; the class names come from
+``classes.txt``.
 """
 
 from __future__ import annotations
@@ -27,11 +35,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from videoattn.cli import ArgumentParser, user_errors
 from videoattn.data.annotations import load_annotations
+from videoattn.data.prepare import extract_frames, prepared, reencode
 from videoattn.data.video import DecodeError, read_clip
-from videoattn.errors import DataError, MissingFileError
+from videoattn.errors import ConfigError, DataError, MissingFileError
 from videoattn.files import remove_temp_files, write_atomic
 
 
@@ -47,6 +57,40 @@ def probe(args: tuple[str, str]) -> tuple[int, str]:
         return 0, str(e)
 
 
+def prepare_one(job: tuple[str, str, str, str, dict]) -> tuple[str, int, str]:
+    """Prepare one video (``mode`` reencode / frames; skipped when done before), then probe the
+    result: ``(path to list, decodable frames, "")`` or ``(path, 0, reason)``."""
+    src, dst, mode, backend, opts = job
+    if mode == "none" or Path(src).is_dir():
+        return (src, *probe((src, backend)))
+    try:
+        if not prepared(dst):
+            (reencode if mode == "reencode" else extract_frames)(src, dst, **opts)
+    except (DecodeError, OSError, ValueError) as e:
+        return src, 0, f"--prepare {mode}: {e}"
+    except Exception as e:  # PyAV's FFmpeg errors (av.error.*) name the file and the cause
+        return src, 0, f"--prepare {mode}: {type(e).__name__}: {e}"
+    return (dst, *probe((dst, "frames" if mode == "frames" else backend)))
+
+
+def _destination(path: Path, root: Path, out: Path, mode: str) -> str:
+    try:
+        rel = path.resolve().relative_to(root.resolve())
+    except ValueError:  # a list whose paths lie outside --root
+        rel = Path(*path.resolve().parts[1:])
+    if mode == "reencode":
+        return str(out / "videos" / rel.with_suffix(".mp4"))
+    return str(out / "frames" / rel.with_suffix(""))
+
+
+def _remove_stale(folder: Path) -> int:
+    """Temporaries of killed runs under ``folder`` (one walk); returns how many."""
+    removed = 0
+    for here, _, _ in os.walk(folder) if folder.is_dir() else ():
+        removed += len(remove_temp_files(here))
+    return removed
+
+
 def main() -> int:
     p = ArgumentParser(description=__doc__)
     p.add_argument("--source", required=True, help="ssv2 | ssv1 | jester | kinetics | list")
@@ -56,6 +100,11 @@ def main() -> int:
     p.add_argument("--backend", default="auto", help="auto | decord | pyav | frames")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     p.add_argument("--no-decode", action="store_true", help="only parse and check that files exist")
+    p.add_argument("--prepare", choices=("none", "reencode", "frames"), default="none",
+                   help="re-encode the videos (H.264, short side, short GOP) or extract JPEG frames first")  # fmt: skip
+    p.add_argument("--short-side", type=int, default=256, help="pixels of the prepared videos' shorter side")
+    p.add_argument("--gop", type=int, default=16, help="--prepare reencode: frames between keyframes")
+    p.add_argument("--jpeg-quality", type=int, default=90, help="--prepare frames: JPEG quality, 1-100")
     args = p.parse_args()
     with user_errors():
         return prepare(args)
@@ -67,6 +116,17 @@ def prepare(args) -> int:
     out = args.out or args.root / "lists"
     out.mkdir(parents=True, exist_ok=True)
     remove_temp_files(out)  # of a run killed while writing its lists
+    if args.prepare != "none":
+        if args.no_decode:
+            raise ConfigError("--prepare decodes every video; leave out --no-decode")
+        stale = _remove_stale(out / ("videos" if args.prepare == "reencode" else "frames"))
+        if stale:
+            print(f"removed {stale} partial file(s) of an interrupted --prepare run", file=sys.stderr)
+    opts = (
+        {"short_side": args.short_side, "gop": args.gop}
+        if args.prepare == "reencode"
+        else {"short_side": args.short_side, "quality": args.jpeg_quality}
+    )
     summary: dict = {"source": args.source, "root": str(args.root.resolve()), "splits": {}}
     bad_lines: list[str] = []
     classes: list[str] | None = None
@@ -88,22 +148,25 @@ def prepare(args) -> int:
                 "file, or leave the split out with --splits"
             )
         if args.no_decode:
+            paths = [str(r.path) for r in records]
             frames = [(r.num_frames or 0, "") for r in records]
         else:
-            jobs = [(str(r.path), args.backend) for r in records]
+            jobs = [
+                (str(r.path), _destination(r.path, args.root, out, args.prepare), args.prepare, args.backend, opts)
+                for r in records
+            ]
+            what = "decoded" if args.prepare == "none" else f"prepared ({args.prepare})"
             with ProcessPoolExecutor(max_workers=args.workers) as pool:
-                frames = []
-                for i, res in enumerate(pool.map(probe, jobs, chunksize=16), 1):
-                    frames.append(res)
-                    if i % 200 == 0 or i == len(jobs):
-                        print(f"\r  decoded {i}/{len(jobs)}", end="", file=sys.stderr)
-            print(file=sys.stderr)
+                done = list(tqdm(pool.map(prepare_one, jobs, chunksize=4), total=len(jobs), desc=f"  {split}: {what}",
+                                 unit="video", file=sys.stderr, dynamic_ncols=True))  # fmt: skip
+            paths = [path for path, _, _ in done]
+            frames = [(n, reason) for _, n, reason in done]
         good, counts = [], Counter()
-        for r, (n, reason) in zip(records, frames, strict=True):
+        for r, path, (n, reason) in zip(records, paths, frames, strict=True):
             if reason:
                 bad_lines.append(f"{r.path}\t{reason}")
                 continue
-            good.append(f"{os.path.relpath(r.path, out)} {n} {r.label}")
+            good.append(f"{os.path.relpath(path, out)} {n} {r.label}")
             counts[r.label] += 1
         if not good:
             raise DataError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -67,10 +68,13 @@ def remove_temp_files(folder: str | os.PathLike, *, only_dead: bool = True) -> l
         return removed
     for entry in folder.iterdir():
         m = _TEMP.match(entry.name)
-        if m is None or not entry.is_file() or (only_dead and _alive(int(m["pid"]))):
+        if m is None or (only_dead and _alive(int(m["pid"]))):
             continue
         with contextlib.suppress(FileNotFoundError):
-            entry.unlink()
+            if entry.is_dir() and not entry.is_symlink():  # a frame folder being written
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
             removed.append(entry)
     return removed
 
@@ -84,7 +88,10 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # another user's live process
         return True
-    return True
+    try:  # a killed process that nobody has reaped yet (a zombie) still answers kill(0)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _fsync_dir(folder: Path) -> None:
