@@ -89,16 +89,20 @@ def test_loader_section_compares_decord_pyav_and_full_decode(bench, tmp_path, ca
     results = bench.main([
         "--sections", "loader", "--loader-root", str(root / "ssv2"), "--loader-clips", "4", "--segments", "3",
         "--size", "32", "--loader-batch-size", "2", "--loader-workers", "0,1", "--loader-repeats", "1",
-        "--threads", "1",
+        "--threads", "1", "--realistic-clips", "1", "--realistic-scale", "0.1", "--realistic-dir", str(tmp_path / "rv"),
     ])  # fmt: skip
     data = results["data_loader"]
+    forms = {(r["kind"], r["form"], r["backend"]) for r in data["forms"]["rows"]}
+    per_kind = {(f, b) for f in ("original", "re-encoded") for b in backends()} | {("JPEG frames", "frames")}
+    assert forms == {(k, f, b) for k in ("SSv2-like", "K400-like") for f, b in per_kind}
+    assert all(r["clips_per_s_per_core"] > 0 and r["cores_for_target"] > 0 for r in data["forms"]["rows"])
     assert "models" not in results and data["settings"]["clips"] == 4
     readers = [r["reader"].split(",")[0] for r in data["reads"]]
     assert readers == ["decord", "PyAV", *(["torchcodec"] if "torchcodec" in backends() else []), "PyAV"]
     assert data["reads"][-1]["x_baseline"] == 1.0 and all(r["clips_per_s"] > 0 for r in data["reads"])
     assert {(r["backend"], r["workers"]) for r in data["loader"]} == {(b, w) for b in backends() for w in (0, 1)}
     out = capsys.readouterr().out
-    assert "x full-decode baseline" in out and "| pyav | 1 |" in out
+    assert "x full-decode baseline" in out and "| pyav | 1 |" in out and "cores to feed 400 clips/s" in out
 
 
 def test_full_decode_baseline_picks_the_sampled_frames(bench, tmp_path):

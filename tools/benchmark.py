@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,14 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--loader-batch-size", type=int, default=8)
     ap.add_argument("--loader-workers", type=_csv(int), default=[0, 1, 2], help="DataLoader worker counts")
     ap.add_argument("--loader-repeats", type=int, default=3)
+    ap.add_argument(
+        "--realistic-clips", type=int, default=4, help="loader section: textured clips of each kind (0: skip)"
+    )
+    ap.add_argument("--realistic-dir", default=str(Path(tempfile.gettempdir()) / "videoattn-bench-videos"),
+                    help="where the realistic clips and their prepared forms are kept between runs")  # fmt: skip
+    ap.add_argument("--realistic-scale", type=float, default=1.0, help="shrink the realistic clips (tests)")
+    ap.add_argument("--target-clips-per-s", type=float, default=400.0,
+                    help="the loader section's 'cores to feed N clips/s' (one H100: several hundred)")  # fmt: skip
     ap.add_argument("--index-size", type=int, default=168_913, help="entries of the index section (SSv2's train split)")
     ap.add_argument("--index-kinetics", type=int, default=240_436, help="rows of its Kinetics-format CSV")
     ap.add_argument("--index-workers", type=int, default=2, help="DataLoader workers of its epoch")
