@@ -603,3 +603,19 @@ def test_video_module_is_the_only_decoder_import():
         if f.name not in ("video.py", "synthetic.py"):
             text = f.read_text()
             assert "import decord" not in text and "import av" not in text, f.name
+
+
+def test_uint8_batches_normalised_on_the_device_equal_the_host_normalisation(videos):
+    from videoattn.data.transforms import to_device
+
+    clip, _ = read_clip(videos["webm"], lambda n: np.arange(4))  # (4, 3, 64, 96) uint8
+    rng = np.random.default_rng
+    host, _ = TrainTransform(size=48)(clip, 0, rng(1))
+    raw, _ = TrainTransform(size=48, normalize=False)(clip, 0, rng(1))
+    assert raw.dtype == torch.uint8 and raw.shape == host.shape  # a quarter of the bytes cross
+    norm = (IMAGENET_MEAN, IMAGENET_STD)
+    assert torch.equal(to_device(raw[None], torch.device("cpu"), norm)[0], host)
+    assert to_device(host, torch.device("cpu"), norm) is host  # a float batch passes through
+    views = EvalTransform(size=48, resize=56, crops="three")(clip)
+    raw_views = EvalTransform(size=48, resize=56, crops="three", normalize=False)(clip)
+    assert torch.equal(to_device(raw_views, torch.device("cpu"), norm), views)

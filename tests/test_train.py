@@ -238,3 +238,16 @@ def test_ablate_collects_runs_into_a_table_and_a_chart(trained, tmp_path):
     table = (tmp_path / "ablation.md").read_text()
     assert "| tsn | none |" in table and "| tsm | temporal |" in table and "order-dependent" in table
     assert (tmp_path / "ablation.png").stat().st_size > 5000
+
+
+def test_normalising_on_the_device_trains_the_same_weights(dataset, tmp_path):
+    """uint8 batches (transforms with normalize: false) normalised after the copy to the device
+    give the run of host normalisation, bit for bit."""
+    args = ("optim.epochs=1", "max_steps_per_epoch=2", "seed=3")
+    raw = ("data.train_transform.normalize=false", "data.eval_transform.normalize=false")
+    for name, extra in (("host", ()), ("device", raw)):
+        out = run(train_cmd(tmp_path / name, dataset, *args, *extra))
+        assert out.returncode == 0, out.stderr[-3000:]
+    host, device = weights(tmp_path / "host"), weights(tmp_path / "device")
+    assert all(torch.equal(host["model"][k], device["model"][k]) for k in host["model"])
+    assert host["history"][0]["val_top1"] == device["history"][0]["val_top1"]

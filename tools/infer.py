@@ -81,7 +81,7 @@ def infer(args) -> int:
     channels_last = set_inference_layout(model, precision=args.precision, channels_last=args.channels_last)
     names = ckpt["classes"]
     sampling = Sampling(num_segments=cfg["num_segments"], **ckpt["data"]["sampling"])
-    transform = EvalTransform(**ckpt["data"]["eval_transform"])
+    transform = EvalTransform(**{**ckpt["data"]["eval_transform"], "normalize": True})  # one clip: on the host
     frames, indices = read_clip(args.video, sampling.val, backend=args.backend)  # (T, 3, H, W) uint8
     clip = transform(frames, squeeze=True).unsqueeze(0)  # (T, 3, S, S) -> (1, T, 3, S, S)
     load_s = time.perf_counter() - t0

@@ -94,7 +94,10 @@ def test(cfg: DictConfig) -> float:
             test["num_clips"],
             test["num_crops"],
         )
-    result = evaluate(runner, loader, num_classes=len(classes), world=world, precision=cfg.precision, keep_probs=True)
+    norm = (dataset.transform.mean, dataset.transform.std)  # for uint8 batches (normalize: false)
+    result = evaluate(
+        runner, loader, num_classes=len(classes), world=world, precision=cfg.precision, keep_probs=True, norm=norm
+    )
 
     if world.main:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,7 @@ from videoattn.cli import check_overrides, user_errors
 from videoattn.config import check_config
 from videoattn.data.build import build_dataset, dataset_root, normalize_data_config
 from videoattn.data.dataset import read_report_entries
+from videoattn.data.transforms import to_device
 from videoattn.engine.checkpoint import restore_rng, rng_state
 from videoattn.engine.distributed import World, barrier, init_distributed, on_main, shutdown
 from videoattn.engine.evaluate import EvalResult, ShardSampler, autocast, evaluate
@@ -265,6 +266,7 @@ def _train(
 
     # ---------------------------------------------------------------- epochs
     val: EvalResult | None = None
+    train_norm = (train_set.transform.mean, train_set.transform.std)  # for uint8 batches (normalize: false)
     for epoch in range(start_epoch, epochs):
         train_sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
@@ -284,7 +286,7 @@ def _train(
                     break
                 got = time.perf_counter()
                 data_s += got - ready
-                clips = clips.to(world.device, non_blocking=True)  # (N, T, 3, H, W)
+                clips = to_device(clips, world.device, train_norm)  # (N, T, 3, H, W), normalised
                 labels = labels.to(world.device, non_blocking=True)
                 with autocast(world.device, cfg.precision):
                     logits, aux = net(clips)  # (N, K)
@@ -356,6 +358,7 @@ def _train(
                 num_classes=len(classes),
                 world=world,
                 precision=cfg.precision,
+                norm=(val_set.transform.mean, val_set.transform.std),
             )
             row.update(val.as_dict("val_"), val_videos=val.num_clips, val_unreadable=val.substituted)
             if order_dependent:

@@ -46,11 +46,19 @@ def resize_short(clip: Tensor, size: int) -> Tensor:
 
 
 def normalize(clip: Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Tensor:
-    """uint8 ``(..., 3, H, W)`` -> float32 ``(x / 255 - mean) / std``."""
+    """uint8 ``(..., 3, H, W)`` -> float32 ``(x / 255 - mean) / std``, on ``clip``'s device."""
     x = clip.to(torch.float32).div_(255.0)
-    m = torch.tensor(mean, dtype=x.dtype).view(3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype).view(3, 1, 1)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
     return x.sub_(m).div_(s)
+
+
+def to_device(clips: Tensor, device: torch.device, norm: tuple[Sequence[float], Sequence[float]]) -> Tensor:
+    """A batch onto ``device`` (non-blocking from pinned memory); a uint8 batch (transforms with
+    ``normalize=False``: a quarter of the bytes to move) is normalised there with ``norm``
+    (mean, std), exactly as :func:`normalize` on the host."""
+    clips = clips.to(device, non_blocking=True)
+    return normalize(clips, *norm) if clips.dtype == torch.uint8 else clips
 
 
 def fixed_offsets(image_w: int, image_h: int, crop_w: int, crop_h: int, *, more: bool = True) -> list[tuple[int, int]]:
@@ -125,7 +133,8 @@ def random_resized_crop_params(
 
 
 class TrainTransform:
-    """Training augmentation of one clip ``(T, 3, H, W)`` uint8 -> ``(T, 3, size, size)`` float32.
+    """Training augmentation of one clip ``(T, 3, H, W)`` uint8 -> ``(T, 3, size, size)`` float32
+    (uint8 with ``normalize=False``: the consumer normalises on its device, :func:`to_device`).
 
     ``flip``: ``"off"``; ``"on"`` (plain flip, for datasets without direction classes); or
     ``"swap"``, a flip that also maps the label through ``flip_map`` (Something-Something's
@@ -148,6 +157,7 @@ class TrainTransform:
         flip_map: Sequence[int] | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        normalize: bool = True,
     ) -> None:
         if crop not in TRAIN_CROPS:
             raise ConfigError(f"train crop {crop!r} is not one of {TRAIN_CROPS}")
@@ -160,7 +170,7 @@ class TrainTransform:
         self.fix_crop, self.more_fix_crop = fix_crop, more_fix_crop
         self.area, self.ratio = tuple(area), tuple(ratio)
         self.flip, self.flip_map = flip, (list(flip_map) if flip_map is not None else None)
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.mean, self.std, self.normalize = tuple(mean), tuple(std), normalize
 
     def __call__(self, clip: Tensor, label: int, rng: np.random.Generator) -> tuple[Tensor, int]:
         if self.resize:
@@ -184,7 +194,7 @@ class TrainTransform:
             clip = F.horizontal_flip(clip)
             if self.flip == "swap" and label >= 0:
                 label = self.flip_map[label]
-        return normalize(clip, self.mean, self.std), label
+        return (normalize(clip, self.mean, self.std) if self.normalize else clip), label  # same layout either way
 
     def __repr__(self) -> str:
         return f"TrainTransform(size={self.size}, crop={self.crop!r}, resize={self.resize}, flip={self.flip!r})"
@@ -192,7 +202,8 @@ class TrainTransform:
 
 class EvalTransform:
     """Test views of a clip: ``(..., T, 3, H, W)`` uint8 -> ``(..., V_crop, T, 3, size, size)``
-    float32, or ``(..., T, 3, size, size)`` for the single centre crop when ``squeeze``.
+    float32 (uint8 with ``normalize=False``), or ``(..., T, 3, size, size)`` for the single centre
+    crop when ``squeeze``.
 
     ``resize``: short side before cropping (``None`` keeps the decoded size). ``crops``:
     ``"center"``; ``"three"``: three ``size``-square crops at the start, end and centre of the long
@@ -209,11 +220,12 @@ class EvalTransform:
         crops: str = "center",
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        normalize: bool = True,
     ) -> None:
         if crops not in EVAL_CROPS:
             raise ConfigError(f"test crops {crops!r} is not one of {EVAL_CROPS}")
         self.size, self.resize, self.crops = size, resize, crops
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.mean, self.std, self.normalize = tuple(mean), tuple(std), normalize
 
     @property
     def num_crops(self) -> int:
@@ -248,7 +260,7 @@ class EvalTransform:
             if self.num_crops != 1:
                 raise ValueError("squeeze needs a single crop")
             out = out.squeeze(-5)  # (..., 1, T, 3, S, S) -> (..., T, 3, S, S)
-        return normalize(out, self.mean, self.std)
+        return normalize(out, self.mean, self.std) if self.normalize else out
 
     def __repr__(self) -> str:
         return f"EvalTransform(size={self.size}, resize={self.resize}, crops={self.crops!r})"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_device
 from ..models.memory_format import to_channels_last
 from .distributed import World, all_reduce_sum
 from .metrics import (
@@ -91,6 +92,7 @@ def evaluate(
     world: World,
     precision: str = "fp32",
     keep_probs: bool = False,
+    norm: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
 ) -> EvalResult:
     """Top-1 / top-5 / mean class accuracy and the confusion matrix over all ranks.
 
@@ -98,7 +100,8 @@ def evaluate(
     the batch and their softmax probabilities averaged, per video. ``keep_probs`` keeps the
     averaged probabilities of every video (gathered on every rank) for prediction files.
     An item whose video could not be read comes back as another record, flagged ``substituted``
-    by the dataset: it is left out of the metrics and counted in ``substituted``.
+    by the dataset: it is left out of the metrics and counted in ``substituted``. uint8 batches
+    (``normalize: false`` transforms) are normalised on the device with ``norm`` (mean, std).
     """
     model.eval()
     dev = world.device
@@ -114,7 +117,7 @@ def evaluate(
         n = clips.shape[0]
         if n == 0:
             continue
-        clips = clips.to(dev, non_blocking=True)
+        clips = to_device(clips, dev, norm)
         views = clips.shape[1] if clips.dim() == 6 else 1
         x = clips.flatten(0, 1) if clips.dim() == 6 else clips  # (N, V, T, 3, H, W) -> (N*V, T, 3, H, W)
         with autocast(dev, precision):
