@@ -199,34 +199,15 @@ def test_test_tool_writes_metrics_predictions_and_confusion(trained, dataset):
 def test_infer_prints_top5_and_draws_the_explanation(trained, dataset):
     video = sorted((dataset / "20bn-something-something-v2").glob("*.webm"))[0]
     png = trained / "explain.png"
-    out = run(
-        [
-            "tools/infer.py",
-            str(video),
-            "--checkpoint",
-            str(trained / "tsm" / "last.pth"),
-            "--json",
-            "--explain",
-            str(png),
-        ]
-    )
+    infer = ["tools/infer.py", str(video), "--checkpoint", str(trained / "tsm" / "last.pth"), "--json"]
+    out = run([*infer, "--explain", str(png)])
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout)
     assert len(res["top"]) == 5 and abs(sum(t["prob"] for t in res["top"])) <= 1.0 + 1e-6
     assert res["top"][0]["prob"] >= res["top"][-1]["prob"] and len(res["frames"]) == 4
     assert png.stat().st_size > 5000
     assert res["precision"] == "fp32" and res["channels_last"] is False
-    bf16 = run(
-        [
-            "tools/infer.py",
-            str(video),
-            "--checkpoint",
-            str(trained / "tsm" / "last.pth"),
-            "--json",
-            "--precision",
-            "bf16",
-        ]
-    )
+    bf16 = run([*infer, "--precision", "bf16"])
     assert bf16.returncode == 0, bf16.stderr[-3000:]
     res16 = json.loads(bf16.stdout)
     assert res16["channels_last"] is True and res16["frames"] == res["frames"] and len(res16["top"]) == 5

@@ -18,10 +18,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import logging
 import math
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,9 +44,12 @@ __all__ = [
 ]
 
 
+_logger = logging.getLogger("videoattn.benchmark")
+
+
 def log(msg: str) -> None:
-    """Progress on stderr (results go to stdout)."""
-    print(msg, file=sys.stderr, flush=True)
+    """Progress, logged (``tools/benchmark.py`` shows it on stderr; results go to stdout)."""
+    _logger.info(msg)
 
 
 def synchronize(device: torch.device) -> None:
