@@ -160,7 +160,7 @@ def _torchcodec() -> tuple[type | None, str]:
         from torchcodec.decoders import VideoDecoder
     except ImportError:
         return None, "torchcodec is not installed (uv sync --extra torchcodec)"
-    except (OSError, RuntimeError) as e:  # libtorchcodec found no FFmpeg to load
+    except Exception as e:  # noqa: BLE001 - libtorchcodec found no FFmpeg to load (RuntimeError, OSError, ...)
         return None, f"torchcodec cannot load FFmpeg ({_short(e)}); install FFmpeg 4-8 (e.g. apt install ffmpeg)"
     return VideoDecoder, ""
 
