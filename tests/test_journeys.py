@@ -352,6 +352,10 @@ MISTAKES = {
         ("missing file", ["--source", "ssv2", "--root", "{missing_dir}"]),
         ("random annotations", ["--source", "ssv2", "--root", "{junk_dataset}"]),
         ("unknown flag", ["--source", "ssv2", "--root", "{junk_dataset}", "--workerz", "2"]),
+        (
+            "bad prepare setting",
+            ["--source", "ssv2", "--root", "{junk_dataset}", "--prepare", "frames", "--jpeg-quality", "0"],
+        ),
     ],
     "ablate.py": [("missing file", ["--collect", "{missing_dir}"]), ("unknown flag", ["--colect", "{missing_dir}"])],
     "make_demo_data.py": [

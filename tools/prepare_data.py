@@ -97,7 +97,7 @@ def main() -> int:
     p.add_argument("--root", required=True, type=Path, help="dataset root (annotation files + videos)")
     p.add_argument("--splits", nargs="+", default=["train", "val"])
     p.add_argument("--out", type=Path, default=None, help="where to write the lists (default: ROOT/lists)")
-    p.add_argument("--backend", default="auto", help="auto | decord | pyav | frames")
+    p.add_argument("--backend", default="auto", help="auto | decord | pyav | torchcodec | frames")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     p.add_argument("--no-decode", action="store_true", help="only parse and check that files exist")
     p.add_argument("--prepare", choices=("none", "reencode", "frames"), default="none",
@@ -119,6 +119,10 @@ def prepare(args) -> int:
     if args.prepare != "none":
         if args.no_decode:
             raise ConfigError("--prepare decodes every video; leave out --no-decode")
+        for flag, value, low, high in (("--short-side", args.short_side, 16, 4096), ("--gop", args.gop, 1, 1000),
+                                       ("--jpeg-quality", args.jpeg_quality, 1, 100)):  # fmt: skip
+            if not low <= value <= high:
+                raise ConfigError(f"{flag} {value}: expected an integer from {low} to {high}")
         stale = _remove_stale(out / ("videos" if args.prepare == "reencode" else "frames"))
         if stale:
             print(f"removed {stale} partial file(s) of an interrupted --prepare run", file=sys.stderr)
