@@ -117,6 +117,15 @@ def _child(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -
         os._exit(code)
 
 
+# The overrides of a tiny training run (a 4-frame, 8..64-channel ResNet on 48-pixel crops, one
+# process, no progress bar or TensorBoard): what the command-line tests train with.
+TINY_RUN = [
+    "model.layers=[1,1,1,1]", "model.widths=[8,16,32,64]", "num_segments=4", "batch_size=4",
+    "data.train_transform.size=48", "data.eval_transform.size=48", "data.eval_transform.resize=56",
+    "workers=0", "progress=false", "tensorboard=false",
+]  # fmt: skip
+
+
 class Running:
     """A started command: ``pid``, ``poll()``, ``kill()``, ``wait()`` -> CompletedProcess."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli import run
+from cli import TINY_RUN, run
 from official import SOURCES, save_official
 from videos import ssv2_as_frame_folders
 
@@ -25,16 +25,7 @@ from videoattn.data.synthetic import DEMO_CLASSES
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 SMALL = ["workers=0", "data.eval_transform.size=48", "data.eval_transform.resize=56"]
-TINY = [
-    "model.layers=[1,1,1,1]",
-    "model.widths=[8,16,32,64]",
-    "num_segments=4",
-    "batch_size=4",
-    "data.train_transform.size=48",
-    *SMALL,
-    "progress=false",
-    "tensorboard=false",
-]
+TINY = TINY_RUN
 
 
 THREADS = {"OMP_NUM_THREADS": "2"}  # the ResNet-50 commands: both cores (the suite runs one test at a time)

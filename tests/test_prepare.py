@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import pytest
 import torch
-from cli import run, start
+from cli import TINY_RUN, run, start
 
 from videoattn.data.prepare import extract_frames, reencode, scaled_size
 from videoattn.data.video import open_video
@@ -63,10 +63,7 @@ def test_prepared_lists_train(tiny_demo, tmp_path, mode):
     lines = (out / "train.txt").read_text().splitlines()
     assert len(lines) == 24 and all(line.startswith(folder.name + "/") for line in lines)
     res = run(["tools/train.py", f"data={src}", "data.source=list", f"data.root={out}", f"run_dir={tmp_path / 'run'}",
-               "optim.epochs=1", "max_steps_per_epoch=2", "model.layers=[1,1,1,1]", "model.widths=[8,16,32,64]",
-               "num_segments=4", "batch_size=4", "data.train_transform.size=32", "data.eval_transform.size=32",
-               "data.eval_transform.resize=40", "data.train_transform.flip=auto", "workers=0", "progress=false",
-               "tensorboard=false"])  # fmt: skip
+               "optim.epochs=1", "max_steps_per_epoch=2", "data.train_transform.flip=auto", *TINY_RUN])  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert "24 train / 12 val clips" in res.stdout + res.stderr
 

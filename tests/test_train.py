@@ -12,21 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli import run, start
+from cli import TINY_RUN, run, start
 
-TINY = [
-    "model.layers=[1,1,1,1]",
-    "model.widths=[8,16,32,64]",
-    "num_segments=4",
-    "batch_size=4",
-    "data.train_transform.size=48",
-    "data.eval_transform.size=48",
-    "data.eval_transform.resize=56",
-    "workers=0",
-    "progress=false",
-    "tensorboard=false",
-    "deterministic=true",
-]
+TINY = [*TINY_RUN, "deterministic=true"]
 
 
 @pytest.fixture(scope="module")

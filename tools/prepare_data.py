@@ -83,12 +83,10 @@ def _destination(path: Path, root: Path, out: Path, mode: str) -> str:
     return str(out / "frames" / rel.with_suffix(""))
 
 
-def _remove_stale(folder: Path) -> int:
-    """Temporaries of killed runs under ``folder`` (one walk); returns how many."""
-    removed = 0
-    for here, _, _ in os.walk(folder) if folder.is_dir() else ():
-        removed += len(remove_temp_files(here))
-    return removed
+def _remove_stale(destinations: list[str]) -> int:
+    """Temporaries that killed runs left beside the prepared videos (one listing per folder of
+    destinations: the results are written beside them, never inside another); returns how many."""
+    return sum(len(remove_temp_files(folder)) for folder in {os.path.dirname(d) for d in destinations})
 
 
 def main() -> int:
@@ -123,9 +121,6 @@ def prepare(args) -> int:
                                        ("--jpeg-quality", args.jpeg_quality, 1, 100)):  # fmt: skip
             if not low <= value <= high:
                 raise ConfigError(f"{flag} {value}: expected an integer from {low} to {high}")
-        stale = _remove_stale(out / ("videos" if args.prepare == "reencode" else "frames"))
-        if stale:
-            print(f"removed {stale} partial file(s) of an interrupted --prepare run", file=sys.stderr)
     opts = (
         {"short_side": args.short_side, "gop": args.gop}
         if args.prepare == "reencode"
@@ -160,6 +155,9 @@ def prepare(args) -> int:
                 for r in records
             ]
             what = "decoded" if args.prepare == "none" else f"prepared ({args.prepare})"
+            stale = _remove_stale([job[1] for job in jobs]) if args.prepare != "none" else 0
+            if stale:
+                print(f"  removed {stale} partial file(s) of an interrupted --prepare run", file=sys.stderr)
             with ProcessPoolExecutor(max_workers=args.workers) as pool:
                 done = list(tqdm(pool.map(prepare_one, jobs, chunksize=4), total=len(jobs), desc=f"  {split}: {what}",
                                  unit="video", file=sys.stderr, dynamic_ncols=True))  # fmt: skip
