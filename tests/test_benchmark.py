@@ -165,11 +165,12 @@ def test_a_checkpoint_is_measured_with_its_own_t_classes_and_size(bench, tmp_pat
 
 def test_index_section_loads_both_formats_and_follows_worker_memory(bench, capsys):
     results = bench.main(
-        "--sections index --index-size 300 --index-kinetics 400 --index-workers 1 --index-batch-size 16".split()
+        "--sections index --index-size 300 --index-kinetics 400 --index-workers 1 --index-batch-size 16 "
+        "--index-backends pyav".split()
     )
     data = results["index"]
     assert {k: r["records"] for k, r in data["loads"].items()} == {"ssv2": 300, "kinetics": 400}
     assert all(r["seconds"] > 0 and 0 < r["index_mib"] < 1 for r in data["loads"].values())
-    assert [w["layout"] for w in data["workers"]] == ["table", "objects"]
+    assert [(w["layout"], w["backend"]) for w in data["workers"]] == [("objects", "pyav"), ("table", "pyav")]
     assert all(len(w["workers"]) == 1 and w["workers"][0]["pss_end_mib"] > 0 for w in data["workers"])
     assert "### Annotation index" in capsys.readouterr().out

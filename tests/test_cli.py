@@ -47,6 +47,8 @@ def one_error_line(capsys) -> str:
     ("train", ["model.dropout=null"], "model.dropout=null: expected a value"),
     ("train", ["precision=fp8"], "precision='fp8': expected one of fp32, bf16, fp16"),
     ("train", ["workers=-1"], "workers=-1: expected an integer >= 0"),
+    ("train", ["workers=0", "persistent_workers=false"], "persistent_workers=False: expected null with workers=0"),
+    ("test", ["checkpoint=x", "prefetch_factor=0"], "prefetch_factor=0: expected a positive integer or null"),
     ("train", ["data.sampling.num_clips=2"], "the config has no key 'data.sampling.num_clips'"),
     ("test", ["checkpoint=x", "precision=fp16"], "precision='fp16': expected one of fp32, bf16"),
 ])  # fmt: skip

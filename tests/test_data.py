@@ -12,6 +12,7 @@ from videos import bars, decode_bars, write_frame_folder, write_video
 
 from videoattn.data import video as video_mod
 from videoattn.data.annotations import VideoRecord, flip_label_map
+from videoattn.data.build import RECYCLE_WORKERS, loader_options
 from videoattn.data.dataset import VideoDataset, read_report
 from videoattn.data.sampling import (
     Sampling,
@@ -30,7 +31,7 @@ from videoattn.data.transforms import (
     random_resized_crop_params,
 )
 from videoattn.data.video import DecodeError, open_video, read_clip
-from videoattn.errors import DataError
+from videoattn.errors import ConfigError, DataError
 
 N_FRAMES = 40
 
@@ -89,6 +90,41 @@ def test_reads_past_the_end_are_clamped(videos, kind, backend):
     with open_video(videos[kind], backend=backend) as reader:
         frames = reader.read([N_FRAMES - 1, N_FRAMES, 10 * N_FRAMES])
     assert [decode_bars(f) for f in frames] == [N_FRAMES - 1] * 3
+
+
+def _malloc_in_use() -> int | None:
+    """Bytes glibc's main arena has handed out (``mallinfo2``), or None off glibc."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks".split()]
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MallInfo2
+    except (OSError, AttributeError):
+        return None
+    return libc.mallinfo2().uordblks
+
+
+@pytest.mark.skipif(_malloc_in_use() is None, reason="needs glibc's mallinfo2")
+def test_pyav_reads_that_stop_early_leave_no_native_memory_behind(videos):
+    """A read stops decoding at its last wanted frame; PyAV frees its demuxer's packet only when
+    the demux generator is closed. Left open, each read kept ~150 bytes: a worker grew ~25 MB
+    over an epoch of SSv2."""
+    import gc
+
+    def reads(n):
+        for _ in range(n):
+            with open_video(videos["webm"], backend="pyav") as reader:
+                reader.read([0, 3])  # stops after frame 3 of 40
+
+    reads(100)  # warm: FFmpeg's and PyAV's one-off allocations
+    gc.collect()
+    before = _malloc_in_use()
+    reads(600)
+    gc.collect()
+    assert _malloc_in_use() - before < 30_000  # with the generators left open: ~90 kB
 
 
 @pytest.mark.skipif(video_mod.decord is None, reason="decord not installed")
@@ -455,6 +491,23 @@ def test_eval_views():
     torch.testing.assert_close(ten[:, 1], TF.horizontal_flip(ten[:, 0]))
     with pytest.raises(ValueError, match="smaller than"):
         EvalTransform(size=224, resize=None)(clip)
+
+
+@pytest.mark.parametrize("backend", ["torchcodec", "decord", "pyav", "frames", "auto"])
+def test_loader_options_recycle_the_workers_of_a_backend_that_keeps_memory_per_file(backend, monkeypatch):
+    monkeypatch.setattr(video_mod, "auto_backend", lambda: "torchcodec")  # what auto resolves to, here
+    kw = loader_options(backend, workers=3, pin_memory=True)
+    recycled = (video_mod.auto_backend() if backend == "auto" else backend) in RECYCLE_WORKERS
+    assert kw == {"num_workers": 3, "pin_memory": True, "persistent_workers": not recycled, "prefetch_factor": 2}
+    explicit = loader_options(backend, workers=3, pin_memory=False, persistent=True, prefetch=4)
+    assert (explicit["persistent_workers"], explicit["prefetch_factor"]) == (True, 4)  # what the user set wins
+
+
+def test_loader_options_without_workers_refuse_worker_settings_rather_than_ignore_them():
+    assert loader_options("pyav", workers=0, pin_memory=False) == {"num_workers": 0, "pin_memory": False}
+    for kw in ({"persistent": False}, {"prefetch": 2}):
+        with pytest.raises(ConfigError, match="needs workers >= 1"):
+            loader_options("pyav", workers=0, pin_memory=False, **kw)
 
 
 # ----------------------------------------------------------------------------- dataset

@@ -134,6 +134,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--index-kinetics", type=int, default=240_436, help="rows of its Kinetics-format CSV")
     ap.add_argument("--index-workers", type=int, default=2, help="DataLoader workers of its epoch")
     ap.add_argument("--index-batch-size", type=int, default=64)
+    ap.add_argument(
+        "--index-backends",
+        type=_csv(str),
+        default=None,
+        help="backends whose workers' memory the index section follows (default: every installed video backend)",
+    )
     ap.add_argument("--json", type=Path, help="write the results as JSON")
     ap.add_argument("--markdown", type=Path, help="write the Markdown tables")
     return ap

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from videoattn.checkpoint import check_classes
 from videoattn.cli import check_overrides, user_errors
 from videoattn.config import check_config
-from videoattn.data.build import build_dataset, normalize_data_config
+from videoattn.data.build import build_dataset, loader_options, normalize_data_config
 from videoattn.engine.distributed import init_distributed, shutdown
 from videoattn.engine.evaluate import ShardSampler, evaluate, set_inference_layout
 from videoattn.engine.memory import cache_freed_memory
@@ -79,8 +79,13 @@ def test(cfg: DictConfig) -> float:
         dataset,
         batch_size=cfg.batch_size,
         sampler=ShardSampler(len(dataset), world),
-        num_workers=cfg.workers,
-        pin_memory=world.device.type == "cuda",
+        **loader_options(
+            data_cfg["backend"],
+            workers=cfg.workers,
+            pin_memory=world.device.type == "cuda",
+            persistent=cfg.persistent_workers,
+            prefetch=cfg.prefetch_factor,
+        ),
     )
     views = len(dataset[0][0]) if len(dataset) else 0
     if world.main:

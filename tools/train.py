@@ -41,7 +41,7 @@ from videoattn.checkpoint import (
 )
 from videoattn.cli import check_overrides, user_errors
 from videoattn.config import check_config
-from videoattn.data.build import build_dataset, dataset_root, normalize_data_config
+from videoattn.data.build import build_dataset, dataset_root, loader_options, normalize_data_config
 from videoattn.data.dataset import read_report_entries
 from videoattn.data.transforms import to_device
 from videoattn.engine.checkpoint import restore_rng, rng_state
@@ -139,12 +139,14 @@ def _train(
     train_sampler = DistributedSampler(
         train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=cfg.seed, drop_last=True
     )
-    loader_kw = {
-        "num_workers": cfg.workers,
-        "pin_memory": world.device.type == "cuda",
-        "persistent_workers": cfg.workers > 0,
-        "generator": torch.Generator().manual_seed(cfg.seed),
-    }  # not the global RNG: resuming must not shift it
+    loader_kw = loader_options(
+        data_cfg["backend"],
+        workers=cfg.workers,
+        pin_memory=world.device.type == "cuda",
+        persistent=cfg.persistent_workers,
+        prefetch=cfg.prefetch_factor,
+    )
+    loader_kw["generator"] = torch.Generator().manual_seed(cfg.seed)  # not the global RNG: resuming must not shift it
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=train_sampler, drop_last=True, **loader_kw)
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=ShardSampler(len(val_set), world), **loader_kw)
     steps_per_epoch = (

@@ -203,7 +203,7 @@ class DataConfig:
     annotations: dict[str, Any] = field(default_factory=dict)  # keywords of the format's parser (video_dir, ...)
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "val": "val", "test": "val"})
     on_error: str = "raise"  # malformed annotation lines / missing videos: raise | skip
-    backend: str = "auto"  # auto | decord | pyav | frames
+    backend: str = "auto"  # auto | torchcodec | decord | pyav | frames
     sampling: SamplingConfig = field(default_factory=SamplingConfig)  # type: ignore[valid-type]
     train_transform: TrainTransformConfig = field(default_factory=TrainTransformConfig)  # type: ignore[valid-type]
     eval_transform: EvalTransformConfig = field(default_factory=EvalTransformConfig)  # type: ignore[valid-type]
@@ -225,6 +225,8 @@ class RunConfig:
 
     batch_size: int = 8  # clips per process
     workers: int = 2  # DataLoader workers per process
+    persistent_workers: bool | None = None  # null: per backend (videoattn.data.build.loader_options)
+    prefetch_factor: int | None = None  # batches in flight per worker; null: 2
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "fp32"
     channels_last: bool | None = False
@@ -233,6 +235,15 @@ class RunConfig:
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "a positive integer")
         _require(self.workers >= 0, "workers", self.workers, "an integer >= 0")
+        _require(
+            self.prefetch_factor is None or self.prefetch_factor >= 1,
+            "prefetch_factor",
+            self.prefetch_factor,
+            "a positive integer or null",
+        )
+        for key in ("persistent_workers", "prefetch_factor"):
+            value = getattr(self, key)
+            _require(value is None or self.workers > 0, key, value, "null with workers=0 (a DataLoader worker setting)")
         _choice("device", self.device, ("auto", "cpu", "cuda"))
         _choice("precision", self.precision, ("fp32", "bf16", "fp16"))
 

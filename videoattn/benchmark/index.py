@@ -115,11 +115,13 @@ def bench_workers(
     batch_size: int,
     folder: Path,
     layout: str = "table",
+    backend: str = "pyav",
     context: str | None = None,
 ) -> dict[str, Any]:
-    """PSS of each DataLoader worker over an epoch of an index of ``size`` records, held as a
-    :class:`RecordTable` (``layout="table"``, what the datasets use) or, for comparison, as a
-    list of :class:`VideoRecord` objects (``"objects"``, what they used before)."""
+    """PSS of each DataLoader worker over an epoch of an index of ``size`` records read with
+    ``backend``, held as a :class:`RecordTable` (``layout="table"``, what the datasets use) or,
+    for comparison, as a list of :class:`VideoRecord` objects (``"objects"``, what they used
+    before)."""
     from ..data.dataset import VideoDataset
     from ..data.records import RecordTable
     from ..data.sampling import Sampling
@@ -138,7 +140,7 @@ def bench_workers(
         builder.add(folder, videos[i % len(videos)].name, i % 174, str(i))
     records = builder.build()
     dataset = VideoDataset(
-        records, sampling=Sampling(num_segments=1), transform=TrainTransform(size=32), backend="pyav"
+        records, sampling=Sampling(num_segments=1), transform=TrainTransform(size=32), backend=backend, fallback=False
     )
     if layout == "objects":
         dataset.records = list(records)  # one Python object (record, Path, strings) per video
@@ -178,6 +180,7 @@ def bench_workers(
     ]
     return {
         "layout": layout,
+        "backend": backend,
         "context": context or "fork",
         "records": size,
         "index_mib": records.nbytes / 2**20,
@@ -203,11 +206,22 @@ def bench_index(args: argparse.Namespace) -> dict[str, Any]:
             "ssv2": _timed_load(lambda: load_ssv2(tmp / "ssv2", "train")),
             "kinetics": _timed_load(lambda: load_kinetics(tmp / "kinetics", "train")),
         }
-        log(f"index: one epoch over {n} records with {args.index_workers} workers")
-        workers = [
-            bench_workers(n, workers=args.index_workers, batch_size=args.index_batch_size, folder=tmp, layout=layout)
-            for layout in ("table", "objects")
-        ]
+        from .loader import backends
+
+        runs = [("objects", "pyav")] + [("table", b) for b in args.index_backends or backends()]
+        workers = []
+        for layout, backend in runs:
+            log(f"index: one epoch over {n} records held as {layout}, {backend}, {args.index_workers} workers")
+            workers.append(
+                bench_workers(
+                    n,
+                    workers=args.index_workers,
+                    batch_size=args.index_batch_size,
+                    folder=tmp,
+                    layout=layout,
+                    backend=backend,
+                )
+            )
     return {"settings": {"index_size": n, "kinetics_rows": args.index_kinetics}, "loads": loads, "workers": workers}
 
 
@@ -226,7 +240,7 @@ def index_markdown(data: dict[str, Any]) -> str:
         held = "a RecordTable" if w["layout"] == "table" else "a list of VideoRecord objects (before)"
         lines += [
             "",
-            f"DataLoader workers over one epoch of {w['records']} records held as {held} "
+            f"DataLoader workers ({w.get('backend', 'pyav')}) over one epoch of {w['records']} records held as {held} "
             f"({w['index_mib']:.1f} MiB as a table, epoch {w['epoch_s']:.0f} s):",
             "",
             "| worker | PSS after the first batches, MiB | PSS at the end, MiB | growth |",

@@ -147,3 +147,35 @@ def build_dataset(
         report=report,
         split=split,
     )
+
+
+# Backends whose decoder keeps native memory per file it opens (measured by tools/benchmark.py
+# --sections index; docs/data_pipeline.md): torchcodec 0.15 ~330 bytes per VideoDecoder, in its
+# C++ core. Their workers are started afresh each epoch, which bounds the growth to one epoch's
+# share of the split; the others keep their workers (no start-up cost per epoch).
+RECYCLE_WORKERS = frozenset({"torchcodec"})
+
+
+def loader_options(
+    backend: str, *, workers: int, pin_memory: bool, persistent: bool | None = None, prefetch: int | None = None
+) -> dict[str, Any]:
+    """The ``DataLoader`` keywords for ``workers`` processes reading with ``backend`` (``auto``
+    resolved to the backend it picks): persistent workers unless the backend is in
+    :data:`RECYCLE_WORKERS`, ``prefetch`` batches in flight per worker (PyTorch's 2 by default:
+    one batch decoding while one waits covers a step's variance; more only holds memory).
+    ``persistent`` / ``prefetch`` set explicitly win; with ``workers=0`` they are an error, not
+    ignored."""
+    from .video import auto_backend
+
+    if workers == 0:
+        for key, value in (("persistent_workers", persistent), ("prefetch_factor", prefetch)):
+            if value is not None:
+                raise ConfigError(f"{key}={value}: DataLoader workers only; it needs workers >= 1 (workers=0)")
+        return {"num_workers": 0, "pin_memory": pin_memory}
+    backend = auto_backend() if backend == "auto" else backend
+    return {
+        "num_workers": workers,
+        "pin_memory": pin_memory,
+        "persistent_workers": backend not in RECYCLE_WORKERS if persistent is None else persistent,
+        "prefetch_factor": 2 if prefetch is None else prefetch,
+    }
