@@ -70,6 +70,8 @@ def test_command_line_writes_json_and_markdown(bench, tmp_path, capsys):
 def test_bad_mode_and_unknown_model_are_clear_errors(bench):
     with pytest.raises(ValueError, match="'\\+'-joined"):
         Mode.parse("fp16")
+    with pytest.raises(ValueError, match="onnxruntime alone"):
+        Mode.parse("onnxruntime+bf16")
     with pytest.raises(ValueError, match="no model config"):
         build("tsmm", config_dir=bench.CONFIGS, num_classes=3, num_segments=2, arch="resnet18")
 
@@ -154,7 +156,12 @@ def test_a_checkpoint_is_measured_with_its_own_t_classes_and_size(bench, tmp_pat
     )
     argv = ["--checkpoint", str(path), *"--batch-sizes 1 --modes fp32 --repeats 1 --warmup 0 --min-sample-s 0".split(),
             *"--agree-clips 0 --no-memory --threads 1".split()]  # fmt: skip
-    results = bench.main([*argv, "--arch", "resnet18"])
+    onnx = importlib.util.find_spec("onnxruntime") is not None  # the deploy extra: the model exported, parity checked
+    results = bench.main([*argv, "--arch", "resnet18", *(["--modes", "fp32,onnxruntime", "--agree-clips", "2"] * onnx)])
+    if onnx:
+        assert [(r["model"], r["mode"]) for r in results["forward"]][-1] == ("tiny_tsm", "onnxruntime")
+        (agree,) = [r for r in results["agreement"] if r["model"] == "tiny_tsm"]
+        assert agree["mode"] == "onnxruntime" and agree["max_abs_diff"] <= 1e-4
     assert list(results["models"]) == ["torchvision_tsn", "tiny_tsm"]  # no default configs with --checkpoint
     s = results["settings"]
     assert (s["segments"], s["num_classes"], s["size"], s["arch"]) == (3, 5, 32, "resnet18")

@@ -82,7 +82,8 @@ def parser() -> argparse.ArgumentParser:
         "--modes",
         type=_csv(str),
         default=list(DEFAULT_MODES),
-        help="'+'-joined options from fp32, channels_last, bf16, compile (compile is slow on CPU)",
+        help="'+'-joined options from fp32, channels_last, bf16, compile (compile is slow on CPU); onnxruntime alone: "
+        "the model exported to ONNX and run by onnxruntime (CPU; uv sync --extra deploy)",
     )
     ap.add_argument("--train", action="store_true", help="also time the train step")
     ap.add_argument("--train-batch-size", type=int, default=2)

@@ -4,9 +4,11 @@
     uv run python tools/infer.py VIDEO --checkpoint CKPT --json              # machine-readable
     uv run python tools/infer.py VIDEO --checkpoint CKPT --explain out.png   # frames, prediction, module gains
     uv run python tools/infer.py VIDEO --checkpoint CKPT --precision bf16 --compile
+    uv run python tools/infer.py VIDEO --onnx model.onnx                      # onnxruntime (tools/export.py)
 
 The clip is sampled and cropped as in validation (T segment centres, centre crop), with the
-settings stored in the checkpoint. VIDEO may be a file (decord, PyAV fallback) or a JPEG folder.
+settings stored in the checkpoint (or in the ONNX file's metadata). VIDEO may be a file (decord,
+PyAV fallback) or a JPEG folder.
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ from videoattn.data.transforms import EvalTransform
 from videoattn.data.video import BACKENDS, read_clip
 from videoattn.engine.evaluate import autocast, set_inference_layout
 from videoattn.engine.memory import cache_freed_memory
-from videoattn.errors import MissingFileError
+from videoattn.errors import ConfigError, MissingFileError
 from videoattn.models import load_model
 
 
 def main() -> int:
     p = ArgumentParser(description=__doc__)
     p.add_argument("video")
-    p.add_argument("--checkpoint", required=True)
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="a videoattn checkpoint (PyTorch)")
+    model.add_argument("--onnx", help="a model exported by tools/export.py, run in onnxruntime (CPU)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--explain", metavar="PNG", help="draw the frames, the prediction and the excitation modules' gains")
@@ -67,34 +71,62 @@ def main() -> int:
         return infer(args)
 
 
+def _onnx_model(args):
+    """The exported model and what its metadata says: config, class names, sampling, transform."""
+    from videoattn.deploy.onnx import OnnxModel
+
+    if not Path(args.onnx).exists():
+        raise MissingFileError(f"ONNX model not found: {args.onnx}")
+    model = OnnxModel.load(args.onnx, threads=args.threads)
+    meta = model.metadata
+    missing = [k for k in ("model_config", "classes", "eval_transform") if k not in meta]
+    if missing:
+        raise ConfigError(f"{args.onnx}: no videoattn metadata ({', '.join(missing)}); export it with tools/export.py")
+    return model, meta["model_config"], meta["classes"], meta.get("sampling", {}), meta["eval_transform"]
+
+
 def infer(args) -> int:
     if not Path(args.video).exists():  # before loading the model
         raise MissingFileError(f"video not found: {args.video}")
+    if args.onnx:  # PyTorch-only settings are an error with --onnx, not ignored
+        torch_only = {"--explain": args.explain, "--compile": args.compile, "--channels-last": args.channels_last}
+        for flag, value in torch_only.items():
+            if value:
+                raise ConfigError(f"{flag} is for PyTorch models; it does not apply to --onnx {args.onnx}")
+        if args.precision != "fp32":
+            raise ConfigError(f"--precision {args.precision}: --onnx runs the exported fp32 graph")
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.no_malloc_cache:
         cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
 
     t0 = time.perf_counter()
-    model, ckpt = load_model(args.checkpoint)  # a training run's or a converted checkpoint
-    cfg = ckpt["model_config"]
-    channels_last = set_inference_layout(model, precision=args.precision, channels_last=args.channels_last)
-    names = ckpt["classes"]
-    sampling = Sampling(num_segments=cfg["num_segments"], **ckpt["data"]["sampling"])
-    transform = EvalTransform(**{**ckpt["data"]["eval_transform"], "normalize": True})  # one clip: on the host
+    if args.onnx:
+        onnx_model, cfg, names, sampling_kw, transform_kw = _onnx_model(args)
+        channels_last = None
+    else:
+        model, ckpt = load_model(args.checkpoint)  # a training run's or a converted checkpoint
+        cfg, names = ckpt["model_config"], ckpt["classes"]
+        sampling_kw, transform_kw = ckpt["data"].get("sampling", {}), ckpt["data"]["eval_transform"]
+        channels_last = set_inference_layout(model, precision=args.precision, channels_last=args.channels_last)
+    sampling = Sampling(num_segments=cfg["num_segments"], **sampling_kw)
+    transform = EvalTransform(**{**transform_kw, "normalize": True})  # one clip: on the host
     frames, indices = read_clip(args.video, sampling.val, backend=args.backend)  # (T, 3, H, W) uint8
     clip = transform(frames, squeeze=True).unsqueeze(0)  # (T, 3, S, S) -> (1, T, 3, S, S)
     load_s = time.perf_counter() - t0
 
-    runner = torch.compile(model) if args.compile else model
     t1 = time.perf_counter()
-    with torch.no_grad(), autocast(torch.device("cpu"), args.precision):
-        if args.explain:
-            from videoattn.explain import trace_excitation
+    if args.onnx:
+        logits = torch.from_numpy(onnx_model(clip)[0])  # (1, K)
+    else:
+        runner = torch.compile(model) if args.compile else model
+        with torch.no_grad(), autocast(torch.device("cpu"), args.precision):
+            if args.explain:
+                from videoattn.explain import trace_excitation
 
-            logits, traces = trace_excitation(model, clip)
-        else:
-            logits = runner(clip)
+                logits, traces = trace_excitation(model, clip)
+            else:
+                logits = runner(clip)
     probs = torch.softmax(logits.float(), dim=1)[0]
     infer_s = time.perf_counter() - t1
     top = probs.topk(min(args.topk, cfg["num_classes"]))
@@ -117,6 +149,7 @@ def infer(args) -> int:
                     "seconds": {"load": load_s, "forward": infer_s},
                     "explain": args.explain,
                     "precision": args.precision,
+                    "runtime": "onnxruntime" if args.onnx else "pytorch",
                     "channels_last": channels_last,
                     "compile": args.compile,
                 },
@@ -125,14 +158,16 @@ def infer(args) -> int:
         )
     else:
         print(
-            f"{args.video}  (frames {indices.tolist()}; model {cfg.get('name') or cfg['arch']}, "
-            f"forward {infer_s * 1000:.0f} ms)"
+            f"{args.video}  (frames {indices.tolist()}; model {cfg.get('name') or cfg['arch']}"
+            f"{' in onnxruntime' if args.onnx else ''}, forward {infer_s * 1000:.0f} ms)"
         )
         for c, prob, _ in result:
             print(f"  {prob:6.3f}  {c}")
         if args.explain:
             print(f"wrote {args.explain}")
-    if not names:
+    if not names and args.onnx:
+        print(f"note: {args.onnx} carries no class names (nor did its checkpoint), so classes are shown by index")
+    elif not names:
         print(
             f"note: {args.checkpoint} carries no class names, so classes are shown by index; add them with "
             f"tools/convert_checkpoint.py --src {args.checkpoint} --dst {args.checkpoint} --classes LABEL_FILE",

@@ -58,7 +58,7 @@ from .timing import environment, frozen_heap, interleaved, log, median_ci, media
 __all__ = ["BASELINE", "Mode", "bench_models", "build", "load_checkpoints", "models_markdown"]
 
 BASELINE = "torchvision_tsn"
-MODE_OPTIONS = ("fp32", "channels_last", "bf16", "compile")
+MODE_OPTIONS = ("fp32", "channels_last", "bf16", "compile", "onnxruntime")
 
 # Dense peak TFLOP/s (no sparsity) by device-name substring, first match wins:
 # (bf16 tensor cores, tf32 tensor cores, fp32 without tensor cores). Vendor data sheets.
@@ -130,20 +130,23 @@ def build(
 # ----------------------------------------------------------------------------- modes
 @dataclass(frozen=True)
 class Mode:
-    """A ``+``-joined set of options: channels_last, bf16, compile (fp32: none of them)."""
+    """A ``+``-joined set of options: channels_last, bf16, compile (fp32: none of them), or
+    onnxruntime alone (the model exported to ONNX, fp32, run by onnxruntime on the CPU)."""
 
     name: str
     channels_last: bool = False
     bf16: bool = False
     compile: bool = False
+    onnx: bool = False
 
     @classmethod
     def parse(cls, name: str) -> Mode:
         opts = set(name.split("+"))
         unknown = opts - set(MODE_OPTIONS)
-        if unknown or not opts or ("fp32" in opts and len(opts) > 1):
-            raise ConfigError(f"mode {name!r}: use '+'-joined options from {MODE_OPTIONS} (fp32 alone)")
-        return cls(name, "channels_last" in opts, "bf16" in opts, "compile" in opts)
+        alone = {"fp32", "onnxruntime"} & opts
+        if unknown or not opts or (alone and len(opts) > 1):
+            raise ConfigError(f"mode {name!r}: use '+'-joined options from {MODE_OPTIONS} (fp32, onnxruntime alone)")
+        return cls(name, "channels_last" in opts, "bf16" in opts, "compile" in opts, "onnxruntime" in opts)
 
     def autocast(self, device: torch.device):
         if self.bf16:
@@ -175,9 +178,12 @@ class Variant:
     optimizer: torch.optim.Optimizer | None = None
 
 
-def make_variants(models: dict[str, nn.Module], modes: Sequence[Mode]) -> list[Variant]:
+def make_variants(
+    models: dict[str, nn.Module], modes: Sequence[Mode], *, segments: int = 8, size: int = 224
+) -> list[Variant]:
     """The modules of every (model, mode): NCHW modes share the model, channels_last modes
-    share one NHWC copy of it (same weights), compile modes wrap one of the two."""
+    share one NHWC copy of it (same weights), compile modes wrap one of the two, onnxruntime
+    runs the model exported at ``segments`` x ``size`` px."""
     variants = []
     for name, model in models.items():
         nhwc = None
@@ -189,8 +195,31 @@ def make_variants(models: dict[str, nn.Module], modes: Sequence[Mode]) -> list[V
                 module = nhwc
             if mode.compile:
                 module = torch.compile(module)
+            if mode.onnx:
+                module = OnnxRuntime(model, segments=segments, size=size)
             variants.append(Variant(name, mode, module))
     return variants
+
+
+class OnnxRuntime(nn.Module):
+    """A model exported to ONNX (in memory, parity checked) and run by onnxruntime on the CPU,
+    called like the model: ``(N, T, 3, H, W)`` -> logits; inference only."""
+
+    def __init__(self, model: nn.Module, *, segments: int, size: int) -> None:
+        super().__init__()
+        import tempfile
+
+        from ..deploy.onnx import OnnxModel, export_onnx
+
+        model.eval()
+        x = torch.randn(2, segments, 3, size, size)  # (N, T, 3, S, S): the batch dimension stays dynamic
+        with tempfile.TemporaryDirectory(prefix="videoattn-onnx-") as tmp:
+            path = f"{tmp}/model.onnx"
+            export_onnx(model, path, example=[x], metadata={})
+            self.session = OnnxModel.load(path, threads=torch.get_num_threads())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.from_numpy(self.session(x.contiguous())[0])
 
 
 def forward_fn(v: Variant, x: Tensor, device: torch.device) -> Callable[[], Any]:
@@ -245,6 +274,8 @@ def measure_phase(
     inputs = {cl: make_input(batch_size, args.segments, args.size, device, cl) for cl in (False, True)}
     y = torch.arange(batch_size, device=device) % args.num_classes
     fns = []
+    if phase == "train":
+        variants = [v for v in variants if not v.mode.onnx]  # onnxruntime runs inference only
     for v in variants:
         v.module.train(phase == "train")
         x = inputs[v.mode.channels_last]
@@ -343,7 +374,9 @@ def bench_models(
         info[name] = {"params_m": count_params(model) / 1e6, "gmacs_per_clip": count_macs(model, clip) / 1e9}
         models[name] = model.to(device)
     macs = {n: int(i["gmacs_per_clip"] * 1e9) for n, i in info.items()}
-    variants = make_variants(models, modes)
+    if device.type != "cpu" and any(m.onnx for m in modes):
+        raise ConfigError("--modes onnxruntime: the CPU only (--device cpu)")
+    variants = make_variants(models, modes, segments=args.segments, size=args.size)
     results: dict[str, Any] = {
         "environment": environment(device, args.threads),
         "settings": {

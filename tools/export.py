@@ -1,0 +1,75 @@
+"""Export a checkpoint to ONNX, checked against PyTorch in onnxruntime.
+
+    uv sync --extra deploy                                   # onnx, onnxscript, onnxruntime
+    uv run python tools/export.py --checkpoint runs/demo/tsm/best.pth --out tsm.onnx
+    uv run python tools/infer.py VIDEO --onnx tsm.onnx       # the exported model on one clip
+
+The graph takes ``clips`` ``(N, T, 3, S, S)`` float32 (RGB, normalised with the file's mean/std;
+N dynamic) and returns ``logits`` ``(N, K)``. The file's metadata (``videoattn.*``) holds the
+class names, T, the sampling and the eval transform (size, resize, mean, std) and the model
+config, so that a deployment needs nothing else. The export is checked on a batch size other
+than the traced one; a max abs difference above ``--tolerance`` writes nothing and exits 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from videoattn.cli import ArgumentParser, user_errors
+from videoattn.data.transforms import EvalTransform
+from videoattn.deploy.onnx import DEFAULT_OPSET, export_onnx, require_deploy
+from videoattn.errors import MissingFileError
+from videoattn.models import load_model
+
+
+def main() -> int:
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--checkpoint", required=True, help="a videoattn checkpoint (a run's or a converted one)")
+    p.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs logit difference accepted (fp32)")
+    p.add_argument("--size", type=int, default=None, help="crop size of the traced input (default: the checkpoint's)")
+    p.add_argument("--seed", type=int, default=0, help="of the random check clips")
+    args = p.parse_args()
+    with user_errors():
+        return export(args)
+
+
+def export(args) -> int:
+    require_deploy()  # before loading anything
+    if not Path(args.checkpoint).exists():
+        raise MissingFileError(f"checkpoint not found: {args.checkpoint}")
+    model, ckpt = load_model(args.checkpoint)
+    cfg = ckpt["model_config"]
+    transform = EvalTransform(**{**ckpt["data"]["eval_transform"], "normalize": True})
+    size, t = args.size or transform.size, cfg["num_segments"]
+    g = torch.Generator().manual_seed(args.seed)
+    example = torch.randn(2, t, 3, size, size, generator=g)  # (N, T, 3, S, S)
+    check = torch.randn(3, t, 3, size, size, generator=g)  # another N: the batch dimension is dynamic
+    metadata = {
+        "classes": ckpt.get("classes"),
+        "num_segments": t,
+        "sampling": ckpt["data"].get("sampling", {}),
+        "eval_transform": {"size": size, "resize": transform.resize, "mean": transform.mean, "std": transform.std},
+        "model_config": cfg,
+        "input": "clips (N, T, 3, S, S) float32 RGB, (x / 255 - mean) / std",
+        "outputs": ["logits (N, K)"],
+        "checkpoint": str(args.checkpoint),
+    }
+    diff = export_onnx(
+        model, args.out, example=[example], check_inputs=[check], metadata=metadata, opset=args.opset,
+        tolerance=args.tolerance,
+    )  # fmt: skip
+    print(
+        f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, opset {args.opset}): "
+        f"{cfg.get('name') or cfg['arch']}, T={t}, {size} px; onnxruntime vs PyTorch max abs diff {diff:.2e} "
+        f"(batch 3, tolerance {args.tolerance:g})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Deployment: ONNX export with onnxruntime parity (:mod:`videoattn.deploy.onnx`)."""
