@@ -329,6 +329,11 @@ MISTAKES = {
         ("random checkpoint", ["{video}", "--checkpoint", "{random}"]),
         ("unknown flag", ["{video}", "--checkpoint", "{random}", "--topkk", "3"]),
     ],
+    "export.py": [
+        ("missing file", ["--checkpoint", "{missing}", "--out", "{missing_dir}/x.onnx"]),
+        ("random checkpoint", ["--checkpoint", "{random}", "--out", "{missing_dir}/x.onnx"]),
+        ("unknown flag", ["--checkpoint", "{random}", "--out", "x.onnx", "--opsett", "20"]),
+    ],
     "convert_checkpoint.py": [
         ("missing file", ["--src", "{missing}", "--dst", "{missing_dir}/x.pth"]),
         ("random checkpoint", ["--src", "{random}", "--dst", "{missing_dir}/x.pth"]),
