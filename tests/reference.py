@@ -36,6 +36,20 @@ def tsm(m, x: Tensor) -> Tensor:
     return out.view(nt, c, h, w)
 
 
+def tsm_online(m, x: Tensor) -> Tensor:
+    """TSM's online (uni-directional) shift: the first C // shift_div channels of frame t are
+    those of frame t-1 (zeros at t = 0), the rest unchanged; frame by frame."""
+    nt, c, h, w = x.shape
+    t = m.num_segments
+    v = x.view(nt // t, t, c, h, w)
+    fold = c // m.shift_div
+    frames = []
+    for i in range(t):
+        past = v[:, i - 1, :fold] if i > 0 else torch.zeros_like(v[:, 0, :fold])
+        frames.append(torch.cat([past, v[:, i, fold:]], dim=1))
+    return torch.stack(frames, 1).view(nt, c, h, w)
+
+
 def action(m, x: Tensor) -> Tensor:
     """ACTION-Net in the official layouts: permuted depthwise Conv1d shift, Conv3d over
     (C-mean, T, H, W), full-resolution motion difference padded then pooled."""
@@ -289,6 +303,7 @@ class Reference(NamedTuple):
 
 REFERENCES = {  # one entry per registry name
     "tsm": Reference(tsm, lambda c, t: 0),
+    "tsm_online": Reference(tsm_online, lambda c, t: 0),
     "action": Reference(action, lambda c, t: _action(c)),
     "action_ste": Reference(action, lambda c, t: _action(c, ce=False, me=False)),
     "action_ce": Reference(action, lambda c, t: _action(c, ste=False, me=False)),

@@ -142,5 +142,18 @@ class Action(nn.Module):
             return self._shift_paper(x)
         return merge_time(action_fast.shift(self, split_time(x, self.num_segments)))
 
+    def stream_blocker(self) -> str | None:
+        """Why the module cannot run one frame at a time (:mod:`videoattn.attention.streaming`)."""
+        looks = {
+            "ste": "STE a 3x3x3 convolution over (T, H, W)",
+            "ce": "CE a temporal convolution",
+            "me": "ME the next frame's features",
+        }
+        paths = "; ".join(looks[p] for p in self.paths)
+        return (
+            f"looks at future frames (its shift is a centred temporal convolution; {paths}); "
+            "train with a causal module such as tsm_online to stream"
+        )
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, num_segments={self.num_segments}, paths={self.paths}, impl={self.impl}"

@@ -16,6 +16,13 @@ outside this package never names a module. What a row can say:
 - an auxiliary loss: a head module with ``forward_with_aux(x) -> (y, aux)`` (``aux`` per frame,
   ``(N*T, ...)``, or None) and ``aux_loss(aux, labels) -> loss`` (``aux`` averaged over the T
   frames, the loss already weighted); the training loop adds every such loss to its own.
+
+Streaming (one frame at a time, :mod:`videoattn.attention.streaming`) is decided per built
+module: static modules (block, stage and head scope alike) act on each frame alone in eval mode
+and stream as they are; a temporal module streams when its ``stream_blocker()`` is None (it
+then has ``stream_step(x, state) -> (y, state)``: ``tsm_online``, or ``tsm`` with
+``direction="past"``), else that method says why not. :func:`stream_modules` and
+:func:`streaming_blockers` read a built model.
 """
 
 from __future__ import annotations
@@ -132,6 +139,7 @@ _REGISTRY: dict[str, AttentionSpec] = {
     for s in (
         # temporal
         _spec("tsm", TemporalShift, True, "input", _TSM, "1811.08383", "ICCV 2019"),
+        _spec("tsm_online", TemporalShift, True, "input", _TSM, "1811.08383", "ICCV 2019", direction="past"),
         _spec("action", Action, True, "input", _ACTION, "2103.07372", "CVPR 2021"),
         _spec("action_ste", Action, True, "input", _ACTION, "2103.07372", "CVPR 2021", paths=("ste",)),
         _spec("action_ce", Action, True, "input", _ACTION, "2103.07372", "CVPR 2021", paths=("ce",)),
@@ -328,3 +336,44 @@ def no_weight_decay_names(model: nn.Module) -> set[str]:
         if callable(fn):
             names |= {f"{prefix}.{n}" if prefix else n for n in fn()}
     return names
+
+
+def _temporal_classes() -> dict[type[nn.Module], bool]:
+    """Each registered class and whether it is temporal."""
+    out: dict[type[nn.Module], bool] = {}
+    for spec in _REGISTRY.values():
+        out[spec.cls] = out.get(spec.cls, False) or spec.temporal
+    return out
+
+
+def _stream_blocker(module: nn.Module) -> str | None:
+    """Why a registered temporal module cannot stream, or None when it can."""
+    blocker = getattr(module, "stream_blocker", None)
+    if not callable(blocker):
+        return "mixes the frames of a clip and has no stream_step(x, state); it cannot run one frame at a time"
+    reason = blocker()
+    if reason is None and not callable(getattr(module, "stream_step", None)):
+        return "says it streams but has no stream_step(x, state)"
+    return reason
+
+
+def stream_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The registered temporal modules of ``model`` that stream (``stream_step``), by their names
+    in ``model`` and in module order: the modules whose state a streaming model carries."""
+    temporal = _temporal_classes()
+    return [(name, m) for name, m in model.named_modules() if temporal.get(type(m)) and _stream_blocker(m) is None]
+
+
+def streaming_blockers(model: nn.Module) -> list[str]:
+    """One line per registered module of ``model`` that cannot run one frame at a time,
+    ``"<its name in model>: <reason>"`` (temporal modules that look at future frames or the
+    whole clip); empty when the model can stream. Static modules never block: in eval mode
+    they act on each frame alone."""
+    temporal = _temporal_classes()
+    lines = []
+    for name, m in model.named_modules():
+        if temporal.get(type(m)):
+            reason = _stream_blocker(m)
+            if reason is not None:
+                lines.append(f"{name}: {reason}")
+    return lines

@@ -1,7 +1,8 @@
 """The fast implementation of the TSM shift (:mod:`videoattn.attention.shift` is the paper's
-form): a shift with a hand-written backward, the compiler's traceable form, and the in-place
-inference path that shifts inside the block input around conv1 instead of copying it. Each is
-tested equal to the paper's form (tests/test_fast_paths.py)."""
+form): a shift with a hand-written backward (the bidirectional one and the online, causal
+one), the compiler's traceable form, and the in-place inference path (bidirectional shift
+only) that shifts inside the block input around conv1 instead of copying it. Each is tested
+equal to the paper's form (tests/test_fast_paths.py, tests/test_streaming.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def temporal_shift_fast(x: Tensor, num_segments: int, shift_div: int = 8) -> Ten
     split_time(x, num_segments)  # checks that N*T is a multiple of T
     if torch.compiler.is_compiling():  # one fused gather kernel, traced by autograd as usual
         return _shift_functional(x, num_segments, x.shape[1] // shift_div)
-    return _Shift.apply(x, num_segments, x.shape[1] // shift_div, False)
+    return _Shift.apply(x, num_segments, x.shape[1] // shift_div, False, "both")
 
 
 def _shift_functional(x: Tensor, num_segments: int, fold: int) -> Tensor:
@@ -54,18 +55,56 @@ def _shift(x: Tensor, num_segments: int, fold: int, reverse: bool) -> Tensor:
     return merge_time(out)  # (N, T, C, H, W) -> (N*T, C, H, W)
 
 
+def causal_shift_fast(x: Tensor, num_segments: int, shift_div: int = 8) -> Tensor:
+    """:func:`~videoattn.attention.shift.causal_temporal_shift` (TSM's online shift), bitwise,
+    with its own backward: one output allocation in ``x``'s memory format, one write per
+    element; the backward is the adjoint shift (frame t <- frame t+1). Under
+    ``torch.compile``, a pad and a concatenation. Out of place only: no in-place path."""
+    split_time(x, num_segments)  # checks that N*T is a multiple of T
+    fold = x.shape[1] // shift_div
+    if torch.compiler.is_compiling():  # one fused kernel, traced by autograd as usual
+        return _causal_shift_functional(x, num_segments, fold)
+    return _Shift.apply(x, num_segments, fold, False, "past")
+
+
+def _causal_shift_functional(x: Tensor, num_segments: int, fold: int) -> Tensor:
+    """The causal shift as a pad and a concatenation, for the compiler."""
+    xt = split_time(x, num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W)
+    past = F.pad(xt[:, :-1, :fold], (0, 0, 0, 0, 0, 0, 1, 0))  # frame t <- t-1, zeros at 0
+    return merge_time(torch.cat([past, xt[:, :, fold:]], dim=2))  # (N, T, C, H, W) -> (N*T, C, H, W)
+
+
+def _causal_shift(x: Tensor, num_segments: int, fold: int, reverse: bool) -> Tensor:
+    """The first ``fold`` channels one frame later (frame t <- t-1, zeros at 0); ``reverse``:
+    one frame earlier (frame t <- t+1, zeros at T-1), its adjoint."""
+    xt = split_time(x, num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W)
+    out = split_time(torch.empty_like(x), num_segments)  # (N*T, C, H, W) -> (N, T, C, H, W)
+    if reverse:
+        out[:, :-1, :fold] = xt[:, 1:, :fold]  # frame t <- frame t+1
+        out[:, -1:, :fold].zero_()
+    else:
+        out[:, 1:, :fold] = xt[:, :-1, :fold]  # frame t <- frame t-1
+        out[:, :1, :fold].zero_()
+    out[:, :, fold:] = xt[:, :, fold:]
+    return merge_time(out)  # (N, T, C, H, W) -> (N*T, C, H, W)
+
+
+_SHIFTS = {"both": _shift, "past": _causal_shift}  # direction -> the shift of the forward
+
+
 class _Shift(torch.autograd.Function):
-    """The shift with its adjoint (the reverse shift) as backward; differentiable twice."""
+    """A shift (``direction``: ``"both"``, :func:`_shift`; ``"past"``, :func:`_causal_shift`)
+    with its adjoint (the reverse shift) as backward; differentiable twice."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, num_segments: int, fold: int, reverse: bool) -> Tensor:
-        ctx.shift = (num_segments, fold, reverse)
-        return _shift(x, num_segments, fold, reverse)
+    def forward(ctx, x: Tensor, num_segments: int, fold: int, reverse: bool, direction: str) -> Tensor:
+        ctx.shift = (num_segments, fold, reverse, direction)
+        return _SHIFTS[direction](x, num_segments, fold, reverse)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        num_segments, fold, reverse = ctx.shift
-        return _Shift.apply(grad, num_segments, fold, not reverse), None, None, None
+        num_segments, fold, reverse, direction = ctx.shift
+        return _Shift.apply(grad, num_segments, fold, not reverse, direction), None, None, None, None
 
 
 _in_place_enabled = True

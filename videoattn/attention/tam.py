@@ -93,6 +93,17 @@ class TAM(nn.Module):
             xv = F.conv2d(xv.reshape(1, n * c, t, h * w), kernel, padding=(self.kernel_size // 2, 0), groups=n * c)
         return xv.reshape(n, c, t, h, w).permute(0, 2, 1, 3, 4).reshape(nt, c, h, w)  # (N*T, C, H, W)
 
+    def stream_blocker(self) -> str | None:
+        """Why the module cannot run one frame at a time (:mod:`videoattn.attention.streaming`)."""
+        looks = {
+            "local": "its local gate is a centred temporal convolution",
+            "global": "its global kernel is computed from all T frames and convolved over T",
+        }
+        return (
+            f"looks at future frames ({'; '.join(looks[b] for b in self.branches)}); "
+            "train with a causal module such as tsm_online to stream"
+        )
+
     def extra_repr(self) -> str:
         return (
             f"channels={self.channels}, num_segments={self.num_segments}, "

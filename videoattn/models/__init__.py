@@ -1,4 +1,4 @@
-"""Backbones with insertion slots, the TSN classifier, and building / loading them."""
+"""Backbones with insertion slots, the TSN classifier, building / loading them, and streaming them."""
 
 from .build import (
     LoadReport,
@@ -11,10 +11,12 @@ from .build import (
 from .classifier import VideoClassifier
 from .inserts import Insert, parse_inserts
 from .memory_format import to_channels_last
+from .streaming import StreamingModel
 
 __all__ = [
     "Insert",
     "LoadReport",
+    "StreamingModel",
     "VideoClassifier",
     "build_model",
     "load_model",

@@ -63,22 +63,39 @@ class VideoClassifier(nn.Module):
                 )
             raise ValueError(f"VideoClassifier expects (N, T={self.num_segments}, 3, H, W), got {shape}.{hint}")
 
-    def forward_with_aux(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Logits ``(N, K)`` and the auxiliary outputs of the head modules that have an
-        auxiliary loss, by head name, averaged over the T frames like the logits."""
-        self.check_input(x)
-        fmap = self.backbone(x.flatten(0, 1))  # (N, T, 3, H, W) -> (N*T, 3, H, W) -> (N*T, F, h, w)
+    def classify_frames(self, frames: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Per-frame logits ``(B, K)`` of backbone frames ``(B, 3, H, W)`` (``B = N*T`` in the
+        backbone layout, or one frame of each of N clips when streaming), before the consensus,
+        and the per-frame auxiliary outputs ``(B, ...)`` of the head modules that have an
+        auxiliary loss, by head name."""
+        fmap = self.backbone(frames)  # (B, 3, H, W) -> (B, F, h, w)
         aux: dict[str, Tensor] = {}
         for name, module in (self.head or {}).items():
             if name in self.aux_heads:
                 fmap, out = module.forward_with_aux(fmap)
-                if out is not None:  # (N*T, ...) -> (N, T, ...) -> (N, ...)
-                    aux[name] = split_time(out, self.num_segments).mean(1)
+                if out is not None:
+                    aux[name] = out  # (B, ...)
             else:
                 fmap = module(fmap)
-        feats = spatial_mean(fmap)  # (N*T, F, h, w) -> (N*T, F)
-        logits = self.fc(self.dropout(feats))  # (N*T, K)
-        return split_time(logits, self.num_segments).mean(1), aux  # (N, T, K) -> (N, K)
+        feats = spatial_mean(fmap)  # (B, F, h, w) -> (B, F)
+        return self.fc(self.dropout(feats)), aux  # (B, K)
+
+    def frame_logits(self, x: Tensor) -> Tensor:
+        """The logits of every frame, ``(N, T, 3, H, W) -> (N, T, K)``: what :meth:`forward`
+        averages over T (the consensus). In eval mode (no dropout, BN statistics) frame t's
+        logits depend on the other frames only through the temporal modules."""
+        self.check_input(x)
+        logits, _ = self.classify_frames(x.flatten(0, 1))  # (N, T, 3, H, W) -> (N*T, 3, H, W) -> (N*T, K)
+        return split_time(logits, self.num_segments)  # (N*T, K) -> (N, T, K)
+
+    def forward_with_aux(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Logits ``(N, K)`` and the auxiliary outputs of the head modules that have an
+        auxiliary loss, by head name, averaged over the T frames like the logits."""
+        self.check_input(x)
+        logits, aux = self.classify_frames(x.flatten(0, 1))  # (N, T, 3, H, W) -> (N*T, 3, H, W) -> (N*T, K)
+        t = self.num_segments
+        aux = {name: split_time(out, t).mean(1) for name, out in aux.items()}  # (N*T, ...) -> (N, T, ...) -> (N, ...)
+        return split_time(logits, t).mean(1), aux  # (N*T, K) -> (N, T, K) -> (N, K)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_with_aux(x)[0]
