@@ -46,6 +46,10 @@ PRELOAD = (
     "torch.distributed.run",
     "torch.utils.tensorboard",
     "pytest",
+    "onnx",  # the deploy extra (~1 s per ONNX command); forkserver skips what is not installed
+    "onnxscript",
+    "onnxruntime",
+    "videoattn.deploy.onnx",
 )
 _ctx = None
 

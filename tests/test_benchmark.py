@@ -13,7 +13,9 @@ import pytest
 
 from videoattn.benchmark.loader import backends, full_decode
 from videoattn.benchmark.models import Mode, bench_models, build
+from videoattn.benchmark.streaming import bench_streaming
 from videoattn.benchmark.timing import interleaved, median_ci
+from videoattn.errors import ConfigError
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
 
@@ -181,3 +183,28 @@ def test_index_section_loads_both_formats_and_follows_worker_memory(bench, capsy
     assert [(w["layout"], w["backend"]) for w in data["workers"]] == [("objects", "pyav"), ("table", "pyav")]
     assert all(len(w["workers"]) == 1 and w["workers"][0]["pss_end_mib"] > 0 for w in data["workers"])
     assert "### Annotation index" in capsys.readouterr().out
+
+
+def test_streaming_section_times_every_mode_and_checks_it_against_fp32(bench):
+    pytest.importorskip("onnxruntime", reason="the deploy extra (uv sync --extra deploy)")
+    args = bench.default_args(
+        sections=["streaming"], stream_models=["tsm_online"], stream_modes=["bf16+channels_last", "onnxruntime"],
+        size=32, num_classes=5, segments=3, stream_frames=3, repeats=1, warmup=0, min_sample_s=0.0, threads=1,
+    )  # fmt: skip
+    tiny = {"layers": [1, 1, 1, 1], "widths": [16, 16, 32, 32]}
+    results = bench_streaming(args, arch="resnet18", overrides=tiny)
+    json.dumps(results)  # JSON-ready
+    assert results["settings"]["modes"] == ["fp32", "bf16+channels_last", "onnxruntime"]  # fp32 always measured
+    rows = {r["mode"]: r for r in results["rows"]}
+    assert set(rows) == {"fp32", "bf16+channels_last", "onnxruntime"} and rows["fp32"]["speedup_vs_fp32"] == 1.0
+    assert all(r["ms_per_frame"] > 0 and r["states"] == 4 and r["arch"] == "resnet18" for r in rows.values())
+    agree = {r["mode"]: r for r in results["agreement"]}
+    assert agree["onnxruntime"]["rel_err"] <= 1e-5 and agree["bf16+channels_last"]["rel_err"] <= 5e-2
+    assert "| `tsm_online` | resnet18 | 4 (" in bench.to_markdown({"streaming": results})
+    for models, modes, message in (
+        (["tsm"], ["fp32"], "cannot run one frame at a time"),
+        (["tsm_online"], ["compile"], "compile is not measured"),
+    ):
+        args.stream_models, args.stream_modes = models, modes
+        with pytest.raises(ConfigError, match=message):
+            bench_streaming(args, arch="resnet18", overrides=tiny)

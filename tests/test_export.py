@@ -1,6 +1,7 @@
 """ONNX export (videoattn.deploy.onnx, tools/export.py) and onnxruntime inference
 (tools/infer.py --onnx): parity for every registry module, the metadata a deployment reads, and
-the export's refusals."""
+the export's refusals; the per-frame step of online models (tools/export.py --streaming) and
+tools/stream.py on an encoded video, in PyTorch and onnxruntime."""
 
 from __future__ import annotations
 
@@ -14,11 +15,21 @@ from torch import nn
 
 from videoattn.attention import get_spec, list_attention
 from videoattn.checkpoint import make_checkpoint, save_checkpoint
-from videoattn.models import build_model
+from videoattn.data.transforms import EvalTransform
+from videoattn.data.video import stream_frames
+from videoattn.errors import ConfigError
+from videoattn.models import StreamingModel, build_model, load_model
 
 pytest.importorskip("onnxruntime", reason="the deploy extra (uv sync --extra deploy)")
 
-from videoattn.deploy.onnx import ExportError, OnnxModel, export_onnx, read_metadata  # noqa: E402
+from videoattn.deploy.onnx import (  # noqa: E402
+    ExportError,
+    OnnxModel,
+    OnnxStream,
+    export_onnx,
+    export_streaming_step,
+    read_metadata,
+)
 
 T = 3
 TINY = {"arch": "resnet18", "layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128], "pretrained": None}
@@ -108,3 +119,119 @@ def test_export_tool_then_infer_with_onnx_gives_the_checkpoints_prediction(tiny_
     ):
         out = run(["tools/infer.py", *argv])
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+# ----------------------------------------------------------------------------- the per-frame step (online TSM)
+def _online(arch: str = "resnet18", *, inserts=("tsm_online", "se"), t: int = T, size: int = 32):
+    """A tiny eval-mode causal model with activations of a trained one's scale: BatchNorm
+    statistics of a batch of 8 clips (a random MobileNetV2's would shrink them to ~1e-10),
+    classifier N(0, 1/F)."""
+    torch.manual_seed(0)
+    backbone = TINY if arch == "resnet18" else {"arch": arch, "pretrained": None}
+    m = build_model({"num_classes": 4, "num_segments": t, "inserts": [{"name": n} for n in inserts], **backbone})
+    for bn in (mod for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)):
+        bn.momentum = None  # the running statistics become the batch's
+    with torch.no_grad():
+        m.train()(torch.randn(8, t, 3, size, size, generator=torch.Generator().manual_seed(9)))
+        m.fc.weight.normal_(0, m.fc.in_features**-0.5)
+    return m.eval()
+
+
+def test_the_streaming_step_of_tsm_mobilenet_v2_exports_and_streams_in_onnxruntime_like_pytorch(tmp_path):
+    """TSM's online model (ResNet: the stream tool's journey below)."""
+    arch, inserts = "mobilenet_v2", ("tsm_online",)
+    model = _online(arch, inserts=inserts, size=64)  # at 32 px its last stages see 1x1 maps
+    stream = StreamingModel(model)
+    path = tmp_path / "step.onnx"
+    frames = torch.randn(T + 2, 3, 3, 64, 64, generator=torch.Generator().manual_seed(1))  # (F, N, 3, S, S)
+    diff = export_streaming_step(stream, path, check_frames=frames, metadata={"classes": list("abcd")})
+    assert diff <= 1e-4
+    meta = read_metadata(path)
+    states = stream.initial_states((1, 3, 64, 64))
+    assert [tuple(s["shape"]) for s in meta["streaming"]["states"]] == [tuple(s.shape[1:]) for s in states]
+    assert [s["module"] for s in meta["streaming"]["states"]] == stream.state_names and meta["classes"] == list("abcd")
+
+    onnx_stream = OnnxStream.load(path)
+    x = torch.randn(1, 2 * T, 3, 64, 64, generator=torch.Generator().manual_seed(2))  # another N, past T frames
+    longer = _online(arch, inserts=inserts, t=2 * T, size=64)
+    longer.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        offline = longer.frame_logits(x)[0].numpy()  # (2T, K): the offline causal model
+    online = np.concatenate([onnx_stream.step(x[:, i]) for i in range(2 * T)])  # (2T, K)
+    assert np.abs(online - offline).max() <= 1e-4 and np.abs(offline).max() > 0.1
+    assert onnx_stream.frames_seen == 2 * T
+    with pytest.raises(ValueError, match=r"\(N, 3, 64, 64\)"):
+        onnx_stream.step(x[:, 0, :, :16])
+
+
+def test_a_clip_model_is_not_a_step_and_a_two_way_shift_does_not_stream(tiny_checkpoint, tmp_path):
+    path = tmp_path / "clip.onnx"
+    export_onnx(nn.Flatten(), path, example=[_clips(2)], metadata={}, tolerance=None)
+    with pytest.raises(ConfigError, match="takes whole clips, not one frame: export the per-frame step"):
+        OnnxStream.load(path)
+    out = run(["tools/export.py", "--checkpoint", tiny_checkpoint, "--out", tmp_path / "s.onnx", "--streaming"])
+    assert out.returncode == 2 and "cannot run one frame at a time" in out.stderr and "tsm: looks at" in out.stderr
+    assert not (tmp_path / "s.onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def online_checkpoint(tmp_path_factory):
+    data = {"eval_transform": {"size": 32, "resize": 40}, "sampling": {}}
+    path = tmp_path_factory.mktemp("online") / "online.pth"
+    return save_checkpoint(
+        make_checkpoint(_online(), classes=list("abcd"), data=data, origin={"kind": "training"}), path
+    )
+
+
+def _stream_json(argv):
+    out = run(["tools/stream.py", *argv, "--json"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    return lines[:-1], lines[-1]["summary"]
+
+
+def test_stream_tool_on_a_real_video_is_the_offline_causal_model_and_its_onnx_step_agrees(
+    online_checkpoint, tiny_demo, tmp_path
+):
+    """The journey: a causal checkpoint -> stream.py on an encoded video (each step's running
+    prediction = the offline causal model's frame logits of the decoded frames, averaged over the
+    last k) -> export.py --streaming -> stream.py --onnx, checked against PyTorch frame by frame."""
+    video = sorted((tiny_demo / "ssv2" / "20bn-something-something-v2").glob("*.webm"))[0]
+    k = 5
+    steps, summary = _stream_json([video, "--checkpoint", online_checkpoint, "--average", str(k)])
+
+    frames = torch.stack([f for _, f in stream_frames(video)])  # (F, 3, H, W) uint8
+    f = len(frames)
+    x = EvalTransform(size=32, resize=40)(frames, squeeze=True).unsqueeze(0)  # (1, F, 3, 32, 32)
+    offline = _online(t=f)
+    offline.load_state_dict(load_model(online_checkpoint)[0].state_dict())
+    with torch.no_grad():
+        per_frame = offline.frame_logits(x)[0]  # (F, K)
+    running = torch.stack([per_frame[max(0, i - k + 1) : i + 1].mean(0) for i in range(f)]).softmax(1)  # (F, K)
+    assert len(steps) == summary["steps"] == f > k
+    assert [s["index"] for s in steps] == running.argmax(1).tolist()
+    assert np.allclose([s["prob"] for s in steps], running.max(1).values.numpy(), atol=1e-5)
+    assert [s["class"] for s in steps] == [list("abcd")[i] for i in running.argmax(1).tolist()]
+    assert all(s["step_ms"] > 0 for s in steps) and summary["runtime"] == "PyTorch fp32" and summary["average"] == k
+
+    step = tmp_path / "step.onnx"
+    out = run(["tools/export.py", "--checkpoint", online_checkpoint, "--out", step, "--streaming"])
+    assert out.returncode == 0 and "the per-frame step of" in out.stdout, out.stderr[-3000:]
+    both, summary = _stream_json([video, "--onnx", step, "--checkpoint", online_checkpoint, "--average", str(k)])
+    assert summary["runtime"] == "onnxruntime" and summary["max_abs_diff"] <= 1e-4
+    assert np.allclose([s["prob"] for s in both], [s["prob"] for s in steps], atol=1e-4)
+
+    out = run(["tools/stream.py", video, "--onnx", step, "--stride", "2", "--every", "4"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout.splitlines()
+    assert f"{(f + 1) // 2} steps of 80x64 frames: step" in out.stdout and "ms/frame median" in out.stdout
+    assert len([line for line in text if " ms  read " in line]) == len(range(0, (f + 1) // 2, 4))
+
+    for tool, argv, message in (
+        ("infer.py", [video, "--onnx", step], "is a per-frame step (tools/export.py --streaming)"),
+        ("stream.py", ["/dev/video9", "--format", "v4l2", "--checkpoint", online_checkpoint], "/dev/video9"),
+        ("stream.py", [video, "--onnx", step, "--precision", "bf16"], "--onnx runs the exported fp32 step"),
+        ("stream.py", [video], "give the model"),
+    ):
+        out = run([f"tools/{tool}", *argv])
+        assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -334,6 +334,14 @@ MISTAKES = {
         ("random checkpoint", ["--checkpoint", "{random}", "--out", "{missing_dir}/x.onnx"]),
         ("unknown flag", ["--checkpoint", "{random}", "--out", "x.onnx", "--opsett", "20"]),
     ],
+    "stream.py": [
+        ("missing file", ["{missing_dir}.webm", "--checkpoint", "{random}"]),
+        ("random checkpoint", ["{video}", "--checkpoint", "{random}"]),
+        ("missing onnx", ["{video}", "--onnx", "{missing}"]),
+        ("unknown flag", ["{video}", "--checkpoint", "{random}", "--averag", "3"]),
+        ("bad option", ["/dev/video0", "--format", "v4l2", "--option", "video_size", "--checkpoint", "{random}"]),
+        ("zero stride", ["{video}", "--checkpoint", "{random}", "--stride", "0"]),
+    ],
     "convert_checkpoint.py": [
         ("missing file", ["--src", "{missing}", "--dst", "{missing_dir}/x.pth"]),
         ("random checkpoint", ["--src", "{random}", "--dst", "{missing_dir}/x.pth"]),

@@ -7,12 +7,15 @@
 
     uv run python tools/benchmark.py --sections loader                     # demo data, 0/1/2 workers
     uv run python tools/benchmark.py --sections models,loader --loader-root data/ssv2 --loader-workers 0,4,8
+    uv run python tools/benchmark.py --sections streaming                  # ms/frame, online TSM (R50, MNv2)
 
 ``--sections models`` (the default) is :mod:`videoattn.benchmark.models`: every model config
 (``configs/model/<name>.yaml`` or a registry module's) and ``--checkpoint`` model against the
 ``torchvision_tsn`` baseline in every ``--modes`` mode; ``--sections loader`` is
-:mod:`videoattn.benchmark.loader`. How each is measured (interleaved rounds, ratios with their
-95% confidence interval, peak memory) is written in those modules and
+:mod:`videoattn.benchmark.loader`; ``--sections streaming`` is
+:mod:`videoattn.benchmark.streaming` (ms per frame of online models, one frame at a time, in
+PyTorch and onnxruntime). How each is measured (interleaved rounds, ratios with their 95%
+confidence interval, peak memory) is written in those modules and
 :mod:`videoattn.benchmark.timing`. The numbers of this project's machines are in ``docs/``.
 """
 
@@ -34,12 +37,19 @@ import torch  # noqa: E402
 from videoattn.benchmark.index import bench_index, index_markdown  # noqa: E402
 from videoattn.benchmark.loader import bench_data, loader_markdown  # noqa: E402
 from videoattn.benchmark.models import BASELINE, Mode, bench_models, load_checkpoints, models_markdown  # noqa: E402
+from videoattn.benchmark.streaming import (  # noqa: E402
+    DEFAULT_STREAM_MODELS,
+    DEFAULT_STREAM_MODES,
+    bench_streaming,
+    streaming_markdown,
+)
 from videoattn.cli import ArgumentParser, user_errors  # noqa: E402
 from videoattn.errors import ConfigError  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_MODELS = ("tsn", "tsm", "tam", "action", "se", "tsm_se")
 DEFAULT_MODES = ("fp32", "channels_last", "bf16", "bf16+channels_last")
+SECTIONS = ("models", "loader", "index", "streaming")
 
 
 def to_markdown(results: dict[str, Any]) -> str:
@@ -49,6 +59,8 @@ def to_markdown(results: dict[str, Any]) -> str:
         parts.append(loader_markdown(results["data_loader"]))
     if "index" in results:
         parts.append(index_markdown(results["index"]))
+    if "streaming" in results:
+        parts.append(streaming_markdown(results["streaming"]))
     return "\n".join(parts)
 
 
@@ -111,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--config-dir", type=Path, default=CONFIGS, help="where model/<name>.yaml are (default %(default)s)"
     )
-    ap.add_argument("--sections", type=_csv(str), default=["models"], help="models, loader, index (comma separated)")
+    ap.add_argument("--sections", type=_csv(str), default=["models"], help=f"{', '.join(SECTIONS)} (comma separated)")
     ap.add_argument(
         "--loader-root",
         type=Path,
@@ -141,6 +153,11 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="backends whose workers' memory the index section follows (default: every installed video backend)",
     )
+    ap.add_argument("--stream-models", type=_csv(str), default=list(DEFAULT_STREAM_MODELS),
+                    help="streaming section: streamable model configs (own backbones unless --arch)")  # fmt: skip
+    ap.add_argument("--stream-modes", type=_csv(str), default=list(DEFAULT_STREAM_MODES),
+                    help="streaming section: as --modes (no compile); onnxruntime: the exported step")  # fmt: skip
+    ap.add_argument("--stream-frames", type=int, default=12, help="streaming section: frames of the agreement check")
     ap.add_argument("--json", type=Path, help="write the results as JSON")
     ap.add_argument("--markdown", type=Path, help="write the Markdown tables")
     return ap
@@ -163,15 +180,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.models = [] if args.checkpoint else list(DEFAULT_MODELS)
     for m in args.modes:
         Mode.parse(m)
-    unknown = set(args.sections) - {"models", "loader", "index"}
+    unknown = set(args.sections) - set(SECTIONS)
     if unknown or not args.sections:
-        raise ConfigError(f"--sections: unknown {sorted(unknown)}; choose from models, loader, index")
+        raise ConfigError(f"--sections: unknown {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    for m in args.stream_modes if "streaming" in args.sections else []:
+        Mode.parse(m)
+    arch = args.arch  # the streaming models keep their configs' backbones unless it is given
     checkpoints = load_checkpoints(args)  # also settles T, classes, arch and size
     results: dict[str, Any] = bench_models(args, checkpoints=checkpoints) if "models" in args.sections else {}
     if "loader" in args.sections:
         results["data_loader"] = bench_data(args)
     if "index" in args.sections:
         results["index"] = bench_index(args)
+    if "streaming" in args.sections:
+        results["streaming"] = bench_streaming(args, arch=arch)
     md = to_markdown(results)
     print(md)
     if args.markdown:

@@ -3,12 +3,22 @@
     uv sync --extra deploy                                   # onnx, onnxscript, onnxruntime
     uv run python tools/export.py --checkpoint runs/demo/tsm/best.pth --out tsm.onnx
     uv run python tools/infer.py VIDEO --onnx tsm.onnx       # the exported model on one clip
+    uv run python tools/export.py --checkpoint CKPT --out step.onnx --streaming   # a tsm_online model's
+    uv run python tools/stream.py VIDEO --onnx step.onnx     # ... per-frame step on a stream
 
 The graph takes ``clips`` ``(N, T, 3, S, S)`` float32 (RGB, normalised with the file's mean/std;
 N dynamic) and returns ``logits`` ``(N, K)``. The file's metadata (``videoattn.*``) holds the
 class names, T, the sampling and the eval transform (size, resize, mean, std) and the model
 config, so that a deployment needs nothing else. The export is checked on a batch size other
 than the traced one; a max abs difference above ``--tolerance`` writes nothing and exits 2.
+
+``--streaming`` exports the per-frame step of a causal model instead (``model=tsm_online``; see
+:class:`videoattn.models.StreamingModel`): inputs ``frame`` ``(N, 3, S, S)`` and ``state_i``
+(each streaming module's buffer, zeros at the first frame), outputs ``logits`` ``(N, K)`` and
+``next_state_i``, the states to pass with the next frame; their shapes are in the metadata
+(``videoattn.streaming``). It is checked by streaming T + 4 frames through PyTorch and
+onnxruntime, each carrying its own states. A model that cannot stream is refused, naming its
+modules.
 """
 
 from __future__ import annotations
@@ -20,9 +30,9 @@ import torch
 
 from videoattn.cli import ArgumentParser, user_errors
 from videoattn.data.transforms import EvalTransform
-from videoattn.deploy.onnx import DEFAULT_OPSET, export_onnx, require_deploy
-from videoattn.errors import MissingFileError
-from videoattn.models import load_model
+from videoattn.deploy.onnx import DEFAULT_OPSET, export_onnx, export_streaming_step, require_deploy
+from videoattn.errors import ConfigError, MissingFileError
+from videoattn.models import StreamingModel, load_model
 
 
 def main() -> int:
@@ -33,6 +43,9 @@ def main() -> int:
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs logit difference accepted (fp32)")
     p.add_argument("--size", type=int, default=None, help="crop size of the traced input (default: the checkpoint's)")
     p.add_argument("--seed", type=int, default=0, help="of the random check clips")
+    p.add_argument(
+        "--streaming", action="store_true", help="export the per-frame step of a causal model (for tools/stream.py)"
+    )
     args = p.parse_args()
     with user_errors():
         return export(args)
@@ -59,6 +72,8 @@ def export(args) -> int:
         "outputs": ["logits (N, K)"],
         "checkpoint": str(args.checkpoint),
     }
+    if args.streaming:
+        return export_step(args, model, metadata, size=size, t=t, generator=g)
     diff = export_onnx(
         model, args.out, example=[example], check_inputs=[check], metadata=metadata, opset=args.opset,
         tolerance=args.tolerance,
@@ -67,6 +82,30 @@ def export(args) -> int:
         f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, opset {args.opset}): "
         f"{cfg.get('name') or cfg['arch']}, T={t}, {size} px; onnxruntime vs PyTorch max abs diff {diff:.2e} "
         f"(batch 3, tolerance {args.tolerance:g})"
+    )
+    return 0
+
+
+def export_step(args, model, metadata, *, size: int, t: int, generator: torch.Generator) -> int:
+    """The per-frame step of a streamable model, checked over T + 4 frames of 3 streams."""
+    try:
+        stream = StreamingModel(model)
+    except ConfigError as err:
+        raise ConfigError(f"{args.checkpoint}: {err}") from None
+    frames = torch.randn(t + 4, 3, 3, size, size, generator=generator)  # (F, N, 3, S, S)
+    metadata = {
+        **metadata,
+        "input": "frame (N, 3, S, S) float32 RGB, (x / 255 - mean) / std; state_i: the previous step's next_state_i "
+        "(zeros at the first frame)",
+        "outputs": ["logits (N, K) of the frame", "next_state_i"],
+    }
+    diff = export_streaming_step(stream, args.out, check_frames=frames, metadata=metadata, opset=args.opset,
+                                 tolerance=args.tolerance)  # fmt: skip
+    cfg = metadata["model_config"]
+    print(
+        f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, opset {args.opset}): the per-frame step of "
+        f"{cfg.get('name') or cfg['arch']}, {size} px, {stream.num_states} states; onnxruntime vs PyTorch max abs "
+        f"logit diff {diff:.2e} over {len(frames)} frames (batch 3, tolerance {args.tolerance:g})"
     )
     return 0
 

@@ -82,6 +82,8 @@ def _onnx_model(args):
     missing = [k for k in ("model_config", "classes", "eval_transform") if k not in meta]
     if missing:
         raise ConfigError(f"{args.onnx}: no videoattn metadata ({', '.join(missing)}); export it with tools/export.py")
+    if "streaming" in meta:
+        raise ConfigError(f"{args.onnx} is a per-frame step (tools/export.py --streaming): run it with tools/stream.py")
     return model, meta["model_config"], meta["classes"], meta.get("sampling", {}), meta["eval_transform"]
 
 

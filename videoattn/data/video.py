@@ -279,6 +279,50 @@ class PyAVReader(VideoReader):
             container.close()
 
 
+def stream_frames(
+    source: str | os.PathLike,
+    *,
+    format: str | None = None,
+    options: dict[str, str] | None = None,
+    num_threads: int = 1,
+) -> Iterator[tuple[float | None, Tensor]]:
+    """Decode ``source`` one frame at a time with PyAV, as a live stream is read: yields
+    ``(seconds, frame)``, the frame's presentation time (None when the stream has none) and the
+    frame ``(3, H, W)`` uint8 RGB. ``source``: a file, a URL FFmpeg reads, or a capture device
+    with its ``format`` (``/dev/video0`` with ``v4l2``, ``0`` with ``avfoundation``; ``options``
+    such as ``{"framerate": "30", "video_size": "640x480"}`` go to FFmpeg). Opening fails with
+    :class:`DecodeError`; a stream that breaks after frames were decoded ends there (logged)."""
+    name = os.fspath(source)
+    if format is None and "://" not in name and not Path(name).exists():
+        raise MissingFileError(f"video not found: {name}")
+    try:
+        container = av.open(name, format=format, options=dict(options or {}))
+    except Exception as e:  # av.error.FFmpegError (not a video, no such device), ValueError
+        raise DecodeError(name, "pyav", _short(e)) from e
+    with contextlib.closing(container):
+        if not container.streams.video:
+            raise DecodeError(name, "pyav", "no video stream")
+        stream = container.streams.video[0]
+        stream.thread_count = max(1, num_threads)
+        decoded = 0
+        try:
+            with contextlib.closing(container.demux(stream)) as packets:
+                for packet in packets:
+                    for f in packet.decode():
+                        seconds = float(f.time) if f.time is not None else None
+                        frame = torch.from_numpy(f.to_ndarray(format="rgb24")).permute(
+                            2, 0, 1
+                        )  # (H, W, 3) -> (3, H, W)
+                        decoded += 1
+                        yield seconds, frame
+        except (av.error.FFmpegError, ValueError) as e:
+            if not decoded:
+                raise DecodeError(name, "pyav", _short(e)) from e
+            log.warning("%s: decoding stopped after frame %d: %s", name, decoded, _short(e))
+        if not decoded:
+            raise DecodeError(name, "pyav", "no frame decodes")
+
+
 class FrameFolderReader(VideoReader):
     """A folder of JPEG/PNG frames (Something-Something v1: ``<id>/00001.jpg ...``); frame ``i``
     is the ``i``-th file in name order. Decoded with Pillow, as the official loaders do."""

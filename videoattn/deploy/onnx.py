@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,11 @@ __all__ = [
     "DEFAULT_OPSET",
     "ExportError",
     "OnnxModel",
+    "OnnxStream",
     "check_parity",
+    "check_stream_parity",
     "export_onnx",
+    "export_streaming_step",
     "read_metadata",
     "require_deploy",
 ]
@@ -73,19 +77,23 @@ def export_onnx(
     model: nn.Module | Callable[..., Any],
     path: str | Path,
     *,
-    example: Sequence[Tensor],
+    example: Sequence[Tensor | Sequence[Tensor]],
     metadata: Mapping[str, Any],
     input_names: Sequence[str] = ("clips",),
     output_names: Sequence[str] = ("logits",),
     dynamic_batch: bool = True,
     opset: int = DEFAULT_OPSET,
     tolerance: float | None = 1e-4,
-    check_inputs: Sequence[Tensor] | None = None,
+    check_inputs: Sequence[Tensor | Sequence[Tensor]] | None = None,
+    parity: Callable[[OnnxModel], float] | None = None,
 ) -> float | None:
     """Export ``model`` (eval mode) called on ``example`` to ``path``; returns the max abs
     difference of onnxruntime against PyTorch on ``check_inputs`` (default: ``example``), or
-    None with ``tolerance=None`` (no check). ``metadata`` values are stored as JSON strings
-    under their keys. Nothing is written when the export or the check fails."""
+    the value of ``parity(session)`` when given, or None with ``tolerance=None`` (no check).
+    An argument of ``example`` may be a list of tensors (the graph's inputs are the flattened
+    list, named by ``input_names``); every input's dimension 0 is the batch. ``metadata``
+    values are stored as JSON strings under their keys. Nothing is written when the export or
+    the check fails."""
     require_deploy()
     import onnx
 
@@ -93,9 +101,12 @@ def export_onnx(
     if isinstance(model, nn.Module):
         model.eval()
     batch = torch.export.Dim("batch", min=1) if dynamic_batch else None
-    dynamic = tuple({0: batch} if batch is not None else {} for _ in example)
+    axes = {0: batch} if batch is not None else {}
+    dynamic = tuple([axes] * len(x) if isinstance(x, (list, tuple)) else axes for x in example)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # inputs that share the batch dimension each get the message "The axis name: batch will not be used"
+            warnings.filterwarnings("ignore", message=".*axis name", category=UserWarning)
             program = torch.onnx.export(
                 model,
                 tuple(example),
@@ -117,7 +128,8 @@ def export_onnx(
     onnx.checker.check_model(onnx.load_from_string(data))
     diff = None
     if tolerance is not None:
-        diff = check_parity(model, OnnxModel.from_bytes(data), check_inputs or example)
+        session = OnnxModel.from_bytes(data)
+        diff = parity(session) if parity is not None else check_parity(model, session, check_inputs or example)
         if not diff <= tolerance:  # also NaN
             raise ExportError(
                 f"the ONNX graph of {_modules_of(model)} differs from PyTorch by {diff:.3g} (max abs) > "
@@ -155,8 +167,9 @@ class OnnxModel:
 
         return cls(ort.InferenceSession(data, _options(threads), providers=["CPUExecutionProvider"]))
 
-    def __call__(self, *inputs: Tensor | np.ndarray) -> list[np.ndarray]:
-        feed = {name: _numpy(x) for name, x in zip(self.input_names, inputs, strict=True)}
+    def __call__(self, *inputs: Tensor | np.ndarray | Sequence[Tensor | np.ndarray]) -> list[np.ndarray]:
+        flat = [y for x in inputs for y in (x if isinstance(x, (list, tuple)) else [x])]
+        feed = {name: _numpy(x) for name, x in zip(self.input_names, flat, strict=True)}
         return self.session.run(self.output_names, feed)
 
 
@@ -174,7 +187,9 @@ def _numpy(x: Tensor | np.ndarray) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
 
 
-def check_parity(model: nn.Module | Callable[..., Any], onnx_model: OnnxModel, inputs: Sequence[Tensor]) -> float:
+def check_parity(
+    model: nn.Module | Callable[..., Any], onnx_model: OnnxModel, inputs: Sequence[Tensor | Sequence[Tensor]]
+) -> float:
     """Max abs difference of every output, onnxruntime against PyTorch, on ``inputs``."""
     with torch.no_grad():
         ref = model(*inputs)
@@ -200,3 +215,96 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 def _ours(items) -> dict[str, Any]:
     """The ``videoattn.*`` entries of an ONNX file's metadata, decoded from JSON."""
     return {k.removeprefix("videoattn."): json.loads(v) for k, v in items if k.startswith("videoattn.")}
+
+
+# ----------------------------------------------------------------------------- the per-frame step
+def export_streaming_step(
+    stream: Any,
+    path: str | Path,
+    *,
+    check_frames: Tensor,
+    metadata: Mapping[str, Any],
+    opset: int = DEFAULT_OPSET,
+    tolerance: float | None = 1e-4,
+) -> float | None:
+    """Export the functional step of a :class:`~videoattn.models.StreamingModel` to ``path``:
+    inputs ``frame`` ``(N, 3, H, W)`` and ``state_0 .. state_{n-1}``, outputs ``logits``
+    ``(N, K)`` and ``next_state_0 ..`` (N dynamic; H, W those of ``check_frames``; check with
+    an N other than 2, the traced one, to see the batch dimension work). The file is
+    checked by streaming ``check_frames`` ``(F, N, 3, H, W)`` through PyTorch and onnxruntime,
+    each carrying its own states (:func:`check_stream_parity`: the max abs difference of the
+    logits of every frame, returned). ``metadata`` is stored with a ``streaming`` entry that says the
+    shapes of the states (without N) and the modules they belong to, for :class:`OnnxStream`."""
+    frame_shape = (2, *check_frames.shape[2:])  # (N, 3, H, W) traced at N = 2 (torch.export specialises a 1)
+    states = stream.initial_states(frame_shape)
+    n = len(states)
+    example = torch.randn(frame_shape, generator=torch.Generator().manual_seed(0))
+    metadata = {
+        **metadata,
+        "streaming": {
+            "frame_size": list(frame_shape[2:]),
+            "states": [
+                {"module": m, "shape": list(s.shape[1:])} for m, s in zip(stream.state_names, states, strict=True)
+            ],
+        },
+    }
+    return export_onnx(
+        stream, path, example=[example, states], metadata=metadata, opset=opset, tolerance=tolerance,
+        input_names=["frame", *(f"state_{i}" for i in range(n))],
+        output_names=["logits", *(f"next_state_{i}" for i in range(n))],
+        parity=lambda session: check_stream_parity(stream, session, check_frames),
+    )  # fmt: skip
+
+
+def check_stream_parity(stream: Any, onnx_model: OnnxModel, frames: Tensor) -> float:
+    """Max abs difference, onnxruntime against PyTorch, of the logits of every frame of
+    ``frames`` ``(F, N, 3, H, W)`` streamed through both from zero states, each runtime carrying
+    its own states: a state's error shows in every later frame's logits (and compounds as it
+    would in a deployment)."""
+    ours = stream.initial_states(frames.shape[1:])
+    theirs = [s.numpy() for s in ours]
+    worst = 0.0
+    for frame in frames:  # (N, 3, H, W)
+        with torch.no_grad():
+            logits, ours = stream(frame, ours)
+        out = onnx_model(frame, *theirs)
+        theirs = out[1:]
+        worst = max(worst, float(np.abs(out[0] - _numpy(logits)).max(initial=0.0)))
+    return worst
+
+
+class OnnxStream:
+    """An exported per-frame step (:func:`export_streaming_step`) run in onnxruntime, its states
+    carried between calls: :meth:`step` ``(N, 3, H, W) -> (N, K)`` logits as numpy, :meth:`reset`
+    restarts. The state shapes come from the file's ``streaming`` metadata."""
+
+    def __init__(self, model: OnnxModel, *, name: str = "the ONNX file") -> None:
+        spec = model.metadata.get("streaming")
+        if not spec:
+            raise ConfigError(
+                f"{name} takes whole clips, not one frame: export the per-frame step with "
+                "tools/export.py --checkpoint CKPT --out STEP.onnx --streaming"
+            )
+        self.model = model
+        self.frame_size = tuple(spec["frame_size"])
+        self.state_shapes = [tuple(s["shape"]) for s in spec["states"]]
+        self.reset()
+
+    @classmethod
+    def load(cls, path: str | Path, *, threads: int | None = None) -> OnnxStream:
+        return cls(OnnxModel.load(path, threads=threads), name=str(path))
+
+    def reset(self) -> None:
+        self.states: list[np.ndarray] | None = None
+        self.frames_seen = 0
+
+    def step(self, frame: Tensor | np.ndarray) -> np.ndarray:
+        frame = _numpy(frame).astype(np.float32, copy=False)
+        if frame.ndim != 4 or tuple(frame.shape[1:]) != (3, *self.frame_size):
+            h, w = self.frame_size
+            raise ValueError(f"the step takes frames (N, 3, {h}, {w}); got {tuple(frame.shape)}")
+        if self.states is None:  # the first frame: zero states
+            self.states = [np.zeros((frame.shape[0], *s), np.float32) for s in self.state_shapes]
+        logits, *self.states = self.model(frame, *self.states)
+        self.frames_seen += 1
+        return logits
