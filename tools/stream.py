@@ -135,7 +135,8 @@ def stream(args) -> int:
         onnx_stream, meta = _onnx_streamer(args)
         cfg, names, transform_kw = meta["model_config"], meta.get("classes"), meta["eval_transform"]
         if ckpt is not None and (
-            ckpt["model_config"] != cfg or tuple(onnx_stream.frame_size) != (transform_kw["size"],) * 2
+            json.loads(json.dumps(ckpt["model_config"])) != cfg  # as the metadata holds it: JSON
+            or tuple(onnx_stream.frame_size) != (transform_kw["size"],) * 2
         ):
             raise ConfigError(f"{args.onnx} was not exported from {args.checkpoint} (another model config or size)")
     else:
