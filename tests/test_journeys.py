@@ -338,7 +338,7 @@ MISTAKES = {
         ("missing file", ["{missing_dir}.webm", "--checkpoint", "{random}"]),
         ("random checkpoint", ["{video}", "--checkpoint", "{random}"]),
         ("missing onnx", ["{video}", "--onnx", "{missing}"]),
-        ("unknown flag", ["{video}", "--checkpoint", "{random}", "--averag", "3"]),
+        ("unknown flag", ["{video}", "--checkpoint", "{random}", "--averages", "3"]),
         ("bad option", ["/dev/video0", "--format", "v4l2", "--option", "video_size", "--checkpoint", "{random}"]),
         ("zero stride", ["{video}", "--checkpoint", "{random}", "--stride", "0"]),
     ],

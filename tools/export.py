@@ -60,8 +60,6 @@ def export(args) -> int:
     transform = EvalTransform(**{**ckpt["data"]["eval_transform"], "normalize": True})
     size, t = args.size or transform.size, cfg["num_segments"]
     g = torch.Generator().manual_seed(args.seed)
-    example = torch.randn(2, t, 3, size, size, generator=g)  # (N, T, 3, S, S)
-    check = torch.randn(3, t, 3, size, size, generator=g)  # another N: the batch dimension is dynamic
     metadata = {
         "classes": ckpt.get("classes"),
         "num_segments": t,
@@ -74,6 +72,8 @@ def export(args) -> int:
     }
     if args.streaming:
         return export_step(args, model, metadata, size=size, t=t, generator=g)
+    example = torch.randn(2, t, 3, size, size, generator=g)  # (N, T, 3, S, S)
+    check = torch.randn(3, t, 3, size, size, generator=g)  # another N: the batch dimension is dynamic
     diff = export_onnx(
         model, args.out, example=[example], check_inputs=[check], metadata=metadata, opset=args.opset,
         tolerance=args.tolerance,

@@ -90,7 +90,7 @@ def _check_args(args) -> dict[str, str]:
         options[key] = value
     if options and not args.format:
         raise ConfigError("--option goes with --format (the FFmpeg input format of a device)")
-    if args.format is None and "://" not in args.video and not Path(args.video).exists():
+    if args.format is None and "://" not in args.video and not Path(args.video).exists():  # before loading a model
         raise MissingFileError(f"video not found: {args.video} (a capture device needs --format, e.g. v4l2)")
     for flag in ("checkpoint", "onnx"):
         path = getattr(args, flag)
@@ -134,11 +134,8 @@ def stream(args) -> int:
     if args.onnx:
         onnx_stream, meta = _onnx_streamer(args)
         cfg, names, transform_kw = meta["model_config"], meta.get("classes"), meta["eval_transform"]
-        if ckpt is not None and (
-            json.loads(json.dumps(ckpt["model_config"])) != cfg  # as the metadata holds it: JSON
-            or tuple(onnx_stream.frame_size) != (transform_kw["size"],) * 2
-        ):
-            raise ConfigError(f"{args.onnx} was not exported from {args.checkpoint} (another model config or size)")
+        if ckpt is not None and json.loads(json.dumps(ckpt["model_config"])) != cfg:  # as the metadata holds it
+            raise ConfigError(f"{args.onnx} was not exported from {args.checkpoint} (another model config)")
     else:
         cfg, names, transform_kw = ckpt["model_config"], ckpt["classes"], ckpt["data"]["eval_transform"]
     transform = EvalTransform(**{**transform_kw, "crops": "center", "normalize": True})

@@ -310,9 +310,8 @@ def stream_frames(
                 for packet in packets:
                     for f in packet.decode():
                         seconds = float(f.time) if f.time is not None else None
-                        frame = torch.from_numpy(f.to_ndarray(format="rgb24")).permute(
-                            2, 0, 1
-                        )  # (H, W, 3) -> (3, H, W)
+                        rgb = torch.from_numpy(f.to_ndarray(format="rgb24"))  # (H, W, 3)
+                        frame = rgb.permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
                         decoded += 1
                         yield seconds, frame
         except (av.error.FFmpegError, ValueError) as e:

@@ -20,7 +20,7 @@ import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..files import atomic_file
+
+if TYPE_CHECKING:
+    from ..models import StreamingModel
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +222,7 @@ def _ours(items) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- the per-frame step
 def export_streaming_step(
-    stream: Any,
+    stream: StreamingModel,
     path: str | Path,
     *,
     check_frames: Tensor,
@@ -256,7 +259,7 @@ def export_streaming_step(
     )  # fmt: skip
 
 
-def check_stream_parity(stream: Any, onnx_model: OnnxModel, frames: Tensor) -> float:
+def check_stream_parity(stream: StreamingModel, onnx_model: OnnxModel, frames: Tensor) -> float:
     """Max abs difference, onnxruntime against PyTorch, of the logits of every frame of
     ``frames`` ``(F, N, 3, H, W)`` streamed through both from zero states, each runtime carrying
     its own states: a state's error shows in every later frame's logits (and compounds as it
