@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from videoattn.benchmark.loader import backends, full_decode
 from videoattn.benchmark.models import Mode, bench_models, build
-from videoattn.benchmark.streaming import bench_streaming
-from videoattn.benchmark.timing import interleaved, median_ci
+from videoattn.benchmark.streaming import DEFAULT_STREAM_MODES, bench_streaming, stream_modes
+from videoattn.benchmark.timing import bench_device, interleaved, median_ci
 from videoattn.errors import ConfigError
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
@@ -34,7 +35,7 @@ def test_bench_models_reports_every_variant(bench):
     args = bench.default_args(
         models=["tsn", "action"], arch="resnet18", segments=2, size=32, batch_sizes=[1, 2],
         modes=["channels_last", "bf16"], train=True, train_batch_size=1, repeats=1, warmup=0,
-        min_sample_s=0.0, agree_clips=2, threads=1,
+        min_sample_s=0.0, agree_clips=2, threads=1, device="cpu",
     )  # fmt: skip
     results = bench_models(args, overrides={"layers": [1, 1, 1, 1], "widths": [16, 16, 32, 32]})
     json.dumps(results)  # JSON-ready
@@ -61,10 +62,11 @@ def test_command_line_writes_json_and_markdown(bench, tmp_path, capsys):
     bench.main([
         "--models", "tsn", "--arch", "resnet18", "--segments", "2", "--size", "32",
         "--batch-sizes", "1", "--modes", "fp32", "--repeats", "1", "--warmup", "0",
-        "--min-sample-s", "0", "--agree-clips", "0", "--no-memory", "--threads", "1",
+        "--min-sample-s", "0", "--agree-clips", "0", "--no-memory", "--threads", "1", "--device", "cpu",
         "--json", str(out_json), "--markdown", str(out_md),
     ])  # fmt: skip
     results = json.loads(out_json.read_text())
+    assert results["environment"]["device"] == results["settings"]["device"] == "cpu"
     assert [r["model"] for r in results["forward"]] == ["torchvision_tsn", "tsn"]
     assert out_md.read_text() in capsys.readouterr().out
 
@@ -157,7 +159,7 @@ def test_a_checkpoint_is_measured_with_its_own_t_classes_and_size(bench, tmp_pat
         tmp_path / "tiny_tsm.pth",
     )
     argv = ["--checkpoint", str(path), *"--batch-sizes 1 --modes fp32 --repeats 1 --warmup 0 --min-sample-s 0".split(),
-            *"--agree-clips 0 --no-memory --threads 1".split()]  # fmt: skip
+            *"--agree-clips 0 --no-memory --threads 1 --device cpu".split()]  # fmt: skip
     onnx = importlib.util.find_spec("onnxruntime") is not None  # the deploy extra: the model exported, parity checked
     results = bench.main([*argv, "--arch", "resnet18", *(["--modes", "fp32,onnxruntime", "--agree-clips", "2"] * onnx)])
     if onnx:
@@ -190,6 +192,7 @@ def test_streaming_section_times_every_mode_and_checks_it_against_fp32(bench):
     args = bench.default_args(
         sections=["streaming"], stream_models=["tsm_online"], stream_modes=["bf16+channels_last", "onnxruntime"],
         size=32, num_classes=5, segments=3, stream_frames=3, repeats=1, warmup=0, min_sample_s=0.0, threads=1,
+        device="cpu",
     )  # fmt: skip
     tiny = {"layers": [1, 1, 1, 1], "widths": [16, 16, 32, 32]}
     results = bench_streaming(args, arch="resnet18", overrides=tiny)
@@ -208,3 +211,20 @@ def test_streaming_section_times_every_mode_and_checks_it_against_fp32(bench):
         args.stream_models, args.stream_modes = models, modes
         with pytest.raises(ConfigError, match=message):
             bench_streaming(args, arch="resnet18", overrides=tiny)
+
+
+def test_cpu_only_measurements_are_refused_or_left_out_on_a_gpu(bench, monkeypatch):
+    """onnxruntime (CPU only) asked for on a GPU is refused, left out of the default streaming
+    modes; CPU time cannot time a GPU. The GPU is only named: every check comes before it is used."""
+    from videoattn.benchmark import timing
+
+    monkeypatch.setattr(timing, "configure_backends", lambda *a, **k: None)  # no process-wide CUDA settings here
+    gpu = torch.device("cuda", 0)
+    assert stream_modes(None, gpu) == [m for m in DEFAULT_STREAM_MODES if m != "onnxruntime"]
+    assert stream_modes(None, torch.device("cpu")) == list(DEFAULT_STREAM_MODES)
+    with pytest.raises(ConfigError, match="--clock cpu: .* CUDA events"):
+        bench_device(gpu, clock="cpu")
+    with pytest.raises(ConfigError, match="--modes onnxruntime: .* CPU only"):
+        bench_models(bench.default_args(device=gpu, modes=["fp32", "onnxruntime"], threads=1))
+    with pytest.raises(ConfigError, match="--stream-modes onnxruntime: .* CPU only"):
+        bench_streaming(bench.default_args(device=gpu, stream_modes=["onnxruntime"], threads=1))

@@ -424,7 +424,7 @@ def _turn(clip: torch.Tensor) -> float:
     """Total turn of the bright dot over the clip, in radians: > 0 clockwise on screen."""
     size = clip.shape[-1]
     angles = []
-    for frame in clip[:, 0]:  # (T, 3, H, W) -> the first channel of each frame
+    for frame in clip[:, 0].float():  # (T, 3, H, W) -> the first channel of each frame (uint8 or normalised)
         ys, xs = torch.nonzero(frame > frame.mean() + frame.std(), as_tuple=True)
         angles.append(np.arctan2(float(ys.float().mean()) - size / 2, float(xs.float().mean()) - size / 2))
     return float(np.diff(np.unwrap(np.array(angles))).sum())
@@ -663,16 +663,16 @@ def test_video_module_is_the_only_decoder_import():
 
 
 def test_uint8_batches_normalised_on_the_device_equal_the_host_normalisation(videos):
-    from videoattn.data.transforms import to_device
+    from videoattn.data.transforms import ToDevice
 
     clip, _ = read_clip(videos["webm"], lambda n: np.arange(4))  # (4, 3, 64, 96) uint8
     rng = np.random.default_rng
     host, _ = TrainTransform(size=48)(clip, 0, rng(1))
     raw, _ = TrainTransform(size=48, normalize=False)(clip, 0, rng(1))
     assert raw.dtype == torch.uint8 and raw.shape == host.shape  # a quarter of the bytes cross
-    norm = (IMAGENET_MEAN, IMAGENET_STD)
-    assert torch.equal(to_device(raw[None], torch.device("cpu"), norm)[0], host)
-    assert to_device(host, torch.device("cpu"), norm) is host  # a float batch passes through
+    to_device = ToDevice(torch.device("cpu"), IMAGENET_MEAN, IMAGENET_STD)
+    assert torch.equal(to_device(raw[None])[0], host)
+    assert to_device(host) is host  # a float batch passes through
     views = EvalTransform(size=48, resize=56, crops="three")(clip)
     raw_views = EvalTransform(size=48, resize=56, crops="three", normalize=False)(clip)
-    assert torch.equal(to_device(raw_views, torch.device("cpu"), norm), views)
+    assert torch.equal(to_device(raw_views), views)

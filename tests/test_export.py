@@ -28,7 +28,9 @@ from videoattn.deploy.onnx import (  # noqa: E402
     OnnxStream,
     export_onnx,
     export_streaming_step,
+    providers,
     read_metadata,
+    select_onnx_device,
 )
 
 T = 3
@@ -93,9 +95,10 @@ def tiny_checkpoint(tmp_path_factory):
 
 def test_export_tool_then_infer_with_onnx_gives_the_checkpoints_prediction(tiny_checkpoint, tiny_demo, tmp_path):
     out_path = tmp_path / "tiny.onnx"
-    out = run(["tools/export.py", "--checkpoint", tiny_checkpoint, "--out", out_path])
+    out = run(["tools/export.py", "--checkpoint", tiny_checkpoint, "--out", out_path, "--device", "cpu"])
     assert out.returncode == 0, out.stderr
     assert f"wrote {out_path}" in out.stdout and "onnxruntime vs PyTorch max abs diff" in out.stdout
+    assert "(PyTorch on cpu, batch 3" in out.stdout
     meta = read_metadata(out_path)
     assert meta["classes"] == list("abcd") and meta["num_segments"] == T
     assert meta["eval_transform"]["size"] == 32 and meta["eval_transform"]["resize"] == 40
@@ -104,11 +107,12 @@ def test_export_tool_then_infer_with_onnx_gives_the_checkpoints_prediction(tiny_
     video = sorted((tiny_demo / "ssv2" / "20bn-something-something-v2").glob("*.webm"))[0]
     results = {}
     for flag, model in (("--checkpoint", tiny_checkpoint), ("--onnx", out_path)):
-        out = run(["tools/infer.py", video, flag, model, "--json"])
+        out = run(["tools/infer.py", video, flag, model, "--json", "--device", "cpu"])
         assert out.returncode == 0, out.stderr
         results[flag] = json.loads(out.stdout)
     pt, ort = results["--checkpoint"], results["--onnx"]
     assert ort["runtime"] == "onnxruntime" and ort["frames"] == pt["frames"]
+    assert pt["device"] == ort["device"] == "cpu"
     assert [t["class"] for t in ort["top"]] == [t["class"] for t in pt["top"]]
     assert np.allclose([t["prob"] for t in ort["top"]], [t["prob"] for t in pt["top"]], atol=1e-5)
 
@@ -198,7 +202,8 @@ def test_stream_tool_on_a_real_video_is_the_offline_causal_model_and_its_onnx_st
     last k) -> export.py --streaming -> stream.py --onnx, checked against PyTorch frame by frame."""
     video = sorted((tiny_demo / "ssv2" / "20bn-something-something-v2").glob("*.webm"))[0]
     k = 5
-    steps, summary = _stream_json([video, "--checkpoint", online_checkpoint, "--average", str(k)])
+    steps, summary = _stream_json([video, "--checkpoint", online_checkpoint, "--average", str(k), "--device", "cpu"])
+    assert summary["device"] == "cpu"
 
     frames = torch.stack([f for _, f in stream_frames(video)])  # (F, 3, H, W) uint8
     f = len(frames)
@@ -217,8 +222,11 @@ def test_stream_tool_on_a_real_video_is_the_offline_causal_model_and_its_onnx_st
     step = tmp_path / "step.onnx"
     out = run(["tools/export.py", "--checkpoint", online_checkpoint, "--out", step, "--streaming"])
     assert out.returncode == 0 and "the per-frame step of" in out.stdout, out.stderr[-3000:]
-    both, summary = _stream_json([video, "--onnx", step, "--checkpoint", online_checkpoint, "--average", str(k)])
+    both, summary = _stream_json(
+        [video, "--onnx", step, "--checkpoint", online_checkpoint, "--average", str(k), "--device", "cpu"]
+    )
     assert summary["runtime"] == "onnxruntime" and summary["max_abs_diff"] <= 1e-4
+    assert summary["device"] == summary["reference_device"] == "cpu"
     assert np.allclose([s["prob"] for s in both], [s["prob"] for s in steps], atol=1e-4)
 
     out = run(["tools/stream.py", video, "--onnx", step, "--stride", "2", "--every", "4"])
@@ -228,10 +236,36 @@ def test_stream_tool_on_a_real_video_is_the_offline_causal_model_and_its_onnx_st
     assert len([line for line in text if " ms  read " in line]) == len(range(0, (f + 1) // 2, 4))
 
     for tool, argv, message in (
-        ("infer.py", [video, "--onnx", step], "is a per-frame step (tools/export.py --streaming)"),
-        ("stream.py", ["/dev/video9", "--format", "v4l2", "--checkpoint", online_checkpoint], "/dev/video9"),
+        ("infer.py", [video, "--onnx", step, "--device", "cpu"], "is a per-frame step (tools/export.py --streaming)"),
+        (
+            "stream.py",
+            ["/dev/video9", "--format", "v4l2", "--checkpoint", online_checkpoint, "--device", "cpu"],
+            "/dev/video9",
+        ),
         ("stream.py", [video, "--onnx", step, "--precision", "bf16"], "--onnx runs the exported fp32 step"),
         ("stream.py", [video], "give the model"),
     ):
         out = run([f"tools/{tool}", *argv])
         assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_onnxruntime_on_a_gpu_needs_its_cuda_provider_and_never_falls_back_silently(caplog):
+    """``--device cuda`` with ``--onnx`` where onnxruntime has no CUDAExecutionProvider (the CPU
+    package) is one error; ``auto`` runs on the CPU and says why. The GPU is only named here:
+    nothing runs on it."""
+    import onnxruntime as ort
+
+    assert providers("cpu") == ["CPUExecutionProvider"]
+    assert providers(torch.device("cuda", 1), tf32=False) == [
+        ("CUDAExecutionProvider", {"device_id": "1", "use_tf32": "0"}),
+        "CPUExecutionProvider",
+    ]
+    assert select_onnx_device("cpu") == torch.device("cpu")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider (onnxruntime-gpu)")
+    gpu = torch.device("cuda", 0)  # as select_device would answer on a machine with a GPU
+    with pytest.raises(ConfigError, match="^device=cuda: onnxruntime cannot use the GPU: .* no CUDAExecutionProvider"):
+        select_onnx_device("cuda", selected=gpu)
+    with caplog.at_level("WARNING", logger="videoattn.deploy.onnx"):
+        assert select_onnx_device("auto", selected=gpu) == torch.device("cpu")
+    assert "device=auto: onnxruntime runs on the CPU because" in caplog.text and "onnxruntime-gpu" in caplog.text

@@ -240,6 +240,19 @@ def test_resuming_with_other_training_settings_is_refused_naming_them(dataset, f
     ok(run(train_cmd(run_dir, dataset, *RUN3, "workers=1", "precision=bf16")))  # how it runs may change
 
 
+def test_a_run_saved_without_a_grad_scaler_resumes_in_fp16_and_back(dataset, finished, tmp_path):
+    """An fp32 run saved a disabled grad scaler's empty state, which an enabled scaler cannot load:
+    resuming with precision=fp16 (which the resume rules allow) starts the scaler afresh; the
+    fp16 run's scaler state is then set aside by a resume in fp32."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    assert load(run_dir / "last.pth")["scaler"] == {}
+    ok(run(train_cmd(run_dir, dataset, "model=tsm", "optim.epochs=4", "max_steps_per_epoch=2", "precision=fp16")))
+    assert load(run_dir / "last.pth")["scaler"]["scale"] > 0
+    ok(run(train_cmd(run_dir, dataset, "model=tsm", "optim.epochs=5", "max_steps_per_epoch=2")))
+    assert len(load(run_dir / "last.pth")["history"]) == 5
+
+
 def test_a_killed_run_restarts_at_once_though_its_dataloader_workers_are_still_exiting(dataset, tmp_path):
     run_dir = tmp_path / "run"
     args = ("optim.epochs=40", "max_steps_per_epoch=2", "workers=2")
@@ -385,8 +398,11 @@ def test_prepare_data_accepts_what_training_reads_and_refuses_an_empty_split(dat
 def test_non_finite_losses_never_update_the_weights_and_stop_the_run_in_one_line(dataset, tmp_path):
     """Epoch 1 trains normally; epoch 2 runs at a learning rate that makes every loss NaN (a
     resumed run with optim.lr changed is refused, so the rate is raised by the schedule: a
-    constant factor of 1e30 from epoch 2 on, via milestones with gamma): its steps are skipped,
-    and after five in a row the run stops, exit 2, one line; last.pth still holds epoch 1."""
+    constant factor of 1e30 from epoch 2 on, via milestones with gamma): its first step's update
+    ruins the weights, every later loss is NaN and its step skipped on the device; the guard reads
+    its counters every log_every=3 steps (a warning at step 3 for two skipped steps), and at the
+    read after five or more in a row (step 6) the run stops, exit 2, one line; last.pth still
+    holds epoch 1."""
     out = run(
         train_cmd(
             tmp_path / "r",
@@ -399,9 +415,10 @@ def test_non_finite_losses_never_update_the_weights_and_stop_the_run_in_one_line
             "optim.milestones=[1]",
             "optim.gamma=1e30",
             "optim.clip_grad_norm=null",
+            "log_every=3",
         )
     )
-    one_error(out, "the loss was not finite", "5 steps in a row", "up to epoch 2", "Lower optim.lr")
-    assert out.stdout.count("the step is skipped") == 4
+    one_error(out, "the loss was not finite", "5 steps in a row", "up to epoch 2 step 6", "Lower optim.lr")
+    assert out.stdout.count("which were skipped") == 1
     last = load(tmp_path / "r" / "last.pth")
     assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())

@@ -6,7 +6,8 @@ own, see cli.py), on tiny data made here:
 - prepare_data.py -> train.py -> test.py on Kinetics-, SSv1- and Jester-layout datasets;
 - test.py under torchrun with 2 processes gives the metrics of one process;
 - every tool answers a missing file, a random-bytes checkpoint and an unknown key or flag with
-  one line and exit code 2, never a traceback.
+  one line and exit code 2, never a traceback; and ``device=cuda`` / ``--device cuda`` where no
+  GPU is usable (hidden by ``CUDA_VISIBLE_DEVICES`` on a machine that has one).
 """
 
 from __future__ import annotations
@@ -92,8 +93,11 @@ def test_an_official_checkpoint_through_every_tool(source, official, tiny_demo, 
 
     video = sorted((ssv2 / "20bn-something-something-v2").glob("*.webm"))[0]
     png = tmp_path / "explain.png"
-    out = ok(run(["tools/infer.py", video, "--checkpoint", ckpt, "--json", "--explain", png], env=THREADS))
+    out = ok(
+        run(["tools/infer.py", video, "--checkpoint", ckpt, "--json", "--explain", png, "--device", "cpu"], env=THREADS)
+    )
     res = json.loads(out.stdout)
+    assert res["device"] == "cpu"
     assert len(res["top"]) == 5 and all(t["class"] == DEMO_CLASSES_SORTED[t["index"]] for t in res["top"])
     assert len(res["frames"]) == 8 and png.stat().st_size > 5000  # T from the converted checkpoint
     if source != "tsm":
@@ -115,6 +119,7 @@ def test_an_official_checkpoint_through_every_tool(source, official, tiny_demo, 
                 "batch_size=2",
                 "precision=fp32",
                 "channels_last=false",
+                "device=cpu",
                 "data.train_transform.size=48",
                 *SMALL,
                 "progress=false",
@@ -276,8 +281,18 @@ def test_test_tool_under_torchrun_gives_the_metrics_of_one_process(tiny_demo, tm
 # ----------------------------------------------------------------------------- mistakes
 @pytest.fixture(scope="module")
 def junk(tmp_path_factory):
-    """A random-bytes "checkpoint", a random-bytes annotation folder, a missing path."""
+    """A random-bytes "checkpoint", a random-bytes annotation folder, a missing path; and a good
+    checkpoint (a tiny TSN, streamable), for the mistakes found after a checkpoint loads."""
+    from videoattn.checkpoint import make_checkpoint, save_checkpoint
+    from videoattn.models import build_model
+
     root = tmp_path_factory.mktemp("junk")
+    tiny = {"arch": "resnet18", "layers": [1, 1, 1, 1], "widths": [8, 16, 32, 64], "pretrained": None}
+    model = build_model({"num_classes": len(DEMO_CLASSES), "num_segments": 2, **tiny})
+    data = {"eval_transform": {"size": 32, "resize": 40}, "sampling": {}}
+    save_checkpoint(
+        make_checkpoint(model, classes=DEMO_CLASSES_SORTED, data=data, origin={"kind": "training"}), root / "tiny.pth"
+    )
     noise = (
         torch.randint(0, 256, (8192,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes()
     )
@@ -289,10 +304,15 @@ def junk(tmp_path_factory):
         "missing": root / "missing.pth",
         "junk_dataset": root / "ssv2",
         "missing_dir": root / "missing_dir",
+        "checkpoint": root / "tiny.pth",
     }
 
 
-# tool -> (case, argv) with {random} / {missing} / {junk_dataset} / {missing_dir} / {ssv2} / {video} filled in
+# the case names that start so ask for a GPU: run with every GPU hidden, expected to say device=cuda
+NO_GPU = "device cuda without a GPU"
+
+# tool -> (case, argv) with {random} / {missing} / {junk_dataset} / {missing_dir} / {ssv2} / {video} /
+# {checkpoint} filled in
 MISTAKES = {
     "train.py": [
         ("missing file", ["model.pretrained={missing}"]),
@@ -305,6 +325,8 @@ MISTAKES = {
         ("zero eval_every", ["eval_every=0"]),
         ("not an integer", ["optim.epochs=abc"]),
         ("zero num_segments", ["num_segments=0"]),
+        (NO_GPU, ["device=cuda"]),
+        ("unknown device", ["device=gpu"]),
         (
             "eval crop larger than the frames",  # found before the run starts, not taken for bad videos
             [
@@ -323,16 +345,22 @@ MISTAKES = {
         ("random checkpoint", ["checkpoint={random}"]),
         ("unknown key", ["checkpoint={random}", "data.tesst.num_clips=2"]),
         ("required key", []),
+        (NO_GPU, ["checkpoint={checkpoint}", "device=cuda"]),
     ],
     "infer.py": [
         ("missing file", ["{missing_dir}.webm", "--checkpoint", "{random}"]),
         ("random checkpoint", ["{video}", "--checkpoint", "{random}"]),
         ("unknown flag", ["{video}", "--checkpoint", "{random}", "--topkk", "3"]),
+        (NO_GPU, ["{video}", "--checkpoint", "{checkpoint}", "--device", "cuda"]),
+        (f"{NO_GPU}, onnxruntime", ["{video}", "--onnx", "{random}", "--device", "cuda"]),
+        ("unknown device", ["{video}", "--checkpoint", "{checkpoint}", "--device", "gpu"]),
     ],
     "export.py": [
         ("missing file", ["--checkpoint", "{missing}", "--out", "{missing_dir}/x.onnx"]),
         ("random checkpoint", ["--checkpoint", "{random}", "--out", "{missing_dir}/x.onnx"]),
         ("unknown flag", ["--checkpoint", "{random}", "--out", "x.onnx", "--opsett", "20"]),
+        (NO_GPU, ["--checkpoint", "{checkpoint}", "--out", "{missing_dir}/x.onnx", "--device", "cuda"]),
+        ("unknown device", ["--checkpoint", "{checkpoint}", "--out", "{missing_dir}/x.onnx", "--device", "gpu"]),
     ],
     "stream.py": [
         ("missing file", ["{missing_dir}.webm", "--checkpoint", "{random}"]),
@@ -341,6 +369,9 @@ MISTAKES = {
         ("unknown flag", ["{video}", "--checkpoint", "{random}", "--averages", "3"]),
         ("bad option", ["/dev/video0", "--format", "v4l2", "--option", "video_size", "--checkpoint", "{random}"]),
         ("zero stride", ["{video}", "--checkpoint", "{random}", "--stride", "0"]),
+        (NO_GPU, ["{video}", "--checkpoint", "{checkpoint}", "--device", "cuda"]),
+        (f"{NO_GPU}, onnxruntime", ["{video}", "--onnx", "{random}", "--device", "cuda"]),
+        ("unknown device", ["{video}", "--checkpoint", "{checkpoint}", "--device", "gpu"]),
     ],
     "convert_checkpoint.py": [
         ("missing file", ["--src", "{missing}", "--dst", "{missing_dir}/x.pth"]),
@@ -351,6 +382,8 @@ MISTAKES = {
         ("missing file", ["--checkpoint", "{missing}"]),
         ("random checkpoint", ["--checkpoint", "{random}"]),
         ("unknown flag", ["--modelz", "tsn"]),
+        (NO_GPU, ["--device", "cuda", "--models", "tsn"]),
+        ("unknown device", ["--device", "gpu"]),
     ],
     "prepare_data.py": [
         ("missing file", ["--source", "ssv2", "--root", "{missing_dir}"]),
@@ -367,6 +400,12 @@ MISTAKES = {
         ("not a demo folder", ["--root", "{junk_dataset}", "--overwrite"]),
     ],
     "modules.py": [("unknown config", ["--models", "tsmm"]), ("unknown flag", ["--chanels", "3"])],
+    "doctor.py": [
+        ("unknown key", ["model.dropuot=0.1"]),
+        ("unknown flag", ["--secondz", "1"]),
+        ("missing dataset", ["data.root={missing_dir}", "data.demo=false"]),
+        (NO_GPU, ["device=cuda"]),
+    ],
 }
 CASES = [(tool, case, argv) for tool, cases in MISTAKES.items() for case, argv in cases]
 
@@ -379,10 +418,13 @@ def test_every_tool_is_checked_for_mistakes():
 def test_a_mistake_gets_one_line_and_exit_code_2(tool, case, argv, junk, tiny_demo):
     video = sorted((tiny_demo / "ssv2" / "20bn-something-something-v2").glob("*.webm"))[0]
     args = [a.format(**junk, video=video, ssv2=tiny_demo / "ssv2") for a in argv]
-    out = run([f"tools/{tool}", *args])
+    no_gpu = case.startswith(NO_GPU)
+    out = run([f"tools/{tool}", *args], env={"CUDA_VISIBLE_DEVICES": ""} if no_gpu else None)
     text = (out.stdout + out.stderr).strip()
     assert out.returncode == 2, f"{tool} {args}: exit {out.returncode}\n{text[-3000:]}"
     assert "Traceback" not in text and len(text.splitlines()) == 1 and text.startswith("error: "), text
+    if no_gpu:
+        assert text.startswith("error: device=cuda: "), text
 
 
 def test_debug_shows_the_traceback_of_a_user_error(junk):

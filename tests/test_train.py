@@ -93,6 +93,22 @@ def test_two_process_gloo_torchrun_keeps_the_ranks_identical(dataset, tmp_path):
     assert "2 process(es)" in out.stdout + out.stderr
     assert json.loads((tmp_path / "ddp" / "results.json").read_text())["epochs"] == 1
 
+    # the validation of both ranks' shards used the BatchNorm statistics that rank 0 saved (each rank
+    # trained its own into its buffers): one process evaluating last.pth gives the logged numbers
+    from videoattn.data.build import build_dataset, normalize_data_config
+    from videoattn.engine.distributed import World
+    from videoattn.engine.evaluate import evaluate
+    from videoattn.models import load_model
+
+    model, ckpt = load_model(tmp_path / "ddp" / "last.pth")
+    val_set = build_dataset(normalize_data_config(ckpt["config"]["data"]), "val", mode="val", num_segments=4)
+    loader = torch.utils.data.DataLoader(val_set, batch_size=2)
+    result = evaluate(model, loader, num_classes=len(val_set.classes), world=World())
+    logged = ckpt["history"][-1]
+    assert result.num_clips == logged["val_videos"] == len(val_set)
+    assert result.loss == pytest.approx(logged["val_loss"], rel=1e-6, abs=1e-7)
+    assert result.top1 == logged["val_top1"]
+
 
 def test_a_corrupt_video_is_reported_and_training_finishes(dataset, tmp_path):
     import shutil
@@ -210,11 +226,11 @@ def test_ablate_collects_runs_into_a_table_and_a_chart(trained, tmp_path):
 
 
 def test_normalising_on_the_device_trains_the_same_weights(dataset, tmp_path):
-    """uint8 batches (transforms with normalize: false) normalised after the copy to the device
-    give the run of host normalisation, bit for bit."""
+    """uint8 batches (the default: transforms with normalize: false) normalised after the copy to
+    the device give the run of host normalisation, bit for bit."""
     args = ("optim.epochs=1", "max_steps_per_epoch=2", "seed=3")
-    raw = ("data.train_transform.normalize=false", "data.eval_transform.normalize=false")
-    for name, extra in (("host", ()), ("device", raw)):
+    host = ("data.train_transform.normalize=true", "data.eval_transform.normalize=true")
+    for name, extra in (("host", host), ("device", ())):
         out = run(train_cmd(tmp_path / name, dataset, *args, *extra))
         assert out.returncode == 0, out.stderr[-3000:]
     host, device = weights(tmp_path / "host"), weights(tmp_path / "device")

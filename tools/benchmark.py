@@ -8,6 +8,7 @@
     uv run python tools/benchmark.py --sections loader                     # demo data, 0/1/2 workers
     uv run python tools/benchmark.py --sections models,loader --loader-root data/ssv2 --loader-workers 0,4,8
     uv run python tools/benchmark.py --sections streaming                  # ms/frame, online TSM (R50, MNv2)
+    uv run python tools/benchmark.py --device cuda --modes fp32,bf16+channels_last --batch-sizes 8,32
 
 ``--sections models`` (the default) is :mod:`videoattn.benchmark.models`: every model config
 (``configs/model/<name>.yaml`` or a registry module's) and ``--checkpoint`` model against the
@@ -17,6 +18,13 @@
 PyTorch and onnxruntime). How each is measured (interleaved rounds, ratios with their 95%
 confidence interval, peak memory) is written in those modules and
 :mod:`videoattn.benchmark.timing`. The numbers of this project's machines are in ``docs/``.
+
+``--device`` is where the models and streaming sections run (auto, the default: the GPU when
+CUDA works, else the CPU with a warning saying why); it is logged once and recorded in the
+results. On a GPU the times are CUDA events, peak memory ``torch.cuda.max_memory_allocated``,
+``--tf32`` (on by default) sets fp32's math, and the CPU-only measurements are refused
+(``--modes onnxruntime``, ``--stream-modes onnxruntime``, ``--clock cpu``) or, among the default
+streaming modes, left out with a message. The loader and index sections measure the host.
 """
 
 from __future__ import annotations
@@ -43,7 +51,9 @@ from videoattn.benchmark.streaming import (  # noqa: E402
     bench_streaming,
     streaming_markdown,
 )
-from videoattn.cli import ArgumentParser, user_errors  # noqa: E402
+from videoattn.benchmark.timing import log  # noqa: E402
+from videoattn.cli import ArgumentParser, add_device_arguments, user_errors  # noqa: E402
+from videoattn.engine.device import select_device  # noqa: E402
 from videoattn.errors import ConfigError  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -103,7 +113,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--warmup", type=int, default=1, help="discarded rounds")
     ap.add_argument("--min-sample-s", type=float, default=0.2, help="shortest timed sample (GPU: many calls)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_arguments(ap, what="where the models and streaming sections run (loader and index: the host)")
     ap.add_argument("--agree-clips", type=int, default=4, help="clips for the agreement with fp32 (0: skip)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory calls")
     ap.add_argument(
@@ -155,8 +165,9 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--stream-models", type=_csv(str), default=list(DEFAULT_STREAM_MODELS),
                     help="streaming section: streamable model configs (own backbones unless --arch)")  # fmt: skip
-    ap.add_argument("--stream-modes", type=_csv(str), default=list(DEFAULT_STREAM_MODES),
-                    help="streaming section: as --modes (no compile); onnxruntime: the exported step")  # fmt: skip
+    ap.add_argument("--stream-modes", type=_csv(str), default=None,
+                    help="streaming section: as --modes (no compile); onnxruntime: the exported step (default: "
+                         f"{','.join(DEFAULT_STREAM_MODES)}; on a GPU without onnxruntime)")  # fmt: skip
     ap.add_argument("--stream-frames", type=int, default=12, help="streaming section: frames of the agreement check")
     ap.add_argument("--json", type=Path, help="write the results as JSON")
     ap.add_argument("--markdown", type=Path, help="write the Markdown tables")
@@ -183,10 +194,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     unknown = set(args.sections) - set(SECTIONS)
     if unknown or not args.sections:
         raise ConfigError(f"--sections: unknown {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
-    for m in args.stream_modes if "streaming" in args.sections else []:
+    for m in (args.stream_modes or []) if "streaming" in args.sections else []:
         Mode.parse(m)
     arch = args.arch  # the streaming models keep their configs' backbones unless it is given
     checkpoints = load_checkpoints(args)  # also settles T, classes, arch and size
+    if {"models", "streaming"} & set(args.sections):
+        args.device = select_device(args.device)  # after the checks; auto says why it falls back
+        name = f" ({torch.cuda.get_device_name(args.device)})" if args.device.type == "cuda" else ""
+        log(f"device: {args.device}{name}")
+    elif args.device == "cuda":
+        raise ConfigError("--device cuda: the loader and index sections measure the host; add models or streaming "
+                          "to --sections")  # fmt: skip
     results: dict[str, Any] = bench_models(args, checkpoints=checkpoints) if "models" in args.sections else {}
     if "loader" in args.sections:
         results["data_loader"] = bench_data(args)

@@ -19,6 +19,13 @@ than the traced one; a max abs difference above ``--tolerance`` writes nothing a
 (``videoattn.streaming``). It is checked by streaming T + 4 frames through PyTorch and
 onnxruntime, each carrying its own states. A model that cannot stream is refused, naming its
 modules.
+
+The export itself does not depend on a device: the model is traced on the CPU, and the file is
+checked in onnxruntime on the CPU. ``--device`` is where the PyTorch reference of that check
+runs: ``cpu`` (the default: the numerics closest to onnxruntime's CPU kernels), or ``cuda`` to
+check the graph against what the model computes on the GPU it was trained on (in IEEE fp32:
+TF32 is off unless ``--tf32``, whose ~1e-3 relative error is above the default tolerance). The
+device is printed with the result.
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from pathlib import Path
 
 import torch
 
-from videoattn.cli import ArgumentParser, user_errors
+from videoattn.cli import ArgumentParser, add_device_arguments, user_errors
 from videoattn.data.transforms import EvalTransform
 from videoattn.deploy.onnx import DEFAULT_OPSET, export_onnx, export_streaming_step, require_deploy
+from videoattn.engine.device import configure_backends, select_device
 from videoattn.errors import ConfigError, MissingFileError
 from videoattn.models import StreamingModel, load_model
 
@@ -46,6 +54,14 @@ def main() -> int:
     p.add_argument(
         "--streaming", action="store_true", help="export the per-frame step of a causal model (for tools/stream.py)"
     )
+    add_device_arguments(
+        p,
+        what="where the PyTorch reference of the parity check runs (the model is traced, and onnxruntime checks "
+        "the file, on the CPU whatever the device)",
+        default="cpu",
+        tf32=False,
+        tf32_default="off: the check compares IEEE fp32 to --tolerance",
+    )
     args = p.parse_args()
     with user_errors():
         return export(args)
@@ -55,7 +71,10 @@ def export(args) -> int:
     require_deploy()  # before loading anything
     if not Path(args.checkpoint).exists():
         raise MissingFileError(f"checkpoint not found: {args.checkpoint}")
-    model, ckpt = load_model(args.checkpoint)
+    model, ckpt = load_model(args.checkpoint)  # on the CPU, where it is traced
+    device = select_device(args.device)  # after the checkpoint's checks; auto says why it falls back
+    if device.type == "cuda":  # TF32: CUDA's setting (the CPU keeps PyTorch's defaults)
+        configure_backends(device, tf32=args.tf32)
     cfg = ckpt["model_config"]
     transform = EvalTransform(**{**ckpt["data"]["eval_transform"], "normalize": True})
     size, t = args.size or transform.size, cfg["num_segments"]
@@ -71,23 +90,29 @@ def export(args) -> int:
         "checkpoint": str(args.checkpoint),
     }
     if args.streaming:
-        return export_step(args, model, metadata, size=size, t=t, generator=g)
+        return export_step(args, model, metadata, size=size, t=t, generator=g, device=device)
     example = torch.randn(2, t, 3, size, size, generator=g)  # (N, T, 3, S, S)
     check = torch.randn(3, t, 3, size, size, generator=g)  # another N: the batch dimension is dynamic
     diff = export_onnx(
         model, args.out, example=[example], check_inputs=[check], metadata=metadata, opset=args.opset,
-        tolerance=args.tolerance,
+        tolerance=args.tolerance, device=device,
     )  # fmt: skip
     print(
         f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, opset {args.opset}): "
         f"{cfg.get('name') or cfg['arch']}, T={t}, {size} px; onnxruntime vs PyTorch max abs diff {diff:.2e} "
-        f"(batch 3, tolerance {args.tolerance:g})"
+        f"(PyTorch on {_where(device, args.tf32)}, batch 3, tolerance {args.tolerance:g})"
     )
     return 0
 
 
-def export_step(args, model, metadata, *, size: int, t: int, generator: torch.Generator) -> int:
-    """The per-frame step of a streamable model, checked over T + 4 frames of 3 streams."""
+def _where(device: torch.device, tf32: bool) -> str:
+    """The device of the PyTorch reference, with its fp32 math on a GPU."""
+    return f"{device} ({'TF32' if tf32 else 'IEEE fp32'})" if device.type == "cuda" else str(device)
+
+
+def export_step(args, model, metadata, *, size: int, t: int, generator: torch.Generator, device: torch.device) -> int:
+    """The per-frame step of a streamable model, checked over T + 4 frames of 3 streams, PyTorch
+    on ``device``."""
     try:
         stream = StreamingModel(model)
     except ConfigError as err:
@@ -100,12 +125,13 @@ def export_step(args, model, metadata, *, size: int, t: int, generator: torch.Ge
         "outputs": ["logits (N, K) of the frame", "next_state_i"],
     }
     diff = export_streaming_step(stream, args.out, check_frames=frames, metadata=metadata, opset=args.opset,
-                                 tolerance=args.tolerance)  # fmt: skip
+                                 tolerance=args.tolerance, device=device)  # fmt: skip
     cfg = metadata["model_config"]
     print(
         f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, opset {args.opset}): the per-frame step of "
         f"{cfg.get('name') or cfg['arch']}, {size} px, {stream.num_states} states; onnxruntime vs PyTorch max abs "
-        f"logit diff {diff:.2e} over {len(frames)} frames (batch 3, tolerance {args.tolerance:g})"
+        f"logit diff {diff:.2e} over {len(frames)} frames (PyTorch on {_where(device, args.tf32)}, batch 3, "
+        f"tolerance {args.tolerance:g})"
     )
     return 0
 

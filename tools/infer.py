@@ -5,10 +5,17 @@
     uv run python tools/infer.py VIDEO --checkpoint CKPT --explain out.png   # frames, prediction, module gains
     uv run python tools/infer.py VIDEO --checkpoint CKPT --precision bf16 --compile
     uv run python tools/infer.py VIDEO --onnx model.onnx                      # onnxruntime (tools/export.py)
+    uv run python tools/infer.py VIDEO --checkpoint CKPT --device cuda --precision bf16
 
 The clip is sampled and cropped as in validation (T segment centres, centre crop), with the
 settings stored in the checkpoint (or in the ONNX file's metadata). VIDEO may be a file (decord,
 PyAV fallback) or a JPEG folder.
+
+``--device`` is where the forward pass runs (the clip is read and preprocessed on the host, then
+copied there): auto, the default, takes the GPU when CUDA works and says why when it falls back
+to the CPU. With ``--onnx`` a GPU means onnxruntime's CUDAExecutionProvider (the onnxruntime-gpu
+package): ``--device cuda`` without it is an error, auto then runs on the CPU with a warning. The
+device is printed with the result (``"device"`` in ``--json``).
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ from pathlib import Path
 
 import torch
 
-from videoattn.cli import ArgumentParser, user_errors
+from videoattn.cli import ArgumentParser, add_device_arguments, user_errors
 from videoattn.data.sampling import Sampling
 from videoattn.data.transforms import EvalTransform
 from videoattn.data.video import BACKENDS, read_clip
+from videoattn.engine.device import configure_backends, select_device
 from videoattn.engine.evaluate import autocast, set_inference_layout
 from videoattn.engine.memory import cache_freed_memory
 from videoattn.errors import ConfigError, MissingFileError
@@ -36,7 +44,7 @@ def main() -> int:
     p.add_argument("video")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", help="a videoattn checkpoint (PyTorch)")
-    model.add_argument("--onnx", help="a model exported by tools/export.py, run in onnxruntime (CPU)")
+    model.add_argument("--onnx", help="a model exported by tools/export.py, run in onnxruntime")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--explain", metavar="PNG", help="draw the frames, the prediction and the excitation modules' gains")
@@ -44,14 +52,15 @@ def main() -> int:
         "--precision",
         choices=("fp32", "bf16"),
         default="fp32",
-        help="bf16: autocast (fast on CPUs with AVX-512 BF16 / AMX)",
+        help="bf16: autocast on the device (GPUs; CPUs with AVX-512 BF16 / AMX)",
     )
+    add_device_arguments(p, what="where the forward pass runs (with --onnx: onnxruntime's execution provider)")
     p.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="NHWC activations (default: with bf16, whose oneDNN kernels run in NHWC: "
-        "2.2x fp32 vs 1.7x in NCHW for a ResNet-50)",
+        "2.2x fp32 vs 1.7x in NCHW for a ResNet-50 on a CPU; tensor cores prefer NHWC too)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call, faster after)")
     p.add_argument(
@@ -72,12 +81,15 @@ def main() -> int:
 
 
 def _onnx_model(args):
-    """The exported model and what its metadata says: config, class names, sampling, transform."""
-    from videoattn.deploy.onnx import OnnxModel
+    """The exported model (in a session on ``--device``) and what its metadata says: config, class
+    names, sampling, transform."""
+    from videoattn.deploy.onnx import OnnxModel, require_deploy, select_onnx_device
 
     if not Path(args.onnx).exists():
         raise MissingFileError(f"ONNX model not found: {args.onnx}")
-    model = OnnxModel.load(args.onnx, threads=args.threads)
+    require_deploy()
+    device = select_onnx_device(args.device)  # the session's providers are chosen when it is made
+    model = OnnxModel.load(args.onnx, threads=args.threads, device=device, tf32=args.tf32)
     meta = model.metadata
     missing = [k for k in ("model_config", "classes", "eval_transform") if k not in meta]
     if missing:
@@ -99,18 +111,23 @@ def infer(args) -> int:
             raise ConfigError(f"--precision {args.precision}: --onnx runs the exported fp32 graph")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not args.no_malloc_cache:
-        cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
 
     t0 = time.perf_counter()
     if args.onnx:
         onnx_model, cfg, names, sampling_kw, transform_kw = _onnx_model(args)
-        channels_last = None
+        device, channels_last = onnx_model.device, None
     else:
-        model, ckpt = load_model(args.checkpoint)  # a training run's or a converted checkpoint
+        model, ckpt = load_model(args.checkpoint)  # a training run's or a converted checkpoint (on the CPU)
         cfg, names = ckpt["model_config"], ckpt["classes"]
         sampling_kw, transform_kw = ckpt["data"].get("sampling", {}), ckpt["data"]["eval_transform"]
+        device = select_device(args.device)  # after the checkpoint's checks; auto says why it falls back
+        if device.type == "cuda":  # TF32 and cuDNN: CUDA's settings (the CPU keeps PyTorch's defaults)
+            configure_backends(device, tf32=args.tf32)
+            torch.backends.cudnn.benchmark = False  # one forward pass: autotuning would cost more than it saves
         channels_last = set_inference_layout(model, precision=args.precision, channels_last=args.channels_last)
+        model.to(device)
+    if device.type == "cpu" and not args.no_malloc_cache:
+        cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
     sampling = Sampling(num_segments=cfg["num_segments"], **sampling_kw)
     transform = EvalTransform(**{**transform_kw, "normalize": True})  # one clip: on the host
     frames, indices = read_clip(args.video, sampling.val, backend=args.backend)  # (T, 3, H, W) uint8
@@ -119,17 +136,18 @@ def infer(args) -> int:
 
     t1 = time.perf_counter()
     if args.onnx:
-        logits = torch.from_numpy(onnx_model(clip)[0])  # (1, K)
+        logits = torch.from_numpy(onnx_model(clip)[0])  # (1, K); onnxruntime copies the clip to its device
     else:
+        clip = clip.to(device)  # (1, T, 3, S, S); with channels_last the stem's output is NHWC
         runner = torch.compile(model) if args.compile else model
-        with torch.no_grad(), autocast(torch.device("cpu"), args.precision):
+        with torch.no_grad(), autocast(device, args.precision):
             if args.explain:
                 from videoattn.explain import trace_excitation
 
                 logits, traces = trace_excitation(model, clip)
             else:
                 logits = runner(clip)
-    probs = torch.softmax(logits.float(), dim=1)[0]
+    probs = torch.softmax(logits.float(), dim=1)[0].cpu()  # the copy waits for the device's work
     infer_s = time.perf_counter() - t1
     top = probs.topk(min(args.topk, cfg["num_classes"]))
     result = [
@@ -152,6 +170,7 @@ def infer(args) -> int:
                     "explain": args.explain,
                     "precision": args.precision,
                     "runtime": "onnxruntime" if args.onnx else "pytorch",
+                    "device": str(device),
                     "channels_last": channels_last,
                     "compile": args.compile,
                 },
@@ -161,7 +180,7 @@ def infer(args) -> int:
     else:
         print(
             f"{args.video}  (frames {indices.tolist()}; model {cfg.get('name') or cfg['arch']}"
-            f"{' in onnxruntime' if args.onnx else ''}, forward {infer_s * 1000:.0f} ms)"
+            f"{' in onnxruntime' if args.onnx else ''} on {device}, forward {infer_s * 1000:.0f} ms)"
         )
         for c, prob, _ in result:
             print(f"  {prob:6.3f}  {c}")

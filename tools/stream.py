@@ -19,6 +19,14 @@ apart). The times are the step's (ms per frame) and the reading's (decode + prep
 With ``--onnx`` and ``--checkpoint`` both run, each with its own states, and every frame's logits are compared:
 a max abs difference above ``--tolerance`` stops with exit code 2. A model with modules that look
 at later frames (TAM, ACTION-Net, the two-way TSM shift) is refused, naming them.
+
+``--device`` is where the per-frame step runs (each frame is decoded and preprocessed on the host,
+then copied there; the states stay there): auto, the default, takes the GPU when CUDA works and
+says why when it falls back to the CPU. With ``--onnx`` a GPU means onnxruntime's
+CUDAExecutionProvider (the onnxruntime-gpu package; ``--device cuda`` without it is an error,
+auto then runs onnxruntime on the CPU with a warning). TF32 is on for PyTorch on a GPU, except
+where PyTorch is the reference of ``--onnx``'s check (IEEE fp32 there, unless ``--tf32``). The
+device is printed in the first line (``"device"`` in the ``--json`` summary).
 """
 
 from __future__ import annotations
@@ -35,9 +43,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from videoattn.cli import ArgumentParser, user_errors
+from videoattn.cli import ArgumentParser, add_device_arguments, user_errors
 from videoattn.data.transforms import EvalTransform
 from videoattn.data.video import stream_frames
+from videoattn.engine.device import configure_backends, select_device
 from videoattn.engine.evaluate import autocast, set_inference_layout
 from videoattn.engine.memory import cache_freed_memory
 from videoattn.errors import ConfigError, MissingFileError
@@ -58,6 +67,10 @@ def main() -> int:
     p.add_argument("--format", default=None, help="FFmpeg input format of a device: v4l2, avfoundation, dshow")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="an FFmpeg input option")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="PyTorch: bf16 autocast")
+    add_device_arguments(
+        p, what="where the per-frame step runs (with --onnx: onnxruntime's execution provider)", tf32=None,
+        tf32_default="on, off where PyTorch is the reference of --onnx's check",
+    )  # fmt: skip
     p.add_argument(
         "--channels-last", action=argparse.BooleanOptionalAction, default=None,
         help="PyTorch: NHWC activations (default: with bf16)",
@@ -100,7 +113,7 @@ def _check_args(args) -> dict[str, str]:
 
 
 def _torch_streamer(args):
-    """The checkpoint's model as a :class:`StreamingModel`, and the checkpoint."""
+    """The checkpoint's model as a :class:`StreamingModel` (on the CPU), and the checkpoint."""
     model, ckpt = load_model(args.checkpoint)
     try:
         streamer = StreamingModel(model)
@@ -110,11 +123,14 @@ def _torch_streamer(args):
     return streamer, ckpt
 
 
-def _onnx_streamer(args):
-    """The exported step in onnxruntime and its metadata."""
-    from videoattn.deploy.onnx import OnnxStream
+def _onnx_streamer(args, device: torch.device | None):
+    """The exported step in onnxruntime on ``--device`` (``device``: PyTorch's, chosen already) and
+    its metadata."""
+    from videoattn.deploy.onnx import OnnxStream, require_deploy, select_onnx_device
 
-    onnx_stream = OnnxStream.load(args.onnx, threads=args.threads)
+    require_deploy()
+    onnx_device = select_onnx_device(args.device, selected=device)
+    onnx_stream = OnnxStream.load(args.onnx, threads=args.threads, device=onnx_device, tf32=_tf32(args))
     meta = onnx_stream.model.metadata
     missing = [k for k in ("model_config", "eval_transform") if k not in meta]
     if missing:
@@ -122,27 +138,39 @@ def _onnx_streamer(args):
     return onnx_stream, meta
 
 
+def _tf32(args) -> bool:
+    """``--tf32`` as given; by default on, off where PyTorch is the reference of the ONNX step."""
+    return args.tf32 if args.tf32 is not None else not (args.onnx and args.checkpoint)
+
+
 def stream(args) -> int:
     options = _check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not args.no_malloc_cache:
-        cache_freed_memory()
-    streamer = ckpt = onnx_stream = None
+    streamer = ckpt = onnx_stream = device = None
     if args.checkpoint:
         streamer, ckpt = _torch_streamer(args)
+        device = select_device(args.device)  # after the checkpoint's checks; auto says why it falls back
+        if device.type == "cuda":  # TF32, and cuDNN autotuning (every frame has the same shape)
+            configure_backends(device, tf32=_tf32(args))
+        streamer.to(device)
     if args.onnx:
-        onnx_stream, meta = _onnx_streamer(args)
+        onnx_stream, meta = _onnx_streamer(args, device)
         cfg, names, transform_kw = meta["model_config"], meta.get("classes"), meta["eval_transform"]
         if ckpt is not None and json.loads(json.dumps(ckpt["model_config"])) != cfg:  # as the metadata holds it
             raise ConfigError(f"{args.onnx} was not exported from {args.checkpoint} (another model config)")
     else:
         cfg, names, transform_kw = ckpt["model_config"], ckpt["classes"], ckpt["data"]["eval_transform"]
+    runs_on = onnx_stream.model.device if onnx_stream is not None else device  # the step that is timed
+    if not args.no_malloc_cache and "cpu" in (runs_on.type, device and device.type):
+        cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
     transform = EvalTransform(**{**transform_kw, "crops": "center", "normalize": True})
     average = args.average or cfg["num_segments"]
     runtime = "onnxruntime" if onnx_stream else f"PyTorch {args.precision}"
     label = f"{cfg['name']} ({cfg['arch']})" if cfg.get("name") else cfg["arch"]
-    label += f" in {runtime}"
+    label += f" in {runtime} on {runs_on}"
+    if onnx_stream is not None and streamer is not None:
+        label += f", checked against PyTorch fp32 on {device}"
     if not args.json:
         print(f"{args.video}: {label}, {transform.size} px frames, prediction averaged over the last {average}")
 
@@ -155,18 +183,19 @@ def stream(args) -> int:
             if i % args.stride:
                 continue
             source_shape = tuple(frame.shape[1:])
-            x = transform(frame.unsqueeze(0), squeeze=True)  # (1, 3, H, W) -> (1, 3, S, S)
+            x = transform(frame.unsqueeze(0), squeeze=True)  # (1, 3, H, W) -> (1, 3, S, S), on the host
             t0 = time.perf_counter()
             if onnx_stream is not None:
-                logits = onnx_stream.step(x)[0]  # (K,)
+                logits = onnx_stream.step(x)[0]  # (K,); onnxruntime copies the frame to its device
             else:
-                with autocast(torch.device("cpu"), args.precision):
-                    logits = streamer.step(x)[0].float().numpy()
+                with autocast(device, args.precision):
+                    logits = streamer.step(x.to(device))[0].float().cpu().numpy()  # the copy waits for the step
             t1 = time.perf_counter()
             step_ms.append((t1 - t0) * 1e3)
             read_ms.append((t0 - t_read) * 1e3)
             if onnx_stream is not None and streamer is not None:  # both: the ONNX step against PyTorch
-                diff = float(np.abs(logits - streamer.step(x)[0].numpy()).max())  # each carries its own states
+                ref = streamer.step(x.to(device))[0].cpu().numpy()  # each runtime carries its own states
+                diff = float(np.abs(logits - ref).max())
                 worst = max(worst, diff)
                 if not diff <= args.tolerance:
                     raise ConfigError(
@@ -192,9 +221,10 @@ def stream(args) -> int:
             t_read = time.perf_counter()
 
     summary = _summary(step_ms, read_ms, probs, names, args.topk)
-    summary.update(runtime=runtime, average=average, stride=args.stride, source=list(source_shape))
+    summary.update(runtime=runtime, device=str(runs_on), average=average, stride=args.stride,
+                   source=list(source_shape))  # fmt: skip
     if onnx_stream is not None and streamer is not None:
-        summary["max_abs_diff"] = worst
+        summary.update(max_abs_diff=worst, reference_device=str(device))
     if args.json:
         print(json.dumps({"summary": summary}))
         return 0

@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader
 from videoattn.checkpoint import check_classes
 from videoattn.cli import check_overrides, user_errors
 from videoattn.config import check_config
-from videoattn.data.build import build_dataset, loader_options, normalize_data_config
+from videoattn.data.build import build_dataset, check_shared_memory, loader_options, normalize_data_config
+from videoattn.engine.device import configure_backends
 from videoattn.engine.distributed import init_distributed, shutdown
 from videoattn.engine.evaluate import ShardSampler, evaluate, set_inference_layout
 from videoattn.engine.memory import cache_freed_memory
@@ -50,7 +51,8 @@ def main(cfg: DictConfig) -> float:
 
 def test(cfg: DictConfig) -> float:
     check_config(cfg)  # the typed schema (videoattn.config.TestConfig): keys, types, ranges
-    world = init_distributed(cfg.device)
+    world = init_distributed(cfg.device)  # device=auto on a CUDA build without a usable GPU says why
+    configure_backends(world.device, tf32=cfg.tf32)
     if world.device.type == "cpu" and cfg.malloc_cache:
         cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
     reference = (
@@ -75,18 +77,16 @@ def test(cfg: DictConfig) -> float:
             f"note: {cfg.checkpoint} carries no class names; its {len(classes)} outputs are read as the dataset's "
             "classes in sorted order (convert it with --classes to have them checked)"
         )
-    loader = DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        sampler=ShardSampler(len(dataset), world),
-        **loader_options(
-            data_cfg["backend"],
-            workers=cfg.workers,
-            pin_memory=world.device.type == "cuda",
-            persistent=cfg.persistent_workers,
-            prefetch=cfg.prefetch_factor,
-        ),
+    options = loader_options(
+        data_cfg["backend"],
+        workers=cfg.workers,
+        pin_memory=world.device.type == "cuda",
+        persistent=cfg.persistent_workers,
+        prefetch=cfg.prefetch_factor,
     )
+    # the views of a batch in flight must fit in /dev/shm (Docker's 64 MB: a bus error mid-test)
+    check_shared_memory(dataset.probe(), batch_size=cfg.batch_size, options=options)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=ShardSampler(len(dataset), world), **options)
     views = len(dataset[0][0]) if len(dataset) else 0
     if world.main:
         log.info(

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import hydra
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -41,15 +40,22 @@ from videoattn.checkpoint import (
 )
 from videoattn.cli import check_overrides, user_errors
 from videoattn.config import check_config
-from videoattn.data.build import build_dataset, dataset_root, loader_options, normalize_data_config
+from videoattn.data.build import (
+    build_dataset,
+    check_shared_memory,
+    dataset_root,
+    loader_options,
+    normalize_data_config,
+)
 from videoattn.data.dataset import read_report_entries
-from videoattn.data.transforms import to_device
-from videoattn.engine.checkpoint import restore_rng, rng_state
-from videoattn.engine.distributed import World, barrier, init_distributed, on_main, shutdown
-from videoattn.engine.evaluate import EvalResult, ShardSampler, autocast, evaluate
-from videoattn.engine.guard import NonFiniteGuard
+from videoattn.data.transforms import ToDevice
+from videoattn.engine.checkpoint import restore_rng, restore_scaler, rng_state
+from videoattn.engine.device import configure_backends, explain_nondeterministic
+from videoattn.engine.distributed import World, barrier, broadcast_buffers, init_distributed, on_main, shutdown
+from videoattn.engine.evaluate import EvalResult, ShardSampler, evaluate
+from videoattn.engine.loop import NonFiniteGuard, WithLoss, train_one_epoch
 from videoattn.engine.memory import cache_freed_memory
-from videoattn.engine.optim import build_optimizer, build_scheduler, normalize_optim_config
+from videoattn.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, normalize_optim_config
 from videoattn.engine.run_folder import RunFolder, RunFolderError, best_epoch
 from videoattn.errors import CheckpointError, ConfigError, DataError
 from videoattn.files import write_atomic
@@ -58,17 +64,6 @@ from videoattn.summary import count_macs, count_params
 
 log = logging.getLogger("train")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-class WithAux(nn.Module):
-    """Routes ``forward`` to ``forward_with_aux`` so that DDP sees the auxiliary outputs."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.model.forward_with_aux(x)
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base=None)
@@ -80,18 +75,12 @@ def main(cfg: DictConfig) -> float:
 def train(cfg: DictConfig) -> float:
     # ---------------------------------------------------------------- config and processes
     check_config(cfg)  # the typed schema (videoattn.config.TrainConfig): keys, types, ranges
-    world = init_distributed(cfg.device)
+    world = init_distributed(cfg.device)  # device=auto on a CUDA build without a usable GPU says why
+    configure_backends(world.device, tf32=cfg.tf32, deterministic=cfg.deterministic)  # before the first kernel
     if world.device.type == "cpu" and cfg.malloc_cache:
         cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
-    if cfg.precision == "fp16" and world.device.type != "cuda":
-        raise ConfigError("precision=fp16 needs CUDA (a grad scaler on GPU); on CPU use precision=bf16")
     if cfg.sync_bn and world.device.type != "cuda":
         raise ConfigError("sync_bn needs CUDA; on CPU processes use sync_bn=false")
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.backends.cudnn.benchmark = True
     data_cfg = normalize_data_config(cfg.data)
     optim_cfg = normalize_optim_config(cfg.optim)
     if cfg.model.get("pretrained") not in (None, "imagenet", "imagenet_v2"):
@@ -130,8 +119,8 @@ def _train(
     barrier(world)
     train_set = build_dataset(data_cfg, "train", mode="train", num_segments=T, seed=cfg.seed, report=folder.report)
     val_set = build_dataset(data_cfg, "val", mode="val", num_segments=T, seed=cfg.seed, report=folder.report)
-    for dataset in (train_set, val_set):
-        dataset.probe()  # one clip each: a transform that cannot apply to these videos fails before the run starts
+    # one clip each: a transform that cannot apply to these videos fails before the run starts
+    items = [dataset.probe() for dataset in (train_set, val_set)]
     classes = train_set.classes
     if val_set.classes != classes:
         raise DataError("the train and val splits have different class lists")
@@ -146,6 +135,8 @@ def _train(
         persistent=cfg.persistent_workers,
         prefetch=cfg.prefetch_factor,
     )
+    for item in items:  # batches in flight must fit in /dev/shm (Docker's 64 MB: a bus error mid-epoch)
+        check_shared_memory(item, batch_size=cfg.batch_size, options=loader_kw)
     loader_kw["generator"] = torch.Generator().manual_seed(cfg.seed)  # not the global RNG: resuming must not shift it
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=train_sampler, drop_last=True, **loader_kw)
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=ShardSampler(len(val_set), world), **loader_kw)
@@ -214,25 +205,28 @@ def _train(
     if cfg.channels_last:
         model = to_channels_last(model)  # 4-D weights NHWC, 5-D (ACTION's Conv3d) NDHWC
     if cfg.sync_bn and world.distributed:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    net: nn.Module = WithAux(model)
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # partial BN keeps its frozen layers (by name)
+    net: nn.Module = WithLoss(model, label_smoothing=optim_cfg["label_smoothing"])  # (clips, labels) -> (loss, logits)
     if world.distributed:
         net = DistributedDataParallel(net, device_ids=[world.local_rank] if world.device.type == "cuda" else None)
+    eval_net: nn.Module = model
+    if cfg.compile:  # after DDP: its optimiser splits the graph at the gradient buckets
+        net, eval_net = torch.compile(net), torch.compile(model)
     torch.manual_seed(cfg.seed + world.rank)  # different dropout masks per rank
 
     # ---------------------------------------------------------------- optimiser and schedule
     global_batch = cfg.batch_size * world.size
     optimizer = build_optimizer(model, optim_cfg, global_batch=global_batch)
     scheduler = build_scheduler(optimizer, optim_cfg, steps_per_epoch=steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
+    scaler = torch.amp.GradScaler(world.device.type, enabled=cfg.precision == "fp16")
 
     # ---------------------------------------------------------------- resume
     start_epoch, best_top1, best_at, history = 0, -1.0, None, []
-    finite = NonFiniteGuard(world)
+    guard = NonFiniteGuard(world)
     if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(optimizer, ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
+        restore_scaler(scaler, ckpt.get("scaler"))
         start_epoch, best_top1, best_at, history = (
             ckpt["epoch"] + 1,
             ckpt["best_top1"],
@@ -268,14 +262,12 @@ def _train(
 
     # ---------------------------------------------------------------- epochs
     val: EvalResult | None = None
-    train_norm = (train_set.transform.mean, train_set.transform.std)  # for uint8 batches (normalize: false)
+    to_device = ToDevice(world.device, train_set.transform.mean, train_set.transform.std)  # uint8 -> normalised
+    params = list(model.parameters())
     for epoch in range(start_epoch, epochs):
         train_sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
         net.train()
-        t0, seen, loss_sum, correct, skipped = time.perf_counter(), 0, 0.0, 0, finite.skipped
-        data_s = compute_s = 0.0  # waiting for the loader / the rest of the step (loss.item() syncs the device)
-        ready, steps = t0, 0
         with tqdm(
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{epochs}",
@@ -283,66 +275,59 @@ def _train(
             dynamic_ncols=True,
             leave=False,
         ) as bar:  # closed on any exit: an error line starts a line of its own
-            for step, (clips, labels, _, _) in enumerate(train_loader):
-                if step >= steps_per_epoch:
-                    break
-                got = time.perf_counter()
-                data_s += got - ready
-                clips = to_device(clips, world.device, train_norm)  # (N, T, 3, H, W), normalised
-                labels = labels.to(world.device, non_blocking=True)
-                with autocast(world.device, cfg.precision):
-                    logits, aux = net(clips)  # (N, K)
-                    loss = F.cross_entropy(logits.float(), labels, label_smoothing=optim_cfg["label_smoothing"])
-                    extra = model.aux_loss(aux, labels)  # the inserted modules' own losses (EncNet's SE-loss)
-                    if extra is not None:
-                        loss = loss + extra
-                optimizer.zero_grad(set_to_none=True)
-                # NaN / inf: no update from it (stops after a few in a row)
-                if not finite(loss, epoch=epoch, step=step):
-                    scheduler.step()
-                    bar.update()
-                    ready, steps = time.perf_counter(), steps + 1
-                    compute_s += ready - got
-                    continue
-                scaler.scale(loss).backward()
-                if optim_cfg["clip_grad_norm"]:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), optim_cfg["clip_grad_norm"])
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+            started = time.perf_counter()
 
-                n = labels.shape[0]
-                seen += n
-                loss_sum += loss.item() * n
-                correct += int((logits.argmax(1) == labels).sum())
-                ready, steps = time.perf_counter(), steps + 1
-                compute_s += ready - got
-                elapsed = ready - t0
-                clips_per_s = seen * world.size / elapsed
-                eta = elapsed / (step + 1) * (steps_per_epoch * (epochs - epoch) - step - 1)
+            def on_log(
+                step: int, sums: dict, timer, epoch: int = epoch, bar: tqdm = bar, started: float = started
+            ) -> None:
+                # every log_every steps: the one read of the device's counters (videoattn.engine.loop)
+                clips, spent = max(sums["clips"], 1), timer.data_s + timer.compute_s
+                elapsed = time.perf_counter() - started
                 bar.set_postfix(
-                    loss=f"{loss_sum / seen:.3f}",
-                    top1=f"{correct / seen:.3f}",
-                    clips_s=f"{clips_per_s:.1f}",
-                    data=f"{data_s / (data_s + compute_s):.0%}",  # of the step time spent waiting for clips
-                    eta=_hms(eta),
+                    loss=f"{sums['loss_sum'] / clips:.3f}",
+                    top1=f"{sums['correct'] / clips:.3f}",
+                    clips_s=f"{(step + 1) * cfg.batch_size * world.size / elapsed:.1f}",
+                    data=f"{timer.data_s / max(spent, 1e-9):.0%}",  # of the step time spent waiting for clips
+                    eta=_hms(elapsed / (step + 1) * (steps_per_epoch * (epochs - epoch) - step - 1)),
+                    refresh=False,
                 )
-                bar.update()
-                global_step = epoch * steps_per_epoch + step + 1
-                if tb is not None and global_step % cfg.log_every == 0:
-                    tb.add_scalar("train/loss", loss.item(), global_step)
+                bar.update(step + 1 - bar.n)  # tqdm redraws at most 10 times a second
+                if tb is not None:
+                    global_step = epoch * steps_per_epoch + step + 1
+                    tb.add_scalar("train/loss", sums["loss_sum"] / clips, global_step)
                     tb.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
-        train_time = time.perf_counter() - t0
+
+            try:
+                stats = train_one_epoch(
+                    net,
+                    train_loader,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    scaler=scaler,
+                    guard=guard,
+                    to_device=to_device,
+                    params=params,
+                    epoch=epoch,
+                    steps=steps_per_epoch,
+                    precision=cfg.precision,
+                    clip_grad_norm=optim_cfg["clip_grad_norm"],
+                    log_every=cfg.log_every,
+                    on_log=on_log,
+                )
+            except RuntimeError as err:
+                refused = explain_nondeterministic(err)  # deterministic=true and an op without a deterministic kernel
+                if refused is None:
+                    raise
+                raise refused from None
         row = {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": loss_sum / max(seen, 1),
-            "train_top1": correct / max(seen, 1),
-            "train_clips_per_s": seen * world.size / train_time,
-            "train_skipped_steps": finite.skipped - skipped,
-            "train_data_s_per_step": data_s / max(steps, 1),
-            "train_compute_s_per_step": compute_s / max(steps, 1),
+            "train_loss": stats.loss,
+            "train_top1": stats.top1,
+            "train_clips_per_s": stats.steps * cfg.batch_size * world.size / stats.seconds,
+            "train_skipped_steps": stats.skipped,
+            "train_data_s_per_step": stats.data_s_per_step,
+            "train_compute_s_per_step": stats.compute_s_per_step,
             "val_loss": math.nan,
             "val_top1": math.nan,
             "val_top5": math.nan,
@@ -354,8 +339,9 @@ def _train(
             row.update(val_top1_order=math.nan, val_top1_appearance=math.nan)
 
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs:
+            broadcast_buffers(model, world)  # every rank validates with the statistics that rank 0 saves
             val = evaluate(
-                net.module.model if world.distributed else model,
+                eval_net,
                 val_loader,
                 num_classes=len(classes),
                 world=world,
@@ -514,6 +500,8 @@ RESUME_MAY_CHANGE = (
     "tensorboard",
     "log_every",
     "malloc_cache",
+    "tf32",
+    "compile",
     "eval_every",
     "precision",
     "channels_last",

@@ -33,7 +33,7 @@ from .errors import UserError
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-__all__ = ["ArgumentParser", "check_overrides", "debug_enabled", "fail", "user_errors"]
+__all__ = ["ArgumentParser", "add_device_arguments", "check_overrides", "debug_enabled", "fail", "user_errors"]
 
 _USER_ERRNOS = {
     errno.ENOENT,
@@ -128,6 +128,36 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         fail(f"{message} (see {self.prog} --help)")
+
+
+def add_device_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    what: str,
+    default: str = "auto",
+    tf32: bool | None = True,
+    tf32_default: str | None = None,
+) -> None:
+    """``--device auto|cpu|cuda`` and ``--tf32 / --no-tf32``, spelled as in every argparse tool
+    (the Hydra tools' ``device`` and ``tf32`` keys). ``what`` says what runs on the device in this
+    tool; ``tf32_default`` says the default of ``--tf32`` in words (needed when ``tf32`` is None:
+    the tool decides). The tool resolves the device with :func:`videoattn.engine.device.select_device`
+    (a wrong value is an argparse error here)."""
+    from .engine.device import DEVICES
+
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default=default,
+        help=f"{what}; auto: the GPU if CUDA works, else the CPU with a warning saying why (default: {default})",
+    )
+    parser.add_argument(
+        "--tf32",
+        action=argparse.BooleanOptionalAction,
+        default=tf32,
+        help="CUDA fp32 matmuls and convolutions in TF32 (10 mantissa bits, ~8x the fp32 matmul rate on Ampere and "
+        f"later); --no-tf32: IEEE fp32 (default: {tf32_default or ('on' if tf32 else 'off')})",
+    )
 
 
 # ----------------------------------------------------------------------------- Hydra command lines

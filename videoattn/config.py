@@ -167,8 +167,15 @@ def _data_schemas() -> tuple[type, type, type]:
 
     # flip: auto in a config (a flip that swaps mirrored classes, decided from the class names)
     return (
-        keyword_schema(TrainTransform, name="TrainTransformConfig", exclude=("flip_map",), defaults={"flip": "auto"}),
-        keyword_schema(EvalTransform, name="EvalTransformConfig", exclude=("crops",)),
+        # normalize: false: batches travel as uint8 (a quarter of the bytes through shared memory and
+        # PCIe) and are normalised on the device, bit for bit the host's normalisation
+        keyword_schema(
+            TrainTransform,
+            name="TrainTransformConfig",
+            exclude=("flip_map",),
+            defaults={"flip": "auto", "normalize": False},
+        ),
+        keyword_schema(EvalTransform, name="EvalTransformConfig", exclude=("crops",), defaults={"normalize": False}),
         # num_segments is the top-level one; the test views come from data.test
         keyword_schema(Sampling, name="SamplingConfig", exclude=("num_segments", "num_clips", "twice_sample")),
     )
@@ -231,6 +238,7 @@ class RunConfig:
     precision: str = "fp32"
     channels_last: bool | None = False
     malloc_cache: bool = True
+    tf32: bool = True  # CUDA fp32: TF32 matmuls and convolutions (Ampere and later); false: full fp32
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "a positive integer")
@@ -259,6 +267,7 @@ class TrainConfig(RunConfig):
     seed: int = 0
     sync_bn: bool = False
     deterministic: bool = False
+    compile: bool = False
     resume: Any = "auto"  # auto | none | a checkpoint path (checked by the run folder, which names a wrong type)
     overwrite: bool = False
     keep_last: int = 2

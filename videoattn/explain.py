@@ -43,8 +43,8 @@ def _stage_of(name: str) -> int:
 
 @torch.no_grad()
 def trace_excitation(model: nn.Module, clip: Tensor) -> tuple[Tensor, list[SlotTrace]]:
-    """Run ``model`` on one clip ``(1, T, 3, H, W)``; return its logits ``(1, K)`` and the
-    gains of every slot container with inserted modules."""
+    """Run ``model`` on one clip ``(1, T, 3, H, W)`` (on the model's device); return its logits
+    ``(1, K)`` and the gains of every slot container with inserted modules (host tensors)."""
     from .models.resnet import Inserts
 
     t = clip.shape[1]
@@ -57,8 +57,10 @@ def trace_excitation(model: nn.Module, clip: Tensor) -> tuple[Tensor, list[SlotT
             y = split_time(output.float(), t)[0]
             frame = y.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1).clamp_min(1e-12)  # (T,)
             chan = y.abs().mean((0, 2, 3)) / x.abs().mean((0, 2, 3)).clamp_min(1e-12)  # (C,)
-            traces.append(
-                SlotTrace(name, "+".join(n for n, _ in module.named_children()), _stage_of(name), frame, chan)
+            traces.append(  # on the host, where the plot reads them, whatever the model's device
+                SlotTrace(
+                    name, "+".join(n for n, _ in module.named_children()), _stage_of(name), frame.cpu(), chan.cpu()
+                )
             )
 
         return fn

@@ -25,7 +25,11 @@ minutes), e.g. ``bf16+channels_last``.
 - GMACs per clip and parameters come from :mod:`videoattn.summary` (convolutions and matrix
   products, as the papers count). On CUDA the achieved FLOP/s (2 FLOPs per multiply-add,
   3x the forward for a train step) is given as a fraction of the GPU's dense peak for the
-  mode's precision, for the GPUs in ``PEAK_TFLOPS``.
+  mode's precision (fp32: TF32's when ``tf32``, the default), for the GPUs in ``PEAK_TFLOPS``.
+- Devices: ``args.device`` (``auto | cpu | cuda`` or a ``torch.device``; see
+  :func:`~videoattn.benchmark.timing.bench_device`). Models and inputs are put there; CUDA times
+  are CUDA events, peak memory ``torch.cuda.max_memory_allocated``. ``onnxruntime`` runs on the
+  CPU only and is refused on a GPU.
 - Agreement: each non-fp32 mode's eval logits against fp32 on the same weights and
   ``agree_clips`` random clips: top-1 agreement and the max abs logit difference relative
   to the largest fp32 logit. With random (untrained) weights the logits of different classes
@@ -53,7 +57,7 @@ from ..engine.memory import cache_freed_memory
 from ..errors import ConfigError
 from ..models import build_model, load_model, to_channels_last
 from ..summary import count_macs, count_params
-from .timing import environment, frozen_heap, interleaved, log, median_ci, median_ratio, peak_memory_mib
+from .timing import bench_device, environment, frozen_heap, interleaved, log, median_ci, median_ratio, peak_memory_mib
 
 __all__ = ["BASELINE", "Mode", "bench_models", "build", "load_checkpoints", "models_markdown"]
 
@@ -213,14 +217,15 @@ class OnnxRuntime(nn.Module):
         from ..deploy.onnx import OnnxModel, export_onnx
 
         model.eval()
-        x = torch.randn(2, segments, 3, size, size)  # (N, T, 3, S, S): the batch dimension stays dynamic
+        device = next(model.parameters()).device
+        x = torch.randn(2, segments, 3, size, size, device=device)  # (N, T, 3, S, S): the batch dimension stays dynamic
         with tempfile.TemporaryDirectory(prefix="videoattn-onnx-") as tmp:
             path = f"{tmp}/model.onnx"
             export_onnx(model, path, example=[x], metadata={}, tolerance=None)  # random weights: see the agreement
             self.session = OnnxModel.load(path, threads=torch.get_num_threads())
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.from_numpy(self.session(x.contiguous())[0])
+        return torch.from_numpy(self.session(x.contiguous())[0]).to(x.device)
 
 
 def forward_fn(v: Variant, x: Tensor, device: torch.device) -> Callable[[], Any]:
@@ -246,17 +251,17 @@ def train_fn(v: Variant, x: Tensor, y: Tensor, device: torch.device) -> Callable
     return run
 
 
-def peak_tflops(device: torch.device, mode: Mode) -> float | None:
-    """The dense peak of the GPU for the mode's precision (fp32 convolutions run on TF32
-    tensor cores when ``torch.backends.cudnn.allow_tf32``, PyTorch's default), else None."""
+def peak_tflops(device: torch.device, mode: Mode, *, tf32: bool = True) -> float | None:
+    """The dense peak of the GPU for the mode's precision (fp32 matmuls and convolutions run on
+    TF32 tensor cores with ``tf32``: :func:`~videoattn.engine.device.configure_backends`), else None."""
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    for key, (bf16, tf32, fp32) in PEAK_TFLOPS.items():
+    for key, (bf16, tf32_peak, fp32) in PEAK_TFLOPS.items():
         if key in name:
             if mode.bf16:
                 return bf16
-            return tf32 if torch.backends.cudnn.allow_tf32 else fp32
+            return tf32_peak if tf32 else fp32
     return None
 
 
@@ -305,12 +310,13 @@ def measure_phase(
             row[f"ratio_{ref}_ci95"] = None if ci is None else list(ci)
         j = index.get((v.model, "fp32"))
         row["speedup_vs_fp32"] = None if j is None else median_ratio(samples[j], s)
-        peak = peak_tflops(device, v.mode)
+        peak = peak_tflops(device, v.mode, tf32=args.tf32)
         flops = 2 * macs[v.model] * (3 if phase == "train" else 1) / med  # per second
         row["tflops"] = flops / 1e12
         row["peak_fraction"] = None if peak is None else flops / (peak * 1e12)
         rows.append(row)
-    if not args.no_memory and not args.malloc_cache:  # with a cache, RSS growth means nothing
+    rss_means_nothing = device.type == "cpu" and args.malloc_cache  # a cache keeps the freed pages
+    if not args.no_memory and not rss_means_nothing:
         with frozen_heap():
             for fn, row in zip(fns, rows, strict=True):
                 row["peak_mem_mib"] = peak_memory_mib(fn, device)
@@ -349,16 +355,18 @@ def bench_models(
     """The whole model benchmark for parsed ``args`` (``tools/benchmark.py``'s options; the model
     configs are read from ``args.config_dir``); returns the JSON-ready results. ``overrides`` are
     extra model-config keys (tiny networks in the tests)."""
-    device = torch.device(args.device)
+    device = bench_device(args.device, tf32=args.tf32, clock=args.clock)
     torch.set_num_threads(args.threads)
     if args.malloc_cache and not cache_freed_memory():
         raise RuntimeError("--malloc-cache needs glibc (mallopt)")
+    modes = [Mode.parse(m) for m in args.modes]
+    if device.type != "cpu" and any(m.onnx for m in modes):
+        raise ConfigError(f"--modes onnxruntime: onnxruntime is measured on the CPU only (--device cpu), not {device}")
+    if "fp32" not in args.modes:
+        modes.insert(0, Mode.parse("fp32"))  # the reference of the speed-ups and agreement
     if checkpoints is None:
         checkpoints = load_checkpoints(args)
     names = [BASELINE, *[m for m in args.models if m != BASELINE], *checkpoints]
-    modes = [Mode.parse(m) for m in args.modes]
-    if "fp32" not in args.modes:
-        modes.insert(0, Mode.parse("fp32"))  # the reference of the speed-ups and agreement
     models, info = {}, {}
     for name in names:
         log(f"building {name}")
@@ -371,12 +379,10 @@ def bench_models(
             overrides=overrides,
             checkpoints=checkpoints,
         )
-        clip = torch.zeros(1, args.segments, 3, args.size, args.size)  # (N, T, 3, H, W)
+        models[name] = model = model.to(device)
+        clip = torch.zeros(1, args.segments, 3, args.size, args.size, device=device)  # (N, T, 3, H, W)
         info[name] = {"params_m": count_params(model) / 1e6, "gmacs_per_clip": count_macs(model, clip) / 1e9}
-        models[name] = model.to(device)
     macs = {n: int(i["gmacs_per_clip"] * 1e9) for n, i in info.items()}
-    if device.type != "cpu" and any(m.onnx for m in modes):
-        raise ConfigError("--modes onnxruntime: the CPU only (--device cpu)")
     variants = make_variants(models, modes, segments=args.segments, size=args.size)
     results: dict[str, Any] = {
         "environment": environment(device, args.threads),
@@ -386,6 +392,7 @@ def bench_models(
             "train_batch_size": args.train_batch_size if args.train else None,
             "modes": [m.name for m in modes], "repeats": args.repeats, "warmup": args.warmup,
             "min_sample_s": args.min_sample_s, "clock": args.clock, "malloc_cache": args.malloc_cache,
+            "device": str(device), "tf32": args.tf32 if device.type == "cuda" else None,
         },
         "models": info, "forward": [], "train": [], "agreement": [],
     }  # fmt: skip
@@ -438,6 +445,12 @@ def _ratio(row: dict[str, Any], ref: str) -> str:
     return text if ci is None else f"{text} ({ci[0]:.3f}-{ci[1]:.3f})"
 
 
+def _math(settings: dict[str, Any]) -> str:
+    """``, fp32 math TF32`` / ``IEEE`` for a GPU run; nothing on a CPU (or for older results)."""
+    tf32 = settings.get("tf32")
+    return "" if tf32 is None else f", fp32 math {'TF32' if tf32 else 'IEEE'}"
+
+
 def models_markdown(results: dict[str, Any]) -> str:
     env, st = results["environment"], results["settings"]
     cuda = env["device"].startswith("cuda")
@@ -445,7 +458,7 @@ def models_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"## Benchmark: {st['arch']}, T={st['segments']}, {st['size']}x{st['size']}, {st['num_classes']} classes",
         "",
-        f"{where}; torch {env['torch']}; {env['date']}. Medians of {st['repeats']} interleaved "
+        f"{where}{_math(st)}; torch {env['torch']}; {env['date']}. Medians of {st['repeats']} interleaved "
         f"rounds after {st['warmup']} warm-up ({st['clock']} clock"
         f"{', malloc cache' if st['malloc_cache'] else ''}); ratios are per-round medians against "
         f"`{BASELINE}` / `tsn` in the same mode, with the 95% confidence interval of that median "

@@ -11,6 +11,11 @@ the shift buffers carried from call to call, as in a live stream) in every mode:
   :func:`~videoattn.deploy.onnx.export_streaming_step` (states as inputs and outputs) and run
   by :class:`~videoattn.deploy.onnx.OnnxStream` on the CPU.
 
+The device is ``args.device`` (``auto | cpu | cuda`` or a ``torch.device``:
+:func:`~.timing.bench_device`): the model, the frames and the states are there; on a GPU a
+step's time is CUDA events'. ``onnxruntime`` is CPU-only: left out of the default modes on a GPU
+(logged), refused when asked for.
+
 Timing is :func:`~.timing.interleaved` (rounds round-robin over every (model, mode)); the
 speed-up is the per-round median ratio against the model's fp32. Agreement: ``frames`` frames
 streamed in each mode against fp32 from zero states (max abs logit difference over the stream,
@@ -34,14 +39,17 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..models import StreamingModel, build_model, to_channels_last
 from .models import Mode, model_config
-from .timing import interleaved, log, median_ci, median_ratio
+from .timing import bench_device, interleaved, log, median_ci, median_ratio
 
 DEFAULT_STREAM_MODELS = ("tsm_online", "tsm_online_mobilenet_v2")
 DEFAULT_STREAM_MODES = ("fp32", "bf16+channels_last", "onnxruntime")
 
 
-def _stepper(model: torch.nn.Module, mode: Mode, *, size: int) -> tuple[Callable[[Tensor], Tensor], Any]:
-    """``step(frame (1, 3, S, S)) -> logits (1, K)`` float32 for ``mode``, and its stream (to reset)."""
+def _stepper(
+    model: torch.nn.Module, mode: Mode, *, size: int, device: torch.device
+) -> tuple[Callable[[Tensor], Tensor], Any]:
+    """``step(frame (1, 3, S, S)) -> logits (1, K)`` float32 for ``mode`` on ``device`` (where
+    ``model`` is), and its stream (to reset)."""
     if mode.onnx:
         from ..deploy.onnx import OnnxStream, export_streaming_step
 
@@ -58,39 +66,53 @@ def _stepper(model: torch.nn.Module, mode: Mode, *, size: int) -> tuple[Callable
     def step(x: Tensor) -> Tensor:
         if mode.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), mode.autocast(torch.device("cpu")):
+        with torch.inference_mode(), mode.autocast(device):
             return stream.step(x).float()
 
     return step, stream
 
 
+def stream_modes(requested: list[str] | None, device: torch.device) -> list[str]:
+    """The modes to measure: ``requested``, or the defaults (on a GPU without ``onnxruntime``, which
+    runs on the CPU only: logged). ``onnxruntime`` asked for on a GPU is refused."""
+    if requested is not None:
+        if device.type != "cpu" and "onnxruntime" in requested:
+            raise ConfigError(f"--stream-modes onnxruntime: measured on the CPU only (--device cpu), not {device}")
+        return list(requested)
+    if device.type == "cpu":
+        return list(DEFAULT_STREAM_MODES)
+    log(f"streaming: onnxruntime left out on {device} (it is measured on the CPU only: --device cpu)")
+    return [m for m in DEFAULT_STREAM_MODES if m != "onnxruntime"]
+
+
 def bench_streaming(args: argparse.Namespace, *, arch: str | None = None, overrides: dict | None = None) -> dict:
     """ms per frame of ``args.stream_models`` in ``args.stream_modes`` (``tools/benchmark.py``'s
     options: ``size``, ``num_classes``, ``threads``, ``repeats``, ``warmup``, ``min_sample_s``,
-    ``clock``, ``stream_frames``); ``arch`` replaces every config's backbone, ``overrides`` are
-    extra model-config keys (tiny networks in the tests). CPU only."""
-    if args.device != "cpu":
-        raise ConfigError("--sections streaming: the CPU only (--device cpu)")
+    ``clock``, ``stream_frames``, ``device``, ``tf32``; ``stream_modes`` None: the defaults);
+    ``arch`` replaces every config's backbone, ``overrides`` are extra model-config keys (tiny
+    networks in the tests)."""
+    device = bench_device(args.device, tf32=args.tf32, clock=args.clock)
     torch.set_num_threads(args.threads)
-    modes = [Mode.parse(m) for m in args.stream_modes]
-    if "fp32" not in args.stream_modes:
+    names = stream_modes(args.stream_modes, device)
+    modes = [Mode.parse(m) for m in names]
+    if "fp32" not in names:
         modes.insert(0, Mode.parse("fp32"))  # the reference of the speed-ups and agreement
     size, classes = args.size, args.num_classes
     g = torch.Generator().manual_seed(0)
-    frame = torch.randn(1, 3, size, size, generator=g)  # (1, 3, S, S)
-    check = torch.randn(args.stream_frames, 1, 3, size, size, generator=g)  # (F, 1, 3, S, S)
+    frame = torch.randn(1, 3, size, size, generator=g).to(device)  # (1, 3, S, S)
+    check = torch.randn(args.stream_frames, 1, 3, size, size, generator=g).to(device)  # (F, 1, 3, S, S)
     steppers, keys, rows_info = [], [], {}
     agreement = []
     for name in args.stream_models:
         cfg = model_config(name, config_dir=args.config_dir, num_classes=classes, num_segments=args.segments, arch=arch)
         torch.manual_seed(0)
-        model = build_model({**cfg, **(overrides or {})}).eval()
+        model = build_model({**cfg, **(overrides or {})}).eval().to(device)
         with torch.no_grad():  # logits of a trained model's scale, not N(0, 0.001)'s ~1e-3
             model.fc.weight.normal_(0, model.fc.in_features**-0.5)
         log(f"streaming: building {name} ({cfg['arch']})")
         reference = None
         for mode in modes:
-            step, stream = _stepper(model, mode, size=size)
+            step, stream = _stepper(model, mode, size=size, device=device)
             stream.reset()
             logits = torch.cat([step(f) for f in check])  # (F, K)
             stream.reset()
@@ -112,7 +134,7 @@ def bench_streaming(args: argparse.Namespace, *, arch: str | None = None, overri
         }  # fmt: skip
     log(f"streaming: {len(steppers)} variants, {args.warmup} warm-up + {args.repeats} rounds")
     timed = interleaved(steppers, label="streaming", repeats=args.repeats, warmup=args.warmup,
-                        min_sample_s=args.min_sample_s, clock=args.clock)  # fmt: skip
+                        min_sample_s=args.min_sample_s, device=device, clock=args.clock)  # fmt: skip
     index = {k: i for i, k in enumerate(keys)}
     rows = []
     for i, (name, mode) in enumerate(keys):
@@ -129,9 +151,18 @@ def bench_streaming(args: argparse.Namespace, *, arch: str | None = None, overri
     return {
         "settings": {"models": list(args.stream_models), "modes": [m.name for m in modes], "size": size,
                      "num_classes": classes, "arch": arch, "threads": args.threads, "repeats": args.repeats,
-                     "warmup": args.warmup, "clock": args.clock, "agreement_frames": len(check)},
+                     "warmup": args.warmup, "clock": args.clock, "agreement_frames": len(check),
+                     "device": str(device), "tf32": args.tf32 if device.type == "cuda" else None},
         "rows": rows, "agreement": agreement,
     }  # fmt: skip
+
+
+def _where(settings: dict[str, Any]) -> str:
+    """``cuda:0, fp32 math TF32`` on a GPU, ``2 threads`` on the CPU."""
+    device = settings.get("device", "cpu")
+    if device == "cpu":
+        return f"{settings['threads']} threads"
+    return f"{device}, fp32 math {'TF32' if settings.get('tf32') else 'IEEE'}"
 
 
 def streaming_markdown(results: dict[str, Any]) -> str:
@@ -139,7 +170,7 @@ def streaming_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"## Streaming: ms per frame, one stream, {st['size']}x{st['size']} frames, {st['num_classes']} classes",
         "",
-        f"{st['threads']} threads; medians of {st['repeats']} interleaved rounds after {st['warmup']} warm-up "
+        f"{_where(st)}; medians of {st['repeats']} interleaved rounds after {st['warmup']} warm-up "
         f"({st['clock']} clock); speed-up: per-round median against fp32 (95% CI from 6 rounds on).",
         "",
         "| model | backbone | states (KiB) | mode | ms / frame | frames / s | speed-up vs fp32 |",

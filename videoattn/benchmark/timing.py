@@ -7,8 +7,9 @@ intervals, peak memory of one call, and the machine a result was measured on.
   untimed (``first_call_s``: compilation, oneDNN primitive creation, a first file open).
 - A sample is ``inner`` back-to-back calls, ``inner`` chosen in the warm-up so that a sample
   lasts at least ``min_sample_s`` (one call of a ResNet-50 on a CPU, many small calls on a GPU).
-  CUDA times use CUDA events around the calls; ``clock="cpu"`` times the CPU time of this
-  process instead of the elapsed time.
+  CUDA times use CUDA events around the calls (the device synchronised before the first);
+  ``clock="cpu"`` times the CPU time of this process instead of the elapsed time (CPU devices
+  only: :func:`bench_device` refuses it on a GPU, whose work it would not see).
 - A ratio of two variants is the median over rounds of their times in the same round, with the
   distribution-free 95% confidence interval of that median (order statistics).
 """
@@ -30,8 +31,12 @@ from typing import Any
 
 import torch
 
+from ..engine.device import configure_backends, select_device
+from ..errors import ConfigError
+
 __all__ = [
     "Timings",
+    "bench_device",
     "environment",
     "frozen_heap",
     "interleaved",
@@ -52,7 +57,23 @@ def log(msg: str) -> None:
     _logger.info(msg)
 
 
+def bench_device(device: str | torch.device, *, tf32: bool = True, clock: str = "wall") -> torch.device:
+    """The device a benchmark runs on: ``device`` itself, or :func:`select_device`'s choice for
+    ``auto | cpu | cuda``; a GPU's math set by :func:`configure_backends` (TF32 ``tf32``, cuDNN
+    autotuning: every variant has fixed shapes). ``clock="cpu"`` is refused on a GPU."""
+    device = device if isinstance(device, torch.device) else select_device(device)
+    if device.type == "cuda" and clock == "cpu":
+        raise ConfigError(
+            f"--clock cpu: the CPU time of this process does not see the work of {device}; "
+            "on a GPU the times are CUDA events (use --clock wall, or --device cpu)"
+        )
+    if device.type == "cuda":  # the CPU keeps PyTorch's defaults
+        configure_backends(device, tf32=tf32)
+    return device
+
+
 def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA); nothing elsewhere."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -61,13 +82,14 @@ def time_calls(fn: Callable[[], Any], inner: int, device: torch.device, clock: s
     """Seconds for ``inner`` back-to-back calls of ``fn``: elapsed (``wall``; CUDA events on a
     GPU) or the CPU time of this process (``cpu``)."""
     if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        synchronize(device)
-        start.record()
-        for _ in range(inner):
-            fn()
-        end.record()
-        end.synchronize()
+        with torch.cuda.device(device):  # the events on that GPU's current stream, where the calls queue work
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            synchronize(device)
+            start.record()
+            for _ in range(inner):
+                fn()
+            end.record()
+            end.synchronize()
         return start.elapsed_time(end) / 1e3
     now = time.process_time if clock == "cpu" else time.perf_counter
     t0 = now()

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from torch import Tensor
 
 from ..config import DataConfig, to_plain, validate
 from ..errors import ConfigError, MissingFileError
@@ -179,3 +182,36 @@ def loader_options(
         "persistent_workers": backend not in RECYCLE_WORKERS if persistent is None else persistent,
         "prefetch_factor": 2 if prefetch is None else prefetch,
     }
+
+
+def shared_memory_free(path: str = "/dev/shm") -> int | None:
+    """Bytes free in the shared-memory file system the DataLoader's workers hand batches through
+    (None where there is none to measure: not Linux)."""
+    try:
+        st = os.statvfs(path)
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def check_shared_memory(
+    item: Tensor | None, *, batch_size: int, options: dict[str, Any], free: int | None = None
+) -> int:
+    """Refuse, in one line, a loader whose batches in flight do not fit in ``/dev/shm`` (``free``
+    bytes; measured when None): each worker keeps ``prefetch_factor`` batches there, and running
+    out is a "bus error" that kills the run mid-epoch (Docker gives containers 64 MB by default).
+    ``item`` is one item of the dataset (its clip tensor). Returns the bytes needed."""
+    workers = options.get("num_workers", 0)
+    if not workers or item is None:
+        return 0
+    batch = item.nelement() * item.element_size() * batch_size
+    need = batch * workers * options.get("prefetch_factor", 2)
+    free = shared_memory_free() if free is None else free
+    if free is not None and need > free:
+        raise ConfigError(
+            f"/dev/shm has {free / 2**20:.0f} MiB free, but {workers} DataLoader workers keep about "
+            f"{need / 2**20:.0f} MiB of batches there ({options.get('prefetch_factor', 2)} batches of "
+            f"{batch / 2**20:.1f} MiB each, {item.dtype} clips): give the container more (docker run "
+            "--shm-size=16g, or --ipc=host), or lower workers / batch_size / prefetch_factor"
+        )
+    return need

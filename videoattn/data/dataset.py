@@ -146,16 +146,17 @@ class VideoDataset(Dataset):
             f"(max_retries={self.max_retries}): {tried[:5]}; check the dataset with tools/prepare_data.py"
         )
 
-    def probe(self) -> None:
+    def probe(self) -> Tensor | None:
         """Load one item, without recording anything: a setting that cannot apply to these
         videos (a crop larger than the frames) fails now instead of after a training epoch.
-        Unreadable videos are passed over here; the epoch records them."""
+        Unreadable videos are passed over here; the epoch records them. Returns the item's
+        clip (what a batch holds per item: its size in shared memory), None when none was read."""
         for index in range(min(len(self), self.max_retries + 1)):
             try:
-                self.load(index, self.rng(index))
-                return
+                return self.load(index, self.rng(index))[0]
             except (DecodeError, OSError):
                 continue
+        return None
 
     def _reader(self) -> dict:
         return {"backend": self.backend, "fallback": self.fallback, "num_threads": self.num_threads}

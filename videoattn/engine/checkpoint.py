@@ -47,3 +47,12 @@ def restore_rng(states: Sequence[Mapping[str, Any]], *, rank: int, world_size: i
     np.random.seed(fresh)  # noqa: NPY002
     torch.manual_seed(fresh)  # CPU and every CUDA device
     return False
+
+
+def restore_scaler(scaler: torch.amp.GradScaler, state: Mapping[str, Any] | None) -> None:
+    """Load a saved grad-scaler state where it applies. The resume rules allow another precision:
+    a run saved in fp32 / bf16 saved a disabled scaler's empty state, which an enabled scaler
+    cannot load (it then starts from its initial scale, as a new fp16 run does); a run saved in
+    fp16 resumed in fp32 / bf16 has no scaler to load it into."""
+    if scaler.is_enabled() and state:
+        scaler.load_state_dict(dict(state))

@@ -10,7 +10,8 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError, UserError
+from ..errors import UserError
+from .device import select_device
 
 R = TypeVar("R")
 
@@ -34,28 +35,46 @@ class World:
 
 def init_distributed(device: str = "auto") -> World:
     """Join the process group that ``torchrun`` describes in the environment (``RANK``,
-    ``WORLD_SIZE``, ``LOCAL_RANK``): NCCL on CUDA, gloo on CPU. Without torchrun: one process."""
-    want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if want_cuda and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or auto")
+    ``WORLD_SIZE``, ``LOCAL_RANK``): NCCL on CUDA, gloo on CPU. Without torchrun: one process.
+    The device follows :func:`~videoattn.engine.device.select_device` (``auto`` says why when a
+    CUDA build falls back to the CPU)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if want_cuda:
-        torch.cuda.set_device(local)
-        dev = torch.device("cuda", local)
-    else:
-        dev = torch.device("cpu")
+    dev = select_device(device, local_rank=local)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
     if size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+        # NCCL takes tensors on the rank's GPU only: every collective of the toolkit puts them on world.device
+        dist.init_process_group(
+            backend="nccl" if dev.type == "cuda" else "gloo", device_id=dev if dev.type == "cuda" else None
+        )
     return World(rank=rank, local_rank=local, size=size, device=dev)
 
 
 def all_reduce_sum(t: torch.Tensor, world: World) -> torch.Tensor:
-    """Sum a tensor over the ranks (in place; identity for one process)."""
+    """Sum a tensor over the ranks (in place; identity for one process). ``t`` must be on
+    ``world.device``: NCCL refuses CPU tensors (gloo takes them, so a CPU run cannot tell)."""
     if world.distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def all_reduce_max(t: torch.Tensor, world: World) -> torch.Tensor:
+    """The element-wise maximum over the ranks, in place, ``t`` on ``world.device``."""
+    if world.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
+def broadcast_buffers(model: torch.nn.Module, world: World) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank. DDP broadcasts them at the
+    start of each training forward, after which each rank updates its own from its own batch:
+    without this, each rank would validate its shard with other statistics than the ones that
+    rank 0 saves in the checkpoint."""
+    if world.distributed:
+        for buf in model.buffers():
+            dist.broadcast(buf, src=0)
 
 
 def barrier(world: World) -> None:

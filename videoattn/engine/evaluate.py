@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_device
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, ToDevice
 from ..models.memory_format import to_channels_last
 from .distributed import World, all_reduce_sum
 from .metrics import (
@@ -86,7 +86,7 @@ class EvalResult:
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    loader: DataLoader,
+    loader: Iterable,
     *,
     num_classes: int,
     world: World,
@@ -101,15 +101,18 @@ def evaluate(
     averaged probabilities of every video (gathered on every rank) for prediction files.
     An item whose video could not be read comes back as another record, flagged ``substituted``
     by the dataset: it is left out of the metrics and counted in ``substituted``. uint8 batches
-    (``normalize: false`` transforms) are normalised on the device with ``norm`` (mean, std).
+    (``normalize: false`` transforms, the default) are normalised on the device with ``norm``
+    (mean, std). Every sum is kept on ``world.device`` (where NCCL's collectives need them) and
+    read once, at the end: no host synchronisation per batch.
     """
     model.eval()
     dev = world.device
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    counts = torch.zeros(4, dtype=torch.int64)  # top1, top5, clips, substituted
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    probs: dict[int, Tensor] = {}
-    for clips, labels, index, substituted in loader:
+    to_device = ToDevice(dev, *norm)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+    counts = torch.zeros(4, dtype=torch.int64, device=dev)  # top1, top5, labelled clips, substituted
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=dev)
+    kept: list[tuple[Tensor, Tensor]] = []  # (record indices (n,), probabilities (n, K) on the device)
+    for clips, labels, index, substituted in loader:  # labels, index, substituted: host tensors
         counts[3] += int(substituted.sum())
         if substituted.any():  # another video stood in for an unreadable one: not this item's result
             good = ~substituted
@@ -117,39 +120,44 @@ def evaluate(
         n = clips.shape[0]
         if n == 0:
             continue
-        clips = to_device(clips, dev, norm)
+        clips = to_device(clips)
         views = clips.shape[1] if clips.dim() == 6 else 1
         x = clips.flatten(0, 1) if clips.dim() == 6 else clips  # (N, V, T, 3, H, W) -> (N*V, T, 3, H, W)
         with autocast(dev, precision):
             logits = model(x).float()  # (N*V, K)
-        p = F.softmax(logits, dim=1).unflatten(0, (n, views)).mean(1).cpu()  # (N*V, K) -> (N, V, K) -> (N, K)
-        labels = labels.cpu()
-        labelled = labels >= 0
+        p = F.softmax(logits, dim=1).unflatten(0, (n, views)).mean(1)  # (N*V, K) -> (N, V, K) -> (N, K)
+        labelled = labels >= 0  # decided on the host, from the host's labels
         if labelled.any():
-            loss_sum += float(F.nll_loss(p[labelled].clamp_min(1e-12).log(), labels[labelled], reduction="sum"))
-            t1, t5 = topk_correct(p[labelled], labels[labelled], (1, 5))
-            counts[0] += t1
-            counts[1] += t5
-            counts[2] += int(labelled.sum())
-            cm += confusion_matrix(p.argmax(1), labels, num_classes)
+            rows = labelled.nonzero()[:, 0]
+            pl = p if bool(labelled.all()) else p[rows.to(dev, non_blocking=True)]  # (n labelled, K)
+            yl = labels[rows].to(dev, non_blocking=True)
+            loss_sum += F.nll_loss(pl.clamp_min(1e-12).log(), yl, reduction="sum")
+            counts[:2] += topk_correct(pl, yl, (1, 5))
+            counts[2] += len(rows)
+            confusion_matrix(pl.argmax(1), yl, num_classes, out=cm)
         if keep_probs:
-            for i, row in zip(index.tolist(), p, strict=True):
-                probs[i] = row
+            kept.append((index, p))
     all_reduce_sum(counts, world)
     all_reduce_sum(cm, world)
     all_reduce_sum(loss_sum, world)
-    if keep_probs and world.distributed:
+    probs: dict[int, Tensor] = {}
+    if kept:
+        idx, p = torch.cat([i for i, _ in kept]), torch.cat([q for _, q in kept]).cpu()  # (videos,), (videos, K)
+        probs = dict(zip(idx.tolist(), p.unbind(0), strict=True))
+    if keep_probs and world.distributed:  # host tensors: each rank unpickles them on the CPU
         gathered: list[dict[int, Tensor]] = [{} for _ in range(world.size)]
         dist.all_gather_object(gathered, probs)
         probs = {k: v for part in gathered for k, v in part.items()}
-    n = max(int(counts[2]), 1)
+    top1, top5, labelled_clips, substituted_clips = counts.tolist()  # the one read of the device
+    n = max(labelled_clips, 1)
+    cm = cm.cpu()
     return EvalResult(
         loss=float(loss_sum) / n,
-        top1=float(counts[0]) / n,
-        top5=float(counts[1]) / n,
+        top1=top1 / n,
+        top5=top5 / n,
         mean_class=mean_class_accuracy(cm),
         confusion=cm,
-        num_clips=int(counts[2]),
-        substituted=int(counts[3]),
+        num_clips=labelled_clips,
+        substituted=substituted_clips,
         probs=probs,
     )

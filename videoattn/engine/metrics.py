@@ -6,18 +6,24 @@ import torch
 from torch import Tensor
 
 
-def topk_correct(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
-    """Number of clips whose label is among the top-k predictions, for each k."""
+def topk_correct(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> Tensor:
+    """``(len(ks),)`` int64 on ``logits``' device: the clips whose label is among the top-k
+    predictions, for each k (no host synchronisation)."""
     top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices  # (N, k)
-    hit = top == labels[:, None]
-    return [int(hit[:, :k].any(1).sum()) for k in ks]
+    hit = top == labels[:, None]  # (N, k)
+    return torch.stack([hit[:, :k].any(1).sum() for k in ks])
 
 
-def confusion_matrix(pred: Tensor, labels: Tensor, num_classes: int) -> Tensor:
-    """``(K, K)`` int64 counts, rows = true class, columns = predicted class."""
-    keep = labels >= 0
-    idx = labels[keep] * num_classes + pred[keep]
-    return torch.bincount(idx, minlength=num_classes * num_classes).view(num_classes, num_classes)
+def confusion_matrix(pred: Tensor, labels: Tensor, num_classes: int, *, out: Tensor | None = None) -> Tensor:
+    """``(K, K)`` int64 counts, rows = true class, columns = predicted class, of the clips with a
+    label (``labels >= 0``), added to ``out`` when given. On the inputs' device, without a host
+    synchronisation (``bincount`` reads the largest index first) and deterministic on CUDA."""
+    k = num_classes
+    cm = torch.zeros(k, k, dtype=torch.int64, device=pred.device) if out is None else out
+    labelled = labels >= 0
+    idx = labels.clamp_min(0) * k + pred  # (N,) flat cells; unlabelled clips add 0
+    cm.view(-1).index_put_((idx,), labelled.to(torch.int64), accumulate=True)
+    return cm
 
 
 def per_class_accuracy(cm: Tensor) -> Tensor:

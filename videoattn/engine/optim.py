@@ -77,16 +77,39 @@ def param_groups(model: nn.Module, *, weight_decay: float, fc_lr_mult: float = 1
     ]
 
 
+FUSED_DEVICES = ("cpu", "cuda")  # where PyTorch has fused SGD / AdamW kernels (one launch for all parameters)
+
+
 def build_optimizer(model: nn.Module, cfg: Mapping[str, Any], *, global_batch: int) -> torch.optim.Optimizer:
-    """SGD (momentum) or AdamW with ``lr * global_batch / base_batch_size`` (linear scaling)."""
+    """SGD (momentum) or AdamW with ``lr * global_batch / base_batch_size`` (linear scaling),
+    fused where the parameters' device has the kernels: one launch per step, and an update that
+    a non-finite loss skips on the device (``found_inf``, :func:`videoattn.engine.loop.optimizer_step`)."""
     lr = cfg["lr"] * global_batch / cfg["base_batch_size"]
     groups = param_groups(model, weight_decay=cfg["weight_decay"], fc_lr_mult=cfg["fc_lr_mult"])
     for g in groups:
         g["lr"] = lr * g["lr_mult"]
         g["initial_lr"] = g["lr"]
+    params = [p for g in groups for p in g["params"]]
+    fused = all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params) or None
     if cfg["name"] == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"])
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg["betas"]))
+        opt = torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"], fused=fused)
+        if cfg["momentum"] and fused:
+            # a skipped first step must not leave the fused kernel uninitialised buffers; zeros give the
+            # first update exactly (0 * momentum + grad = grad)
+            for p in params:
+                opt.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return opt
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg["betas"]), fused=fused)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)`` keeping this optimiser's kernel choice (``fused``): a
+    checkpoint saved on another device, or by an unfused optimiser, resumes with the kernels here."""
+    fused = [g.get("fused") for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for g, f in zip(optimizer.param_groups, fused, strict=True):
+        g["fused"] = f
+        g["foreach"] = None
 
 
 def lr_factor(epoch: float, cfg: Mapping[str, Any]) -> float:

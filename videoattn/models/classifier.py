@@ -40,6 +40,10 @@ class VideoClassifier(nn.Module):
         self.num_classes = num_classes
         self.partial_bn = partial_bn
         self.backbone = backbone
+        # partial BN's frozen layers, by name: every BatchNorm2d of the backbone but the first (TSN's
+        # rule), named now so that a conversion (SyncBatchNorm, which is no BatchNorm2d) keeps them frozen
+        bn2d = [name for name, m in backbone.named_modules() if isinstance(m, nn.BatchNorm2d)]
+        self._frozen_bn = tuple(bn2d[1:]) if partial_bn else ()
         self.head = nn.ModuleDict(dict(head)) if head else None
         self.aux_heads = frozenset(aux_heads)  # head names with forward_with_aux / aux_loss
         self.dropout = nn.Dropout(dropout)
@@ -108,9 +112,9 @@ class VideoClassifier(nn.Module):
 
     def train(self, mode: bool = True) -> VideoClassifier:
         super().train(mode)
-        if mode and self.partial_bn:
-            bns = [m for m in self.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
-            for bn in bns[1:]:
+        if mode:
+            for name in self._frozen_bn:
+                bn = self.backbone.get_submodule(name)
                 bn.eval()
                 bn.weight.requires_grad_(False)
                 bn.bias.requires_grad_(False)

@@ -1,0 +1,256 @@
+"""The training epoch, read top to bottom, and the bookkeeping that keeps it off the host.
+
+A GPU runs a step's kernels while the host queues the next ones; reading a value the device
+computed (``.item()``, ``bool(tensor)``, ``.cpu()``, ``.tolist()``) makes the host wait until the
+device has drained everything queued before it. So the step reads nothing: the loss, accuracy
+and non-finite guard accumulate in :class:`StepCounters` on the device and are read together
+once every ``log_every`` steps and at the end of the epoch; a non-finite loss skips its update
+on the device (``found_inf``, the mechanism of PyTorch's fused optimisers and its grad scaler);
+compute time is measured with CUDA events on CUDA.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.transforms import ToDevice
+from ..errors import DivergedError
+from .distributed import World, all_reduce_max
+from .evaluate import autocast
+
+log = logging.getLogger(__name__)
+
+
+class WithLoss(nn.Module):
+    """The classifier and its training loss in one ``forward``: cross-entropy on the logits plus
+    the inserted modules' own losses (EncNet's SE-loss), so that DDP and ``torch.compile`` see one
+    module. ``forward(clips (N, T, 3, H, W), labels (N,)) -> (loss (), logits (N, K))``."""
+
+    def __init__(self, model: nn.Module, *, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.model = model
+        self.label_smoothing = label_smoothing
+
+    def forward(self, clips: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        logits, aux = self.model.forward_with_aux(clips)  # (N, K)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        extra = self.model.aux_loss(aux, labels)
+        return (loss if extra is None else loss + extra), logits
+
+
+class StepCounters:
+    """Sums over the steps of an epoch, kept in one float64 tensor on the device, read together
+    (one host synchronisation) by :meth:`read`."""
+
+    FIELDS = ("loss_sum", "correct", "clips", "skipped", "bad_in_a_row", "longest_bad_run", "last_bad_loss")
+
+    def __init__(self, device: torch.device) -> None:
+        self.values = torch.zeros(len(self.FIELDS), dtype=torch.float64, device=device)
+        self._slot = {name: i for i, name in enumerate(self.FIELDS)}
+
+    def __getitem__(self, name: str) -> Tensor:
+        """The 0-d view of one sum (in-place updates write through)."""
+        return self.values[self._slot[name]]
+
+    def add_step(self, loss: Tensor, logits: Tensor, labels: Tensor, skipped: Tensor) -> None:
+        """Count a step's clips, loss and correct top-1 unless it was skipped (``skipped``: 0 / 1)."""
+        kept = 1.0 - skipped.double()
+        n = labels.shape[0]
+        self["loss_sum"].add_(torch.where(skipped.bool(), 0.0, loss.detach().double() * n))  # a NaN times 0 is NaN
+        self["correct"].add_((logits.detach().argmax(1) == labels).sum() * kept)
+        self["clips"].add_(n * kept)
+
+    def read(self) -> dict[str, float]:
+        return dict(zip(self.FIELDS, self.values.tolist(), strict=True))  # the one read of the device
+
+
+class NonFiniteGuard:
+    """Decides on the device whether a step's loss may update the weights.
+
+    :meth:`flag` gives ``found_inf`` (1.0 when the loss is NaN / inf on any rank: the ranks agree,
+    their weights stay equal) without reading it on the host; the optimiser skips that update on
+    the device (:func:`optimizer_step`). :meth:`check`, at each read of the counters, logs the
+    skipped steps and raises :class:`~videoattn.errors.DivergedError` when ``limit`` or more came
+    in a row: the weights are then those before the first of them.
+    """
+
+    def __init__(self, world: World, *, limit: int = 5) -> None:
+        self.world, self.limit = world, limit
+        self.skipped = 0  # over the run, as of the last check
+
+    def flag(self, loss: Tensor, counters: StepCounters) -> Tensor:
+        bad = (~torch.isfinite(loss.detach())).to(torch.float32).reshape(1)
+        bad = all_reduce_max(bad, self.world)[0]  # any rank's: every rank skips
+        b = bad.double()
+        in_a_row, longest, last = counters["bad_in_a_row"], counters["longest_bad_run"], counters["last_bad_loss"]
+        counters["skipped"].add_(b)
+        in_a_row.copy_((in_a_row + b) * b)  # 0 again after a finite loss
+        longest.copy_(torch.maximum(longest, in_a_row))
+        last.copy_(torch.where(bad.bool(), loss.detach().double(), last))
+        return bad
+
+    def check(self, read: dict[str, float], *, epoch: int, step: int) -> None:
+        new = int(read["skipped"]) - self.skipped_in_epoch
+        self.skipped_in_epoch = int(read["skipped"])
+        self.skipped += new
+        if read["longest_bad_run"] >= self.limit:
+            raise DivergedError(
+                f"the loss was not finite ({read['last_bad_loss']}) in {int(read['longest_bad_run'])} steps in a row, "
+                f"up to epoch {epoch + 1} step {step + 1}; the weights are those before the first of them. Lower "
+                "optim.lr (or raise optim.warmup_epochs), or check the data; resume from the last checkpoint after "
+                "changing it"
+            )
+        if new:
+            log.warning(
+                "epoch %d, up to step %d: the loss was not finite (%s) in %d step(s), which were skipped "
+                "(%d in a row now; the run stops at %d in a row)",
+                epoch + 1,
+                step + 1,
+                read["last_bad_loss"],
+                new,
+                int(read["bad_in_a_row"]),
+                self.limit,
+            )
+
+    def start_epoch(self) -> None:
+        self.skipped_in_epoch = 0
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, skip: Tensor) -> None:
+    """The update, skipped on the device where ``skip`` is 1. Fused optimisers take the flag as
+    ``found_inf`` (as the grad scaler passes its own); an optimiser without fused kernels for
+    this device reads it on the host (one synchronisation per step)."""
+    if scaler.is_enabled():  # fp16: the scaler's found_inf covers a non-finite loss (its gradients are too)
+        scaler.step(optimizer)
+        scaler.update()
+    elif optimizer.param_groups[0].get("fused"):
+        optimizer.found_inf = skip
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+    elif not bool(skip):
+        optimizer.step()
+
+
+class StepTimer:
+    """Seconds per step spent waiting for the loader (host wall time) and computing: CUDA events
+    on CUDA (the host runs ahead of the GPU, so its clock would measure queueing), host wall time
+    on the CPU (where a step is synchronous). Read at the log intervals."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.data_s = self.compute_s = 0.0
+        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._ready = time.perf_counter()
+
+    def got_batch(self) -> None:
+        now = time.perf_counter()
+        self.data_s += now - self._ready
+        self._got = now
+        if self.cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
+            self._events.append((start, torch.cuda.Event(enable_timing=True)))
+
+    def step_done(self) -> None:
+        if self.cuda:
+            self._events[-1][1].record()
+        else:
+            self.compute_s += time.perf_counter() - self._got
+        self._ready = time.perf_counter()
+
+    def collect(self) -> None:
+        """Add the finished steps' CUDA times (waits for the last step: call at a read)."""
+        if self._events:
+            self._events[-1][1].synchronize()
+            self.compute_s += sum(a.elapsed_time(b) for a, b in self._events) / 1000.0
+            self._events.clear()
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    top1: float
+    clips: int  # this rank's clips in the steps that updated the weights
+    steps: int
+    skipped: int
+    seconds: float
+    data_s_per_step: float
+    compute_s_per_step: float
+
+
+def train_one_epoch(
+    net: nn.Module,
+    loader: Iterable,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    guard: NonFiniteGuard,
+    to_device: ToDevice,
+    params: Sequence[nn.Parameter],
+    epoch: int,
+    steps: int,
+    precision: str = "fp32",
+    clip_grad_norm: float | None = None,
+    log_every: int = 10,
+    on_log: Callable[[int, dict[str, float], StepTimer], None] | None = None,
+) -> EpochStats:
+    """One epoch of ``steps`` steps of ``net`` (a :class:`WithLoss`, possibly DDP / compiled) over
+    ``loader``. ``on_log(step, counters, timer)`` runs at every read of the counters (every
+    ``log_every`` steps and the last): progress bars, TensorBoard."""
+    device = to_device.device
+    counters, timer = StepCounters(device), StepTimer(device)
+    guard.start_epoch()
+    t0 = time.perf_counter()
+    step = -1
+    for step, (clips, labels, _, _) in enumerate(loader):
+        if step >= steps:
+            step -= 1
+            break
+        timer.got_batch()
+        clips = to_device(clips)  # (N, T, 3, H, W), normalised on the device
+        labels = labels.to(device, non_blocking=True)
+        with autocast(device, precision):
+            loss, logits = net(clips, labels)  # (), (N, K)
+        skip = guard.flag(loss, counters)  # NaN / inf on any rank: no update from this step, on any rank
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if clip_grad_norm:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(params, clip_grad_norm)
+        optimizer_step(optimizer, scaler, skip)
+        scheduler.step()
+        counters.add_step(loss, logits, labels, skip)
+        timer.step_done()
+
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            timer.collect()
+            read = counters.read()
+            guard.check(read, epoch=epoch, step=step)
+            if on_log is not None:
+                on_log(step, read, timer)
+    if step + 1 < steps:  # a loader shorter than `steps`: read what it gave
+        timer.collect()
+        read = counters.read()
+        guard.check(read, epoch=epoch, step=step)
+    done = step + 1
+    clips_seen = int(read["clips"]) if done else 0
+    return EpochStats(
+        loss=read["loss_sum"] / max(clips_seen, 1) if done else float("nan"),
+        top1=read["correct"] / max(clips_seen, 1) if done else float("nan"),
+        clips=clips_seen,
+        steps=done,
+        skipped=guard.skipped_in_epoch,
+        seconds=time.perf_counter() - t0,
+        data_s_per_step=timer.data_s / max(done, 1),
+        compute_s_per_step=timer.compute_s / max(done, 1),
+    )
