@@ -154,7 +154,7 @@ def rcan_ca(m, x):
 def srm(m, x):
     b, c = x.shape[:2]
     flat = x.reshape(b, c, -1)
-    mean, std = flat.mean(-1), flat.std(-1, unbiased=True)
+    mean, std = flat.mean(-1), (flat.var(-1, unbiased=True) + 1e-5).sqrt()  # the authors' code: var + 1e-5
     z = mean * m.cfc[:, 0] + std * m.cfc[:, 1]
     return x * torch.sigmoid(bn_eval(z[..., None, None], m.bn))
 

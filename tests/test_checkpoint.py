@@ -124,10 +124,11 @@ def test_conversion_reads_t_refuses_contradictions_and_stores_sorted_class_names
     ckpt = convert_checkpoint(src, tmp_path / "tsm.pth", classes=read_class_names(labels))  # source from the weights
     assert ckpt["model_config"]["num_segments"] == 8 and ckpt["origin"]["source"] == "tsm"
     assert ckpt["classes"] == ["Dropping something", "Moving something up", "Pushing something"]
-    assert ckpt["data"] == {
+    assert ckpt["data"] == {  # the views of TSM's Something-Something test command ("accurate")
         "name": "ssv2",
-        "sampling": {"mode": "segment"},
+        "sampling": {"mode": "segment", "rules": "tsm"},
         "eval_transform": {"size": 224, "resize": 256},
+        "test": {"num_clips": 2, "num_crops": 3, "twice_sample": True},
     }
     assert load_checkpoint(tmp_path / "tsm.pth")["classes"] == ckpt["classes"]
     with pytest.raises(ConfigError, match="--num-segments 16 contradicts .*'segment8'"):
@@ -141,11 +142,14 @@ def test_conversion_reads_t_refuses_contradictions_and_stores_sorted_class_names
         convert_checkpoint(anonymous, tmp_path / "x.pth")
     assert convert_checkpoint(anonymous, tmp_path / "x.pth", num_segments=16)["model_config"]["num_segments"] == 16
     tam = save_official(tmp_path / "tam_best.pth", "tam", num_classes=3, legacy=True)  # TAM: T from its weights
-    assert convert_checkpoint(tam, tmp_path / "tam.pth")["model_config"]["num_segments"] == 8
+    converted = convert_checkpoint(tam, tmp_path / "tam.pth")
+    assert converted["model_config"]["num_segments"] == 8 and converted["data"]["sampling"]["rules"] == "tam"
     with pytest.raises(CheckpointError, match="--num-segments 4 says T=4, but its TAM weights were trained with T=8"):
         convert_checkpoint(tam, tmp_path / "tam.pth", num_segments=4)
     dense = save_official(tmp_path / "TSM_kinetics_RGB_resnet50_segment8_e100_dense.pth", "tsm", num_classes=3)
-    assert convert_checkpoint(dense, tmp_path / "d.pth")["data"]["sampling"] == {"mode": "dense", "stride": 8}
+    dense_data = convert_checkpoint(dense, tmp_path / "d.pth")["data"]  # stride null: 64 // T, the official stride
+    assert dense_data["sampling"] == {"mode": "dense", "rules": "tsm", "stride": None}
+    assert dense_data["test"] == {"num_clips": 10, "num_crops": 3, "twice_sample": False}
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 

@@ -14,13 +14,7 @@ from videoattn.data import video as video_mod
 from videoattn.data.annotations import VideoRecord, flip_label_map
 from videoattn.data.build import RECYCLE_WORKERS, loader_options
 from videoattn.data.dataset import VideoDataset, read_report
-from videoattn.data.sampling import (
-    Sampling,
-    dense_sample,
-    dense_test_clips,
-    segment_sample,
-    segment_test_clips,
-)
+from videoattn.data.sampling import Sampling, segment_sample, segment_test_clips
 from videoattn.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -233,92 +227,6 @@ def test_missing_and_corrupt_files_raise_clear_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(DecodeError, match="no .*frames"):
         open_video(empty)
-
-
-# ----------------------------------------------------------------------------- samplers
-
-NUM_FRAMES = [1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 64, 65, 100, 301]
-SEGMENTS = [1, 3, 8, 16]
-
-
-def _in_range_monotone(idx, n):
-    return idx.dtype == np.int64 and idx.min() >= 0 and idx.max() < n and (np.diff(idx) >= 0).all()
-
-
-@pytest.mark.parametrize("t", SEGMENTS)
-@pytest.mark.parametrize("n", NUM_FRAMES)
-def test_segment_sampling_properties(n, t):
-    rng = np.random.default_rng(n * 100 + t)
-    for _ in range(20):
-        idx = segment_sample(n, t, rng=rng)
-        assert idx.shape == (t,) and _in_range_monotone(idx, n)
-        if n >= t:  # one frame in each segment
-            seg = n // t
-            assert ((idx >= np.arange(t) * seg) & (idx < np.arange(1, t + 1) * seg)).all()
-    test = segment_sample(n, t)
-    assert _in_range_monotone(test, n) and np.array_equal(test, segment_sample(n, t))
-    if n >= t:
-        assert len(set(test.tolist())) == t  # distinct frames
-    else:
-        assert set(test.tolist()) == set(range(n))  # short videos: every frame, in order
-
-
-def test_segment_sampling_matches_the_tsn_formulas():
-    # test: int(tick / 2 + tick * t) with tick = n / T; train: t * (n // T) + offset
-    assert segment_sample(30, 4).tolist() == [3, 11, 18, 26]
-    rng = np.random.default_rng(0)
-    ref = np.random.default_rng(0)
-    assert segment_sample(30, 4, rng=rng).tolist() == (np.arange(4) * 7 + ref.integers(0, 7, 4)).tolist()
-    # TSM's twice_sample: centre of every segment, then start of every segment
-    assert segment_test_clips(30, 4, num_clips=2, twice_sample=True).tolist() == [[3, 11, 18, 26], [0, 7, 15, 22]]
-
-
-def test_training_draws_cover_every_frame_and_vary():
-    rng = np.random.default_rng(0)
-    draws = np.stack([segment_sample(40, 8, rng=rng) for _ in range(500)])
-    assert set(draws.reshape(-1).tolist()) == set(range(40))
-    assert len({tuple(d) for d in draws}) > 100
-
-
-@pytest.mark.parametrize("clips", [1, 2, 3, 10])
-@pytest.mark.parametrize("n", NUM_FRAMES)
-def test_multi_clip_test_views(n, clips):
-    views = segment_test_clips(n, 8, num_clips=clips)
-    assert views.shape == (clips, 8)
-    assert all(_in_range_monotone(v, n) for v in views)
-    if clips == 1:
-        assert np.array_equal(views[0], segment_sample(n, 8))
-    dense = dense_test_clips(n, 8, stride=4, num_clips=clips)
-    assert dense.shape == (clips, 8) and all(_in_range_monotone(v, n) for v in dense)
-    assert (np.diff(dense[:, 0]) >= 0).all()  # windows start in order
-
-
-@pytest.mark.parametrize("stride", [1, 2, 8])
-@pytest.mark.parametrize("n", NUM_FRAMES)
-def test_dense_sampling_properties(n, stride):
-    rng = np.random.default_rng(n)
-    for _ in range(10):
-        idx = dense_sample(n, 8, stride=stride, rng=rng)
-        assert idx.shape == (8,) and _in_range_monotone(idx, n)
-        if n >= 8 * stride:
-            assert (np.diff(idx) == stride).all()
-    looped = dense_sample(n, 8, stride=stride, loop=True)
-    assert looped.min() >= 0 and looped.max() < n
-    assert np.array_equal(dense_sample(n, 8, stride=stride), dense_sample(n, 8, stride=stride))
-
-
-def test_sampling_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="num_frames"):
-        segment_sample(0, 8)
-    with pytest.raises(ValueError, match="twice_sample"):
-        segment_test_clips(10, 4, num_clips=3, twice_sample=True)
-    with pytest.raises(ValueError, match="mode"):
-        Sampling(num_segments=8, mode="uniform")
-    # a setting the sampler cannot honour fails when the dataset is built, not on every video
-    with pytest.raises(ValueError, match="twice_sample produces 2 clips, but num_clips=1"):
-        Sampling(num_segments=8, num_clips=1, twice_sample=True)
-    with pytest.raises(ValueError, match=">= 1"):
-        Sampling(num_segments=8, mode="dense", stride=0)
 
 
 # ----------------------------------------------------------------------------- transforms

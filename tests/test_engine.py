@@ -25,7 +25,8 @@ TINY = {"arch": "resnet18", "layers": [1, 1, 1, 1], "widths": [8, 16, 32, 64], "
 
 def test_no_weight_decay_on_norms_biases_and_declared_parameters():
     model = build_model({**TINY, "inserts": [{"name": "gct"}, {"name": "se"}]})
-    groups = param_groups(model, weight_decay=1e-4, fc_lr_mult=5.0)
+    groups = param_groups(model, weight_decay=1e-4, policy="uniform", fc_lr_mult=5.0)
+    assert all(g["weight_decay"] == 1e-4 * g["decay_mult"] and g["decay_mult"] in (0.0, 1.0) for g in groups)
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     free = {names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]}
@@ -38,7 +39,9 @@ def test_no_weight_decay_on_norms_biases_and_declared_parameters():
     fc = [g for g in groups if g["name"].startswith("fc")]
     assert fc and all(g["lr_mult"] == 5.0 for g in fc)
     opt = build_optimizer(
-        model, normalize_optim_config({"lr": 0.01, "base_batch_size": 64, "fc_lr_mult": 5.0}), global_batch=128
+        model,
+        normalize_optim_config({"lr": 0.01, "base_batch_size": 64, "groups": "uniform", "fc_lr_mult": 5.0}),
+        global_batch=128,
     )
     lrs = {g["name"]: g["lr"] for g in opt.param_groups}
     assert lrs["backbone"] == pytest.approx(0.02) and lrs["fc"] == pytest.approx(0.1)  # linear scaling, 5x fc

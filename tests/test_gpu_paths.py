@@ -205,20 +205,22 @@ def test_a_non_finite_loss_skips_its_update_on_the_device_and_stops_the_run_afte
     for step, scale in enumerate([1.0, float("nan"), float("inf"), 1.0, float("nan"), float("nan")]):
         before = [p.detach().clone() for p in model.parameters()]
         loss = model(x).pow(2).mean() * scale
-        skip = guard.flag(loss, counters)
+        skip = guard.flag(loss)
         optimizer.zero_grad()
         loss.backward()
         optimizer_step(optimizer, scaler, skip)
+        guard.record(skip, loss, counters)
         same = all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
         assert same == (not torch.isfinite(loss).item()), step  # a skipped step leaves weights and momentum
-        counters.add_step(loss, torch.zeros(4, 2), torch.zeros(4, dtype=torch.long), skip)
+        counters.add_batch(loss, torch.zeros(4, 2), torch.zeros(4, dtype=torch.long), skip)
     read = counters.read()
     assert (read["skipped"], read["bad_in_a_row"], read["longest_bad_run"], read["clips"]) == (4, 2, 2, 8)
     with caplog.at_level(logging.WARNING):
         guard.check(read, epoch=0, step=5)
     assert "in 4 step(s), which were skipped" in caplog.text and guard.skipped == 4
     for _ in range(2):
-        guard.flag(torch.tensor(float("nan")), counters)
+        nan = torch.tensor(float("nan"))
+        guard.record(guard.flag(nan), nan, counters)
     with pytest.raises(
         DivergedError, match="the loss was not finite \\(nan\\) in 4 steps in a row, up to epoch 1 step 8"
     ):

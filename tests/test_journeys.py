@@ -29,7 +29,7 @@ SMALL = ["workers=0", "data.eval_transform.size=48", "data.eval_transform.resize
 TINY = TINY_RUN
 
 
-THREADS = {"OMP_NUM_THREADS": "2"}  # the ResNet-50 commands: both cores (the suite runs one test at a time)
+THREADS = {"OMP_NUM_THREADS": "2"}  # the ResNet-50 commands: both cores (the other xdist worker mostly waits)
 
 
 def ok(out):
@@ -157,7 +157,8 @@ def test_a_converted_checkpoint_without_class_names_still_works(official, tiny_d
         )
     )
     assert "carries no class names" in out.stdout
-    assert (tmp_path / "test_tsm_demo_val_2x1" / "metrics.json").is_file()  # named by checkpoint, data, split, views
+    # named by checkpoint, data, split, views: those of TSM's Something-Something v1 test command, from the checkpoint
+    assert (tmp_path / "test_tsm_demo_val_2x3" / "metrics.json").is_file()
     # classes of another dataset: the first difference named
     other = tmp_path / "other.pth"
     (tmp_path / "classes.txt").write_text("".join(f"class {i:02d}\n" for i in range(12)))

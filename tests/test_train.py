@@ -117,8 +117,10 @@ def test_a_corrupt_video_is_reported_and_training_finishes(dataset, tmp_path):
     shutil.copytree(dataset, root)
     video = sorted((root / "20bn-something-something-v2").glob("*.webm"))[0]
     video.write_bytes(b"\x1aE\xdf\xa3 this is not a video" * 20)
-    out = run(train_cmd(tmp_path / "run", root, "optim.epochs=1", "max_steps_per_epoch=6"))
+    # with gradient accumulation: 3 updates of 2 batches
+    out = run(train_cmd(tmp_path / "run", root, "optim.epochs=1", "max_steps_per_epoch=3", "optim.accumulate=2"))
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "global batch 8" in out.stdout + out.stderr  # batch_size 4 x 1 process x 2 batches per update
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["bad_files"] == [str(video)]
     assert "1 bad files were skipped" in out.stdout and video.name in out.stdout + out.stderr
@@ -236,3 +238,37 @@ def test_normalising_on_the_device_trains_the_same_weights(dataset, tmp_path):
     host, device = weights(tmp_path / "host"), weights(tmp_path / "device")
     assert all(torch.equal(host["model"][k], device["model"][k]) for k in host["model"])
     assert host["history"][0]["val_top1"] == device["history"][0]["val_top1"]
+
+
+def test_every_test_command_of_the_readmes_runs_as_written(trained, tiny_demo, tmp_path):
+    """Each tools/test.py command of the READMEs, as written, on the tiny demo: the checkpoint and the
+    dataset roots replaced by the test's (a tiny TSM run; the demo's SSv2 and Kinetics formats)."""
+    from test_cli import documented_overrides
+
+    ckpt = trained / "tsm" / "best.pth"
+    roots = {"/data/ssv2": tiny_demo / "ssv2", "/data/k400": tiny_demo / "kinetics"}
+    commands = [argv for tool, argv in documented_overrides()[0] if tool == "test"]
+    assert len(commands) >= 8 and any("protocol=tam_uniform2" in a for a in commands)
+    seen = set()
+    for i, argv in enumerate(commands):
+        args = []
+        for a in argv:
+            key, _, value = a.partition("=")
+            if key == "checkpoint":
+                a = f"checkpoint={ckpt}"
+            elif key == "data.root":
+                a = f"data.root={roots[value]}"
+            args.append(a)
+        if not any(a.startswith("data.root=") for a in args):  # the built-in demo data: the tiny one
+            args += [f"data.root={tiny_demo / 'ssv2'}", "data.demo=false"]
+        if tuple(args) in seen:  # the official checkpoints' lines, once their checkpoint is the test's
+            continue
+        seen.add(tuple(args))
+        out = run(["tools/test.py", *args, "workers=0", f"out_dir={tmp_path / str(i)}"])
+        assert out.returncode == 0, f"{argv}\n{out.stderr[-3000:]}"
+        metrics = json.loads((tmp_path / str(i) / "metrics.json").read_text())
+        assert metrics["videos_evaluated"] == metrics["videos"] > 0, argv
+        if "data.test.num_clips=1" in argv:  # the 1x1 views, though the checkpoint's are TSM's twice_sample 2 clips
+            assert (metrics["num_clips"], metrics["num_crops"]) == (1, 1)
+        if "protocol=tam_uniform2" in argv:
+            assert (metrics["num_clips"], metrics["num_crops"], metrics["protocol"]) == (2, 3, "tam_uniform2")

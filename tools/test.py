@@ -1,11 +1,16 @@
 """Test a checkpoint with the standard multi-view protocols.
 
     uv run python tools/test.py checkpoint=runs/demo/tsm/best.pth
-    uv run python tools/test.py checkpoint=CKPT data=ssv2 data.root=/data/ssv2 split=val       # 2x3 "accurate"
+    uv run python tools/test.py checkpoint=CKPT data=ssv2 data.root=/data/ssv2 split=val       # the checkpoint's views
+    uv run python tools/test.py checkpoint=CKPT data=ssv2 data.root=/data/ssv2 split=val protocol=tsm_accurate
     uv run python tools/test.py checkpoint=CKPT data=ssv2 data.root=/data/ssv2 split=test      # + submission file
-    uv run python tools/test.py checkpoint=CKPT data=kinetics data.root=/data/k400 split=val   # 10x3
+    uv run python tools/test.py checkpoint=CKPT data=kinetics data.root=/data/k400 split=val protocol=tsm_dense
     torchrun --nproc_per_node 8 tools/test.py checkpoint=CKPT ...                              # sharded, no padding
     uv run python tools/test.py checkpoint=CKPT precision=bf16 reference=OUT_FP32/predictions.csv  # agreement
+
+The views travel with the checkpoint (the sampling, crop sizes and test views of the run that
+trained it); ``protocol=NAME`` picks a paper's (videoattn/data/protocols.py) and ``data.sampling.*``
+/ ``data.eval_transform.*`` / ``data.test.*`` on the command line win over both.
 
 Writes to OUT_DIR: metrics.json (top-1, top-5, mean class accuracy, per-class accuracy),
 predictions.csv (one line per video: id, label, top-5 classes and probabilities),
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
@@ -31,6 +37,7 @@ from videoattn.checkpoint import check_classes
 from videoattn.cli import check_overrides, user_errors
 from videoattn.config import check_config
 from videoattn.data.build import build_dataset, check_shared_memory, loader_options, normalize_data_config
+from videoattn.data.protocols import resolve_views
 from videoattn.engine.device import configure_backends
 from videoattn.engine.distributed import init_distributed, shutdown
 from videoattn.engine.evaluate import ShardSampler, evaluate, set_inference_layout
@@ -64,7 +71,12 @@ def test(cfg: DictConfig) -> float:
     channels_last = set_inference_layout(model, precision=cfg.precision, channels_last=cfg.channels_last)
     runner = torch.compile(model) if cfg.compile else model
 
-    data_cfg = normalize_data_config(cfg.data)
+    # the views travel with the checkpoint (its sampling, crop sizes, test protocol); protocol=NAME or
+    # data.sampling / data.eval_transform / data.test keys on the command line replace them
+    data_cfg, notes = resolve_views(
+        normalize_data_config(cfg.data), checkpoint=ckpt["data"], protocol=cfg.protocol, explicit=explicit_keys()
+    )
+    data_cfg = normalize_data_config(data_cfg)
     test = data_cfg["test"]
     out_dir = Path(cfg.out_dir or default_out_dir(cfg, data_cfg))
     dataset = build_dataset(
@@ -89,6 +101,8 @@ def test(cfg: DictConfig) -> float:
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=ShardSampler(len(dataset), world), **options)
     views = len(dataset[0][0]) if len(dataset) else 0
     if world.main:
+        for note in notes:
+            log.info("note: %s", note)
         log.info(
             "%s: %d videos of %s/%s, %d views each (%d clips x %d crops)",
             cfg.checkpoint,
@@ -112,8 +126,11 @@ def test(cfg: DictConfig) -> float:
             "checkpoint": str(cfg.checkpoint),
             "data": data_cfg["name"],
             "split": cfg.split,
+            "data_root": str(data_cfg["root"]),
+            "protocol": cfg.protocol,
             "num_clips": test["num_clips"],
             "num_crops": test["num_crops"],
+            "views": {k: data_cfg[k] for k in ("sampling", "eval_transform", "test")},
             "videos": len(dataset),
             "videos_evaluated": len(result.probs),
             "unreadable": result.substituted,
@@ -191,6 +208,13 @@ def _coverage(evaluated: int, total: int, unreadable: int) -> str:
     return f"{evaluated} of {total} videos" + (f", {unreadable} unreadable" if unreadable else "")
 
 
+def explicit_keys() -> set[str]:
+    """The keys set on the command line (``data.test.num_clips=1`` -> ``data.test.num_clips``)."""
+    if not HydraConfig.initialized():
+        return set()
+    return {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task if "=" in o}
+
+
 def top1(probs: torch.Tensor) -> int:
     """The predicted class, as the ``top1`` column of predictions.csv has it (``topk``: with
     bf16's coarse probabilities exact ties happen, and ``argmax`` may break them otherwise)."""
@@ -202,7 +226,8 @@ def default_out_dir(cfg: DictConfig, data_cfg: dict) -> Path:
     tests of other checkpoints in the same folder, other datasets, protocols or precisions do
     not overwrite each other."""
     test, ckpt = data_cfg["test"], Path(cfg.checkpoint)
-    name = f"test_{ckpt.name.split('.')[0]}_{data_cfg['name']}_{cfg.split}_{test['num_clips']}x{test['num_crops']}"
+    views = cfg.protocol or f"{test['num_clips']}x{test['num_crops']}"
+    name = f"test_{ckpt.name.split('.')[0]}_{data_cfg['name']}_{cfg.split}_{views}"
     name += ("" if cfg.precision == "fp32" else f"_{cfg.precision}") + ("_compiled" if cfg.compile else "")
     return ckpt.parent / name
 

@@ -140,13 +140,14 @@ def _train(
     loader_kw["generator"] = torch.Generator().manual_seed(cfg.seed)  # not the global RNG: resuming must not shift it
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=train_sampler, drop_last=True, **loader_kw)
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=ShardSampler(len(val_set), world), **loader_kw)
-    steps_per_epoch = (
-        len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
-    )
+    accumulate = optim_cfg["accumulate"]  # batches per update: each epoch holds whole updates
+    steps_per_epoch = len(train_loader) // accumulate  # updates
+    if cfg.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise DataError(
             f"the training split has {len(train_set)} clips, "
-            f"fewer than one global batch of {cfg.batch_size * world.size}"
+            f"fewer than one global batch of {cfg.batch_size * world.size * accumulate}"
         )
 
     # ---------------------------------------------------------------- model, and the checkpoint it continues
@@ -201,6 +202,8 @@ def _train(
             folder.repair(ckpt, source or resume_from)
             folder.write_results(results(ckpt))
         log.info("run folder %s; %d process(es) on %s", run_dir, world.size, world.device)
+        if cfg.recipe:
+            log.info("recipe: %s", cfg.recipe)  # the official script whose settings the run takes
     model.to(world.device)
     if cfg.channels_last:
         model = to_channels_last(model)  # 4-D weights NHWC, 5-D (ACTION's Conv3d) NDHWC
@@ -215,8 +218,10 @@ def _train(
     torch.manual_seed(cfg.seed + world.rank)  # different dropout masks per rank
 
     # ---------------------------------------------------------------- optimiser and schedule
-    global_batch = cfg.batch_size * world.size
-    optimizer = build_optimizer(model, optim_cfg, global_batch=global_batch)
+    global_batch = cfg.batch_size * world.size * accumulate
+    report = model.pretrained_report  # fine-tuning that keeps the classifier: no official x5 / x10 for it
+    classifier_is_new = report is None or "fc.weight" in report.not_initialised
+    optimizer = build_optimizer(model, optim_cfg, global_batch=global_batch, classifier_is_new=classifier_is_new)
     scheduler = build_scheduler(optimizer, optim_cfg, steps_per_epoch=steps_per_epoch)
     scaler = torch.amp.GradScaler(world.device.type, enabled=cfg.precision == "fp16")
 
@@ -286,7 +291,7 @@ def _train(
                 bar.set_postfix(
                     loss=f"{sums['loss_sum'] / clips:.3f}",
                     top1=f"{sums['correct'] / clips:.3f}",
-                    clips_s=f"{(step + 1) * cfg.batch_size * world.size / elapsed:.1f}",
+                    clips_s=f"{(step + 1) * global_batch / elapsed:.1f}",
                     data=f"{timer.data_s / max(spent, 1e-9):.0%}",  # of the step time spent waiting for clips
                     eta=_hms(elapsed / (step + 1) * (steps_per_epoch * (epochs - epoch) - step - 1)),
                     refresh=False,
@@ -309,6 +314,7 @@ def _train(
                     params=params,
                     epoch=epoch,
                     steps=steps_per_epoch,
+                    accumulate=accumulate,
                     precision=cfg.precision,
                     clip_grad_norm=optim_cfg["clip_grad_norm"],
                     log_every=cfg.log_every,
@@ -324,7 +330,7 @@ def _train(
             "lr": optimizer.param_groups[0]["lr"],
             "train_loss": stats.loss,
             "train_top1": stats.top1,
-            "train_clips_per_s": stats.steps * cfg.batch_size * world.size / stats.seconds,
+            "train_clips_per_s": stats.steps * global_batch / stats.seconds,
             "train_skipped_steps": stats.skipped,
             "train_data_s_per_step": stats.data_s_per_step,
             "train_compute_s_per_step": stats.compute_s_per_step,
@@ -502,6 +508,7 @@ RESUME_MAY_CHANGE = (
     "malloc_cache",
     "tf32",
     "compile",
+    "recipe",
     "eval_every",
     "precision",
     "channels_last",

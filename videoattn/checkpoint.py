@@ -152,11 +152,19 @@ def make_checkpoint(
 
 
 def _data_entry(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+    """What a test of the model reads from the checkpoint: the dataset's name, its sampling, the
+    evaluation transform, the test views (``test``) and the training crop size (``train_size``)."""
+    entry = {
         "name": data.get("name"),
         "sampling": dict(data.get("sampling") or DEFAULT_DATA["sampling"]),
         "eval_transform": dict(data.get("eval_transform") or DEFAULT_DATA["eval_transform"]),
     }
+    if data.get("test"):
+        entry["test"] = dict(data["test"])
+    train = data.get("train_transform") or {}
+    if train.get("size") is not None:
+        entry["train_size"] = train["size"]
+    return entry
 
 
 def save_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Path:

@@ -122,11 +122,21 @@ class OptimConfig:
     name: str = "sgd"  # sgd | adamw
     lr: float = 0.01  # for base_batch_size clips per step; scaled linearly to the global batch
     base_batch_size: int = 64
+    # gradient accumulation: each update is the mean gradient of `accumulate` batches (the global batch,
+    # for the lr scaling, is batch_size x processes x accumulate); BatchNorm statistics per batch
+    accumulate: int = 1
     momentum: float = 0.9
     nesterov: bool = False
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    weight_decay: float = 5e-4
-    fc_lr_mult: float = 1.0  # TSM fine-tuning: 5
+    weight_decay: float = 5e-4  # per group: weight_decay * the group's decay_mult
+    # parameter groups (videoattn.engine.optim): official = the official TSN / TSM / TAM / ACTION-Net
+    # groups (first conv; other conv weights; biases lr x2, no decay; norms no decay; every Linear x5,
+    # its bias x10, when fc_lr5); uniform = decay on conv / linear weights only, lr x1 (fc: fc_lr_mult)
+    groups: str = "uniform"  # official | uniform
+    # official only: the official flag for a NEW classifier (ImageNet -> SSv2, Kinetics -> UCF101: true);
+    # auto = true unless the classifier is kept from a checkpoint of the same dataset
+    fc_lr5: Any = "auto"  # true | false | auto
+    fc_lr_mult: float = 1.0  # uniform only: lr multiplier of the classifier fc (official: fc_lr5 instead)
     epochs: int = 50
     schedule: str = "step"  # step | cosine | constant
     milestones: list[int] = field(default_factory=lambda: [20, 40])  # epochs (step schedule)
@@ -143,8 +153,13 @@ class OptimConfig:
         _require(self.lr > 0, "optim.lr", self.lr, "a positive number")
         _require(self.epochs >= 1, "optim.epochs", self.epochs, "a positive integer")
         _require(self.base_batch_size >= 1, "optim.base_batch_size", self.base_batch_size, "a positive integer")
+        _require(self.accumulate >= 1, "optim.accumulate", self.accumulate, "a positive integer")
         _require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a number >= 0")
         _require(self.fc_lr_mult > 0, "optim.fc_lr_mult", self.fc_lr_mult, "a positive number")
+        _choice("optim.groups", self.groups, ("official", "uniform"))
+        _require(
+            isinstance(self.fc_lr5, bool) or self.fc_lr5 == "auto", "optim.fc_lr5", self.fc_lr5, "true, false or auto"
+        )
         _require(self.warmup_epochs >= 0, "optim.warmup_epochs", self.warmup_epochs, "a number >= 0")
         _require(0.0 <= self.label_smoothing < 1.0, "optim.label_smoothing", self.label_smoothing, "a number in [0, 1)")
         _require(
@@ -186,15 +201,22 @@ TrainTransformConfig, EvalTransformConfig, SamplingConfig = _data_schemas()
 
 @dataclass
 class TestProtocol:
-    """``data.test``: the views of a test video."""
+    """``data.test``: the views of a test video (named sets of them: :mod:`videoattn.data.protocols`)."""
 
     num_clips: int = 1
-    num_crops: int = 1  # 1 (centre) | 3 (TSM's full-resolution three-crop) | 10
-    twice_sample: bool = False
+    num_crops: int = 1  # 1 (centre) | 3 (TSM's three crops along the long side) | 10
+    twice_sample: bool = False  # TSM's 2 clips: the segments' centres and starts
+    # the views' crop and short side; null: eval_transform's (for 3 crops: squares of the short side,
+    # the official "full resolution")
+    size: int | None = None
+    resize: int | None = None
 
     def __post_init__(self) -> None:
         _require(self.num_clips >= 1, "data.test.num_clips", self.num_clips, "a positive integer")
         _require(self.num_crops in (1, 3, 10), "data.test.num_crops", self.num_crops, "1, 3 or 10")
+        for key in ("size", "resize"):
+            value = getattr(self, key)
+            _require(value is None or value >= 1, f"data.test.{key}", value, "a positive integer or null")
 
 
 @dataclass
@@ -277,6 +299,7 @@ class TrainConfig(RunConfig):
     tensorboard: bool = True
     progress: bool = True
     run_dir: str = "runs/${data.name}/${model.name}"
+    recipe: str | None = None  # the official script the run follows (configs/recipe/*.yaml), logged
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -297,6 +320,7 @@ class TestConfig(RunConfig):
     data: DataConfig = field(default_factory=DataConfig)
     checkpoint: str = "???"
     split: str = "test"
+    protocol: str | None = None  # a paper's test views by name (videoattn.data.protocols); null: the checkpoint's
     channels_last: bool | None = None
     compile: bool = False
     reference: str | None = None

@@ -10,14 +10,17 @@ from torch import Tensor, nn
 class SRM(nn.Module):
     """Style-based recalibration: ``x * sigmoid(BN(CFC([mean, std])))``.
 
-    Style pooling takes each channel's spatial mean and unbiased standard deviation (as the
-    official code; ``eps > 0`` adds a floor under the variance); the channel-wise fully
-    connected layer (CFC) is a learned ``(C, 2)`` weight, zero at init as in the official
-    code, so every gate starts at ``sigmoid(BN(0))``; then BatchNorm2d and a sigmoid.
-    Deviation: on a 1x1 feature map, where the unbiased std is undefined, the std is 0.
+    Style pooling takes each channel's spatial mean and standard deviation
+    ``sqrt(var + eps)``, the variance unbiased and ``eps = 1e-5`` as in the authors' code
+    (hyunjaelee410/style-based-recalibration-module, ``_style_pooling``); ``eps=0`` gives the
+    plain ``std`` of the third-party implementations in the seed notes. The channel-wise fully
+    connected layer (CFC) is a learned ``(C, 2)`` weight, zero at init as in the authors' code,
+    so every gate starts at ``sigmoid(BN(0))``; then BatchNorm2d and a sigmoid.
+    Deviation: on a 1x1 feature map, where the unbiased variance is undefined (NaN in the
+    authors' code), the std is 0.
     """
 
-    def __init__(self, channels: int, *, eps: float = 0.0) -> None:
+    def __init__(self, channels: int, *, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps
         self.cfc = nn.Parameter(torch.zeros(channels, 2))

@@ -127,7 +127,11 @@ def build_dataset(
                 f"direction classes (e.g. {_first_mirrored(ann.classes)!r}); use num_crops 1 or 3"
             )
         ev = dict(cfg["eval_transform"])
-        if crops == "three":  # TSM's full-resolution three-crop: squares of the resized short side
+        if test.get("resize") is not None:
+            ev["resize"] = test["resize"]
+        if test.get("size") is not None:
+            ev["size"] = test["size"]
+        elif crops == "three":  # TSM's full-resolution three-crop: squares of the resized short side
             ev["size"] = ev.get("resize") or ev.get("size", 224)
         transform: TrainTransform | EvalTransform = _make(EvalTransform, ev, crops=crops)
     elif mode == "val":

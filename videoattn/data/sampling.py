@@ -2,13 +2,34 @@
 
 Every sampler returns 0-based int64 indices, never out of range, for any ``num_frames >= 1``.
 Randomness comes only from the ``numpy.random.Generator`` passed in (``rng=None`` is the
-deterministic test-time rule), so a clip is a function of ``(seed, epoch, index)`` whatever the
+deterministic validation rule), so a clip is a function of ``(seed, epoch, index)`` whatever the
 number of DataLoader workers.
 
-The rules are those of the official TSN / TSM / TAM data loaders
-(``TSNDataSet._sample_indices`` / ``_get_val_indices`` / ``_get_test_indices`` /
-dense sampling), except where those produce degenerate or out-of-order clips for videos
-shorter than the clip; each such case is noted in the function's docstring.
+By default every rule is the official code's, index for index (``tests/test_sampling.py`` checks
+the deterministic ones against tables of the official samplers' output for ``T`` = 8 and 16 and
+every ``num_frames`` from 1 to 400):
+
+- TSM: mit-han-lab/temporal-shift-module@1f6a834 ``ops/dataset.py``, ``TSNDataSet._sample_indices``
+  (training), ``_get_val_indices``, ``_get_test_indices`` (with ``twice_sample`` / ``dense_sample``);
+- TAM: liu-zhy/temporal-adaptive-module@5fcb46f ``ops/dataset.py``, the same methods, the test
+  views picked by ``test_sample`` (``uniform-k``, ``dense-k``);
+- ACTION-Net: V-Sense/ACTION-Net@3122b11 ``models/temporal_transforms.py``,
+  ``TemporalUniformCrop_val`` / ``TemporalUniformCrop_test`` (the same indices as TSM's).
+
+The official files number frames from 1 (``img_00001.jpg``; ACTION-Net from 0): the indices here
+are those numbers less one. Two deviations can be chosen by name, neither is the default:
+
+- ``short="spread"``: the official segment rules give a still clip of frame 0 to a video of at
+  most ``T`` frames at validation (fewer than ``T`` in training), although the 1-clip test rule
+  of the same code spreads the same video's frames in order; and TAM's ``uniform-k`` test clips
+  wrap around to the video's end for ``num_frames < T``. ``"spread"`` takes the centre of each of
+  ``T`` fractional segments instead (the 1-clip test rule: every frame, in order) and starts
+  TAM's clips at frame 0 or later, so that validation sees what test sees and no clip runs
+  backwards.
+- ``loop=False``: the official dense clips wrap around (``% num_frames``) in a video shorter
+  than the 64-frame window, so that the clip jumps back to the start, out of order; ``False``
+  clamps the indices to the last frame instead (the project's former default, kept for the
+  checkpoints trained with it).
 """
 
 from __future__ import annotations
@@ -20,6 +41,9 @@ import numpy as np
 from ..errors import ConfigError
 
 SAMPLING_MODES = ("segment", "dense")
+SAMPLING_RULES = ("tsm", "tam", "action")  # whose official test views
+SHORT_VIDEO_RULES = ("official", "spread")  # segment mode, videos of at most T frames
+DENSE_WINDOW = 64  # frames a dense clip spans in the official code, whatever T: stride 64 // T
 
 
 def _check(num_frames: int, num_segments: int) -> None:
@@ -29,131 +53,226 @@ def _check(num_frames: int, num_segments: int) -> None:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")
 
 
-def _spread(num_frames: int, num_segments: int) -> np.ndarray:
-    """``T`` monotone indices covering ``num_frames < T`` frames in order: ``floor(t * n / T)``."""
-    return np.arange(num_segments, dtype=np.int64) * num_frames // num_segments
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} {value!r} is not one of {allowed}")
 
 
-def segment_sample(num_frames: int, num_segments: int, *, rng: np.random.Generator | None = None) -> np.ndarray:
-    """TSN segment sampling: one frame from each of ``T`` equal segments, ``(T,)``.
+def _centres(num_frames: int, num_segments: int) -> np.ndarray:
+    """``int(tick / 2 + tick * t)``, ``tick = num_frames / T``: the centre of each of ``T``
+    fractional segments (official ``_get_test_indices``; in order, every frame for ``n < T``)."""
+    tick = num_frames / num_segments
+    return (tick / 2.0 + tick * np.arange(num_segments)).astype(np.int64)
 
-    Training (``rng`` given): a random offset in each segment of length ``num_frames // T``
-    (TSM ``_sample_indices``). Test (``rng=None``): the centre of each of ``T`` segments of
-    fractional length ``num_frames / T`` (TSM ``_get_val_indices`` / ``_get_test_indices``).
 
-    For ``num_frames < T`` the official code returns all zeros (a still clip); here the
-    frames are spread in order, ``floor(t * num_frames / T)``, so every frame is seen.
+def segment_sample(
+    num_frames: int,
+    num_segments: int,
+    *,
+    rng: np.random.Generator | None = None,
+    short: str = "official",
+) -> np.ndarray:
+    """TSN segment sampling: one frame from each of ``T`` segments, ``(T,)``.
+
+    Training (``rng`` given; TSM / TAM ``_sample_indices``): ``T`` segments of
+    ``length = num_frames // T`` frames and one uniform random offset in each,
+    ``t * length + U{0, length - 1}``, so that ``num_frames == T`` gives ``0..T-1`` and the last
+    ``num_frames % T`` frames are never drawn. ``num_frames < T`` (empty segments): all zeros.
+
+    Validation (``rng=None``; TSM / TAM ``_get_val_indices``, ACTION-Net
+    ``TemporalUniformCrop_val``): the centres ``int(tick / 2 + tick * t)``, ``tick = num_frames / T``,
+    for ``num_frames > T``; all zeros for ``num_frames <= T`` (unlike the test rule, see
+    :func:`segment_test_clips`).
+
+    ``short="spread"`` (a deviation, see the module docstring) replaces the all-zeros clips by
+    the centres, so that every frame of a short video is seen in order.
     """
     _check(num_frames, num_segments)
-    if num_frames < num_segments:
-        return _spread(num_frames, num_segments)
+    _choice("short", short, SHORT_VIDEO_RULES)
     if rng is None:
-        tick = num_frames / num_segments
-        return (tick / 2.0 + tick * np.arange(num_segments)).astype(np.int64)
+        if num_frames > num_segments or short == "spread":
+            return _centres(num_frames, num_segments)
+        return np.zeros(num_segments, dtype=np.int64)
     length = num_frames // num_segments
+    if length == 0:
+        return _centres(num_frames, num_segments) if short == "spread" else np.zeros(num_segments, dtype=np.int64)
     return np.arange(num_segments, dtype=np.int64) * length + rng.integers(0, length, num_segments)
 
 
 def segment_test_clips(
-    num_frames: int, num_segments: int, *, num_clips: int = 1, twice_sample: bool = False
+    num_frames: int,
+    num_segments: int,
+    *,
+    num_clips: int = 1,
+    twice_sample: bool = False,
+    rules: str = "tsm",
+    short: str = "official",
 ) -> np.ndarray:
-    """Deterministic multi-clip test views for segment sampling, ``(num_clips, T)``.
+    """Deterministic test views for segment sampling, ``(num_clips, T)``; ``tick = num_frames / T``.
 
-    Clip ``c`` takes the frame at fraction ``(c + 0.5) / num_clips`` of every segment, so
-    ``num_clips=1`` is the centre rule of :func:`segment_sample`. ``twice_sample=True`` is the
-    TSM ``--twice_sample`` protocol (the SSv2 "2 clips" views): the centre of every segment and
-    the start of every segment, in that order (``num_clips`` must then be 2).
+    - ``num_clips=1``: the centres ``int(tick / 2 + tick * t)`` for every ``num_frames`` (TSM
+      ``_get_test_indices``, TAM ``uniform-1``, ACTION-Net ``TemporalUniformCrop_test``).
+    - ``twice_sample=True`` (``num_clips=2``; TSM ``--twice_sample``, its Something-Something
+      "accurate" protocol): the centres, then the segment starts ``int(tick * t)``.
+    - ``rules="tam"``, ``num_clips=k >= 2`` (TAM ``_get_test_indices`` with ``test_sample="uniform-k"``;
+      ``uniform-2`` is its SSv2 script's protocol): clip ``c`` starts at
+      ``s_c = floor(linspace(0, tick - 1, k))[c]`` and takes ``int(s_c + tick * t) % num_frames``.
+      For ``num_frames < T``, ``s_c`` can be -1, so that the clip's first frame is the video's
+      last; ``short="spread"`` starts the clips at ``max(tick - 1, 0)`` at the latest instead.
+    - ``rules="tsm"`` / ``"action"``, ``num_clips=k >= 2`` without ``twice_sample``: no official
+      deterministic rule (TSM has none; ACTION-Net draws its test clips at random); clip ``c``
+      takes the frame at fraction ``(c + 0.5) / k`` of every segment, ``int(tick * (t + (c + 0.5) / k))``.
     """
     _check(num_frames, num_segments)
-    if twice_sample and num_clips != 2:
-        raise ValueError(f"twice_sample produces 2 clips, but num_clips={num_clips}")
+    _choice("rules", rules, SAMPLING_RULES)
+    _choice("short", short, SHORT_VIDEO_RULES)
     if num_clips < 1:
         raise ValueError(f"num_clips must be >= 1, got {num_clips}")
-    if num_frames < num_segments:
-        return np.tile(_spread(num_frames, num_segments), (num_clips, 1))
+    if twice_sample and num_clips != 2:
+        raise ValueError(f"twice_sample produces 2 clips, but num_clips={num_clips}")
     tick = num_frames / num_segments
-    grid = tick * np.arange(num_segments)  # (T,) segment starts
+    steps = tick * np.arange(num_segments)  # (T,) segment starts, fractional
+    if num_clips == 1:
+        return _centres(num_frames, num_segments)[None]
     if twice_sample:
-        fractions = np.array([0.5, 0.0])
-    else:
-        fractions = (np.arange(num_clips) + 0.5) / num_clips
-    idx = (grid[None, :] + tick * fractions[:, None]).astype(np.int64)  # (num_clips, T)
+        return np.stack([_centres(num_frames, num_segments), steps.astype(np.int64)])
+    if rules == "tam":
+        last = max(tick - 1.0, 0.0) if short == "spread" else tick - 1.0
+        starts = np.floor(np.linspace(0.0, last, num_clips))  # numpy's linspace(..., dtype=int) floors
+        idx = (starts[:, None] + steps[None, :]).astype(np.int64)  # int(): truncation towards 0
+        return idx % num_frames
+    fractions = (np.arange(num_clips) + 0.5) / num_clips
+    idx = (tick * (np.arange(num_segments)[None, :] + fractions[:, None])).astype(np.int64)
     return np.minimum(idx, num_frames - 1)
+
+
+def dense_geometry(num_segments: int, stride: int | None = None) -> tuple[int, int]:
+    """``(stride, window)`` of a dense clip: ``stride=None`` is the official rule, ``64 // T``
+    frames apart within a 64-frame window (TSM / TAM ``t_stride = 64 // num_segments``; at least
+    1, and a window of at least ``T`` frames for ``T > 64``); a given ``stride`` spans ``T * stride``
+    frames (64 when ``stride = 64 // T`` and ``T`` divides 64)."""
+    if stride is None:
+        step = max(1, DENSE_WINDOW // num_segments)
+        return step, max(DENSE_WINDOW, num_segments * step)
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    return stride, num_segments * stride
+
+
+def _dense_positions(num_frames: int, num_segments: int, stride: int | None) -> tuple[int, int]:
+    """``(stride, positions)``: the official ``sample_pos = max(1, 1 + num_frames - window)``."""
+    step, window = dense_geometry(num_segments, stride)
+    return step, max(1, num_frames - window + 1)
+
+
+def _dense_from(starts: np.ndarray, num_frames: int, num_segments: int, stride: int, loop: bool) -> np.ndarray:
+    idx = starts[:, None] + np.arange(num_segments, dtype=np.int64)[None, :] * stride  # (clips, T)
+    return idx % num_frames if loop else np.minimum(idx, num_frames - 1)
 
 
 def dense_sample(
     num_frames: int,
     num_segments: int,
     *,
-    stride: int,
+    stride: int | None = None,
     rng: np.random.Generator | None = None,
-    loop: bool = False,
+    loop: bool = True,
 ) -> np.ndarray:
-    """Dense sampling (Kinetics style): ``T`` frames ``stride`` apart from one window, ``(T,)``.
+    """Dense sampling (Kinetics): ``T`` frames ``stride`` apart from one window, ``(T,)``.
 
-    The window spans ``T * stride`` frames (TSM's dense sampling: 64 frames with ``T=8``,
-    ``stride=8``). Training draws its start uniformly among the ``num_frames - window + 1``
-    possible starts; test (``rng=None``) takes the first. For videos shorter than the window
-    the official code wraps around (``% num_frames``, out of order); with ``loop=False`` (the
-    default) indices past the end are clamped to the last frame instead, keeping the clip in
-    order; ``loop=True`` reproduces the official wrap-around.
+    ``start + t * stride`` (``stride=None``: ``64 // T``, see :func:`dense_geometry`), wrapped
+    modulo ``num_frames`` (``loop=False``: clamped to the last frame), with ``positions =
+    max(1, num_frames - window + 1)`` possible starts. Training (``rng`` given; TSM / TAM
+    ``_sample_indices`` with ``dense_sample``): the start is drawn uniformly from
+    ``[0, positions - 1)``, numpy's ``randint(0, sample_pos - 1)``: the last start is never drawn
+    (and ``positions <= 2`` always gives 0). Validation (``rng=None``; TAM ``_get_val_indices``
+    with ``dense_sample``, TAM ``dense-1``): the centre start ``positions // 2``. TSM's
+    validation draws the start at random (no fixed clip); here it is TAM's centre too.
     """
     _check(num_frames, num_segments)
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    starts = max(1, num_frames - num_segments * stride + 1)
-    start = 0 if rng is None or starts == 1 else int(rng.integers(0, starts))
-    return _dense_from(start, num_frames, num_segments, stride, loop)
+    step, positions = _dense_positions(num_frames, num_segments, stride)
+    if rng is None:
+        start = positions // 2
+    else:
+        start = int(rng.integers(0, max(1, positions - 1)))
+    return _dense_from(np.array([start], dtype=np.int64), num_frames, num_segments, step, loop)[0]
 
 
 def dense_test_clips(
-    num_frames: int, num_segments: int, *, stride: int, num_clips: int = 10, loop: bool = False
+    num_frames: int,
+    num_segments: int,
+    *,
+    stride: int | None = None,
+    num_clips: int = 10,
+    loop: bool = True,
 ) -> np.ndarray:
-    """``num_clips`` dense windows with starts evenly spaced over the video, ``(num_clips, T)``
-    (TSM's 10-clip Kinetics test protocol: ``linspace(0, num_frames - window, num_clips)``).
-    With ``num_clips=1`` the window is centred (the official validation draws it at random)."""
+    """``num_clips`` dense windows, ``(num_clips, T)``, indices as in :func:`dense_sample`.
+
+    ``num_clips=k >= 2`` (TSM ``_get_test_indices`` with ``dense_sample``, always 10 clips there;
+    TAM ``dense-k``): starts ``floor(linspace(0, positions - 1, k))``. ``num_clips=1`` (TAM
+    ``dense-1``): the centre start ``positions // 2``, the validation clip.
+    """
     _check(num_frames, num_segments)
     if num_clips < 1:
         raise ValueError(f"num_clips must be >= 1, got {num_clips}")
-    starts = max(1, num_frames - num_segments * stride + 1)
+    step, positions = _dense_positions(num_frames, num_segments, stride)
     if num_clips == 1:
-        first = np.array([(starts - 1) // 2])
+        starts = np.array([positions // 2], dtype=np.int64)
     else:
-        first = np.linspace(0, starts - 1, num=num_clips, dtype=np.int64)
-    return np.stack([_dense_from(int(s), num_frames, num_segments, stride, loop) for s in first])
+        starts = np.floor(np.linspace(0.0, positions - 1, num_clips)).astype(np.int64)
+    return _dense_from(starts, num_frames, num_segments, step, loop)
 
 
-def _dense_from(start: int, num_frames: int, num_segments: int, stride: int, loop: bool) -> np.ndarray:
-    idx = start + np.arange(num_segments, dtype=np.int64) * stride
-    return idx % num_frames if loop else np.minimum(idx, num_frames - 1)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Sampling:
     """How a dataset picks the ``T`` frames of a clip (the ``data.sampling`` config group).
 
-    ``mode``: ``"segment"`` (TSN, Something-Something) or ``"dense"`` (Kinetics, with
-    ``stride``). ``num_clips`` / ``twice_sample``: the test-time views.
+    ``mode``: ``"segment"`` (TSN, Something-Something) or ``"dense"`` (Kinetics). ``rules``:
+    whose official test views, ``"tsm"`` | ``"tam"`` | ``"action"`` (the three give the same
+    training, validation and 1-clip test indices; ``"tam"`` makes ``num_clips = k >= 2`` segment
+    clips TAM's ``uniform-k``, see :func:`segment_test_clips`). ``stride``: the dense stride,
+    ``None`` = the official ``64 // T`` (8 for ``T = 8``, 4 for ``T = 16``). ``short``:
+    ``"official"`` | ``"spread"``, segment clips of short videos; ``loop``: dense clips of short
+    videos wrap around (official) or are clamped (both deviations: see the module docstring).
+    ``num_clips`` / ``twice_sample``: the test views (from the config's ``data.test``).
+
+    The official protocols (``T`` = ``num_segments``; defaults left out):
+
+    - TSM / TAM / ACTION-Net validation: ``Sampling(num_segments=T).val``; TAM Kinetics
+      (dense): ``Sampling(num_segments=T, mode="dense").val``.
+    - 1-clip test (TSM "efficient" and Kinetics uniform, TAM ``uniform-1``, ACTION-Net):
+      ``Sampling(num_segments=T).test``.
+    - TSM "accurate" (SSv1/v2): ``Sampling(num_segments=T, num_clips=2, twice_sample=True).test``.
+    - TAM SSv2 ``uniform-2``: ``Sampling(num_segments=T, rules="tam", num_clips=2).test``.
+    - TSM / TAM Kinetics dense 10 clips: ``Sampling(num_segments=T, mode="dense", num_clips=10).test``;
+      TAM ``dense-1``: ``num_clips=1``.
     """
 
     num_segments: int
     mode: str = "segment"
-    stride: int = 8
+    rules: str = "tsm"
+    stride: int | None = None
+    short: str = "official"
+    loop: bool = True
     num_clips: int = 1
     twice_sample: bool = False
-    loop: bool = False
 
     def __post_init__(self) -> None:
-        if self.mode not in SAMPLING_MODES:
-            raise ConfigError(f"sampling mode {self.mode!r} is not one of {SAMPLING_MODES}")
+        for name, value, allowed in (
+            ("sampling mode", self.mode, SAMPLING_MODES),
+            ("sampling rules", self.rules, SAMPLING_RULES),
+            ("sampling short", self.short, SHORT_VIDEO_RULES),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{name} {value!r} is not one of {allowed}")
         if self.mode == "dense" and self.twice_sample:
             raise ConfigError("twice_sample applies to segment sampling only")
         # checked here, once, so that a bad setting fails at construction instead of being
         # taken, video after video, for an unreadable file
-        if self.num_segments < 1 or self.stride < 1 or self.num_clips < 1:
+        if self.num_segments < 1 or (self.stride is not None and self.stride < 1) or self.num_clips < 1:
             raise ConfigError(
-                f"sampling needs num_segments, stride and num_clips >= 1, got {self.num_segments}, "
-                f"{self.stride}, {self.num_clips}"
+                f"sampling needs num_segments, stride (or null: 64 // T) and num_clips >= 1, got "
+                f"{self.num_segments}, {self.stride}, {self.num_clips}"
             )
         if self.twice_sample and self.num_clips != 2:
             raise ConfigError(f"twice_sample produces 2 clips, but num_clips={self.num_clips}")
@@ -162,13 +281,13 @@ class Sampling:
         """Random training indices, ``(T,)``."""
         if self.mode == "dense":
             return dense_sample(num_frames, self.num_segments, stride=self.stride, rng=rng, loop=self.loop)
-        return segment_sample(num_frames, self.num_segments, rng=rng)
+        return segment_sample(num_frames, self.num_segments, rng=rng, short=self.short)
 
     def val(self, num_frames: int) -> np.ndarray:
         """The deterministic validation clip, ``(T,)``: segment centres, or the centre window."""
         if self.mode == "dense":
-            return dense_test_clips(num_frames, self.num_segments, stride=self.stride, num_clips=1, loop=self.loop)[0]
-        return segment_sample(num_frames, self.num_segments)
+            return dense_sample(num_frames, self.num_segments, stride=self.stride, loop=self.loop)
+        return segment_sample(num_frames, self.num_segments, short=self.short)
 
     def test(self, num_frames: int) -> np.ndarray:
         """All test clips, ``(num_clips, T)``."""
@@ -177,5 +296,10 @@ class Sampling:
                 num_frames, self.num_segments, stride=self.stride, num_clips=self.num_clips, loop=self.loop
             )
         return segment_test_clips(
-            num_frames, self.num_segments, num_clips=self.num_clips, twice_sample=self.twice_sample
+            num_frames,
+            self.num_segments,
+            num_clips=self.num_clips,
+            twice_sample=self.twice_sample,
+            rules=self.rules,
+            short=self.short,
         )

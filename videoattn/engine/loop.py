@@ -11,6 +11,7 @@ compute time is measured with CUDA events on CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -40,7 +41,8 @@ class WithLoss(nn.Module):
 
     def forward(self, clips: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         logits, aux = self.model.forward_with_aux(clips)  # (N, K)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        logits32 = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 / fp16 -> fp32, fp64 stays
+        loss = F.cross_entropy(logits32, labels, label_smoothing=self.label_smoothing)
         extra = self.model.aux_loss(aux, labels)
         return (loss if extra is None else loss + extra), logits
 
@@ -59,8 +61,8 @@ class StepCounters:
         """The 0-d view of one sum (in-place updates write through)."""
         return self.values[self._slot[name]]
 
-    def add_step(self, loss: Tensor, logits: Tensor, labels: Tensor, skipped: Tensor) -> None:
-        """Count a step's clips, loss and correct top-1 unless it was skipped (``skipped``: 0 / 1)."""
+    def add_batch(self, loss: Tensor, logits: Tensor, labels: Tensor, skipped: Tensor) -> None:
+        """Count a batch's clips, loss and correct top-1 unless its step was skipped (``skipped``: 0 / 1)."""
         kept = 1.0 - skipped.double()
         n = labels.shape[0]
         self["loss_sum"].add_(torch.where(skipped.bool(), 0.0, loss.detach().double() * n))  # a NaN times 0 is NaN
@@ -76,25 +78,28 @@ class NonFiniteGuard:
 
     :meth:`flag` gives ``found_inf`` (1.0 when the loss is NaN / inf on any rank: the ranks agree,
     their weights stay equal) without reading it on the host; the optimiser skips that update on
-    the device (:func:`optimizer_step`). :meth:`check`, at each read of the counters, logs the
-    skipped steps and raises :class:`~videoattn.errors.DivergedError` when ``limit`` or more came
-    in a row: the weights are then those before the first of them.
+    the device (:func:`optimizer_step`), and :meth:`record` counts it. :meth:`check`, at each read of
+    the counters, logs the skipped steps and raises :class:`~videoattn.errors.DivergedError` when
+    ``limit`` or more came in a row: the weights are then those before the first of them.
     """
 
     def __init__(self, world: World, *, limit: int = 5) -> None:
         self.world, self.limit = world, limit
         self.skipped = 0  # over the run, as of the last check
 
-    def flag(self, loss: Tensor, counters: StepCounters) -> Tensor:
+    def flag(self, loss: Tensor) -> Tensor:
+        """0-d float32 on the device: 1.0 when ``loss`` is not finite on any rank."""
         bad = (~torch.isfinite(loss.detach())).to(torch.float32).reshape(1)
-        bad = all_reduce_max(bad, self.world)[0]  # any rank's: every rank skips
-        b = bad.double()
+        return all_reduce_max(bad, self.world)[0]  # any rank's: every rank skips
+
+    def record(self, skip: Tensor, loss: Tensor, counters: StepCounters) -> None:
+        """Count an optimiser step that ``skip`` (0 / 1) skipped, on the device."""
+        b = skip.double()
         in_a_row, longest, last = counters["bad_in_a_row"], counters["longest_bad_run"], counters["last_bad_loss"]
         counters["skipped"].add_(b)
-        in_a_row.copy_((in_a_row + b) * b)  # 0 again after a finite loss
+        in_a_row.copy_((in_a_row + b) * b)  # 0 again after an update
         longest.copy_(torch.maximum(longest, in_a_row))
-        last.copy_(torch.where(bad.bool(), loss.detach().double(), last))
-        return bad
+        last.copy_(torch.where(skip.bool(), loss.detach().double(), last))
 
     def check(self, read: dict[str, float], *, epoch: int, step: int) -> None:
         new = int(read["skipped"]) - self.skipped_in_epoch
@@ -199,54 +204,64 @@ def train_one_epoch(
     params: Sequence[nn.Parameter],
     epoch: int,
     steps: int,
+    accumulate: int = 1,
     precision: str = "fp32",
     clip_grad_norm: float | None = None,
     log_every: int = 10,
     on_log: Callable[[int, dict[str, float], StepTimer], None] | None = None,
 ) -> EpochStats:
-    """One epoch of ``steps`` steps of ``net`` (a :class:`WithLoss`, possibly DDP / compiled) over
-    ``loader``. ``on_log(step, counters, timer)`` runs at every read of the counters (every
-    ``log_every`` steps and the last): progress bars, TensorBoard."""
+    """One epoch of ``steps`` optimiser steps of ``net`` (a :class:`WithLoss`, possibly DDP /
+    compiled) over ``loader``, each step the gradient of ``accumulate`` batches (their mean loss:
+    ``accumulate`` batches of B are one step of a batch of ``accumulate * B``, BatchNorm statistics
+    per batch; DDP reduces the gradients once, at the last batch). ``on_log(step, counters, timer)``
+    runs at every read of the counters (every ``log_every`` steps and the last): progress, TensorBoard."""
     device = to_device.device
     counters, timer = StepCounters(device), StepTimer(device)
     guard.start_epoch()
+    no_sync = getattr(net, "no_sync", None)  # DDP: no gradient all-reduce before the last batch of a step
     t0 = time.perf_counter()
-    step = -1
-    for step, (clips, labels, _, _) in enumerate(loader):
-        if step >= steps:
-            step -= 1
+    step, read, last, skip = -1, None, True, None
+    for i, (clips, labels, _, _) in enumerate(loader):
+        if i >= steps * accumulate:
             break
+        step, micro = divmod(i, accumulate)
+        last = micro == accumulate - 1
         timer.got_batch()
         clips = to_device(clips)  # (N, T, 3, H, W), normalised on the device
         labels = labels.to(device, non_blocking=True)
-        with autocast(device, precision):
-            loss, logits = net(clips, labels)  # (), (N, K)
-        skip = guard.flag(loss, counters)  # NaN / inf on any rank: no update from this step, on any rank
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if clip_grad_norm:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(params, clip_grad_norm)
-        optimizer_step(optimizer, scaler, skip)
-        scheduler.step()
-        counters.add_step(loss, logits, labels, skip)
+        if micro == 0:
+            optimizer.zero_grad(set_to_none=True)
+        with contextlib.nullcontext() if last or no_sync is None else no_sync():
+            with autocast(device, precision):
+                loss, logits = net(clips, labels)  # (), (N, K)
+            bad = guard.flag(loss)  # NaN / inf on any rank: no update from this step, on any rank
+            skip = bad if micro == 0 or skip is None else torch.maximum(skip, bad)
+            scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
+        counters.add_batch(loss, logits, labels, bad)
+        if last:
+            if clip_grad_norm:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(params, clip_grad_norm)
+            optimizer_step(optimizer, scaler, skip)
+            scheduler.step()
+            guard.record(skip, loss, counters)
         timer.step_done()
 
-        if (step + 1) % log_every == 0 or step + 1 == steps:
+        if last and ((step + 1) % log_every == 0 or step + 1 == steps):
             timer.collect()
             read = counters.read()
             guard.check(read, epoch=epoch, step=step)
             if on_log is not None:
                 on_log(step, read, timer)
-    if step + 1 < steps:  # a loader shorter than `steps`: read what it gave
+    done = step + 1 if step < 0 or last else step  # whole steps (a loader that ended inside one drops it)
+    if read is None or done < steps:  # a loader shorter than `steps`: read what it gave
         timer.collect()
         read = counters.read()
-        guard.check(read, epoch=epoch, step=step)
-    done = step + 1
-    clips_seen = int(read["clips"]) if done else 0
+        guard.check(read, epoch=epoch, step=max(step, 0))
+    clips_seen = int(read["clips"])
     return EpochStats(
-        loss=read["loss_sum"] / max(clips_seen, 1) if done else float("nan"),
-        top1=read["correct"] / max(clips_seen, 1) if done else float("nan"),
+        loss=read["loss_sum"] / clips_seen if clips_seen else float("nan"),
+        top1=read["correct"] / clips_seen if clips_seen else float("nan"),
         clips=clips_seen,
         steps=done,
         skipped=guard.skipped_in_epoch,

@@ -76,8 +76,8 @@ def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None)
         aux_heads=[n for n, ins in zip(head_names, head_inserts, strict=True) if get_spec(ins.name).aux_loss],
     )
     model.config = cfg
-    if cfg["pretrained"]:
-        load_pretrained(model, cfg["pretrained"], classes=classes)
+    # what the weights load left new (the optimiser's official groups give a new classifier lr x5 / x10)
+    model.pretrained_report = load_pretrained(model, cfg["pretrained"], classes=classes) if cfg["pretrained"] else None
     return model
 
 

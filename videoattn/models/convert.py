@@ -180,12 +180,33 @@ def guess_num_segments(path: str | Path) -> int | None:
     return found[0] if found else None
 
 
-def official_data_settings(path: str | Path, num_segments: int, sampling: str | None = None) -> dict[str, Any]:
-    """The clip settings of the official test scripts for a checkpoint: TSN segment sampling, or
-    dense sampling (8 frames 64/T apart: TSM's ``--dense_sample``, named ``..._dense`` in its
-    model zoo) when the name says ``dense`` or ``sampling="dense"``; resize to 256, centre crop 224."""
+# The test views of each official test script (../shared/reference/official_recipes.md), by source and
+# dataset: (num_clips, num_crops, twice_sample); the 3-crop views are full resolution (the short side, 256)
+OFFICIAL_TEST_VIEWS = {
+    ("tsm", "ssv2"): (2, 3, True),  # README "accurate" (the model zoo's Something-Something numbers)
+    ("tsm", "ssv1"): (2, 3, True),
+    ("tsm", "kinetics"): (1, 1, False),  # scripts/test_tsm_kinetics_rgb_8f.sh; dense models: 10 x 3 below
+    ("tsm", "jester"): (1, 1, False),
+    ("tam", "ssv2"): (2, 3, False),  # scripts/test_tam_somethingv2_rgb_8f.sh: uniform-2
+    ("tam", "ssv1"): (1, 1, False),  # uniform-1
+    ("tam", "kinetics"): (10, 3, False),  # dense-10
+    ("action", "ssv2"): (10, 3, False),  # test_sthv2_8f.sh: 10 clips (random there, evenly spaced here)
+    ("action", "jester"): (10, 3, False),
+}
+
+
+def official_data_settings(
+    path: str | Path, num_segments: int, sampling: str | None = None, *, source: str = "tsm"
+) -> dict[str, Any]:
+    """The clip settings of the official test scripts for a checkpoint of ``source``: TSN segment
+    sampling, or dense sampling (8 frames 64/T apart: TSM's ``--dense_sample``, named ``..._dense`` in
+    its model zoo) when the name says ``dense`` or ``sampling="dense"``, with the source's official
+    rules (:mod:`videoattn.data.sampling`); validation resizes to 256 and centre-crops 224; the test
+    views of the source's script for the dataset the file name shows (:data:`OFFICIAL_TEST_VIEWS`),
+    which then travel with the converted checkpoint to ``tools/test.py``."""
     names = f"{Path(path).parent.name}/{Path(path).name}".lower()
-    mode = sampling or ("dense" if "dense" in names else "segment")
+    dense = "dense" in names
+    mode = sampling or ("dense" if dense else "segment")
     if mode not in ("segment", "dense"):
         raise ConfigError(f"sampling must be segment or dense, got {mode!r}")
     dataset = next(
@@ -201,11 +222,16 @@ def official_data_settings(path: str | Path, num_segments: int, sampling: str | 
         ),
         None,
     )
-    return {
+    rules = source if source in ("tsm", "tam", "action") else "tsm"
+    entry: dict[str, Any] = {
         "name": dataset,
-        "sampling": {"mode": "dense", "stride": max(1, 64 // num_segments)} if mode == "dense" else {"mode": "segment"},
+        "sampling": {"mode": mode, "rules": rules, **({"stride": None} if mode == "dense" else {})},
         "eval_transform": {"size": 224, "resize": 256},
     }
+    views = (10, 3, False) if mode == "dense" else OFFICIAL_TEST_VIEWS.get((rules, dataset))
+    if views is not None:
+        entry["test"] = dict(zip(("num_clips", "num_crops", "twice_sample"), views, strict=True))
+    return entry
 
 
 def read_official(path: str | Path, *, obj: Any = None) -> tuple[dict[str, torch.Tensor], Any]:
@@ -265,7 +291,7 @@ def convert_checkpoint(
     ckpt = make_checkpoint(
         model,
         classes=names,
-        data=official_data_settings(src, t, sampling),
+        data=official_data_settings(src, t, sampling, source=source),
         origin={
             "kind": "converted",
             "source": source,
