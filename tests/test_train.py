@@ -272,3 +272,6 @@ def test_every_test_command_of_the_readmes_runs_as_written(trained, tiny_demo, t
             assert (metrics["num_clips"], metrics["num_crops"]) == (1, 1)
         if "protocol=tam_uniform2" in argv:
             assert (metrics["num_clips"], metrics["num_crops"], metrics["protocol"]) == (2, 3, "tam_uniform2")
+            assert "the test views are 256 px crops, the model was trained on 48 px crops" in out.stdout + out.stderr
+        elif "data=ssv2" in argv:  # the views of the checkpoint (trained at 48 px), not the ssv2 config's 224
+            assert metrics["views"]["eval_transform"]["size"] == 48, argv
