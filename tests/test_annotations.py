@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,9 +24,13 @@ from videoattn.data.annotations import (
     load_list,
     load_ssv1,
     load_ssv2,
+    read_class_names,
     swap_left_right,
     unpaired_mirrored_classes,
 )
+from videoattn.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------------------------------
 # Helpers writing the official formats
@@ -580,3 +585,165 @@ def test_jester_flip_swaps_left_right_and_clockwise_counterclockwise() -> None:
 )
 def test_swap_left_right_keeps_case(name: str, swapped: str) -> None:
     assert swap_left_right(name) == swapped
+
+
+# ------------------------------------------------------------------------------------------
+# Class names with control characters (issue 26): refused by every parser, naming it and the file
+# ------------------------------------------------------------------------------------------
+
+
+def _ssv2_labels(root: Path, bad: str) -> Callable[[], object]:
+    write(root / "labels.json", json.dumps({**SSV2_LABELS, bad: "7"}))
+    write(root / "train.json", "[]")
+    return lambda: load_ssv2(root, "train", on_error="skip")
+
+
+def _frame_csv_labels(loader: Callable, root: Path, bad: str) -> Callable[[], object]:
+    write(root / "labels.csv", "\n".join([*SSV1_CLASSES[:2], bad, SSV1_CLASSES[2]]) + "\n")
+    write(root / "train.csv", "")
+    return lambda: loader(root, "train", on_error="skip")
+
+
+def _kinetics_row(root: Path, bad: str) -> Callable[[], object]:
+    label = '"' + bad.replace('"', '""') + '"'
+    write(root / "train.csv", K_TRAIN + f"{label},ddd,0,10,train\n")
+    return lambda: load_kinetics(root, "train", on_error="skip")
+
+
+def _kinetics_train_classes(root: Path, bad: str) -> Callable[[], object]:
+    write(root / "train.csv", K_TRAIN + f"{bad},ddd,0,10,train\n")
+    write(root / "val.csv", K_HEADER + "abseiling,eee,0,10,val\n")
+    return lambda: load_kinetics(root, "val", on_error="skip", check_files=False)
+
+
+def _kinetics_folders(root: Path, bad: str) -> Callable[[], object]:
+    touch(root / "train" / "abseiling" / "x.mp4")
+    touch(root / "train" / bad / "y.mp4")
+    return lambda: load_kinetics(root, "train", on_error="skip")
+
+
+def _list_classes(root: Path, bad: str) -> Callable[[], object]:
+    touch(root / "a.mp4")
+    write(root / "train.txt", "a.mp4 10 0\n")
+    write(root / "classes.txt", f"a\n{bad}\nc\n")
+    return lambda: load_annotations("list", root, "train", on_error="skip")
+
+
+def _label_file(root: Path, bad: str) -> Callable[[], object]:  # convert_checkpoint.py --classes
+    write(root / "names.json", json.dumps(["a", bad]))
+    return lambda: read_class_names(root / "names.json")
+
+
+CONTROL_NAMES = {  # the parser, the file it should name, a class name with a control character
+    "ssv2 labels.json newline": (_ssv2_labels, "labels.json", "Holding something\nnext to something"),
+    "ssv1 labels.csv tab": (lambda r, b: _frame_csv_labels(load_ssv1, r, b), "labels.csv", "Zooming\tin"),
+    "jester labels.csv vertical tab": (lambda r, b: _frame_csv_labels(load_jester, r, b), "labels.csv", "Thumb\x0bUp"),
+    "kinetics csv quoted newline": (_kinetics_row, "train.csv", "ice\nskating"),
+    "kinetics train csv C1 for val": (_kinetics_train_classes, "train.csv", "air\x85drumming"),
+    "kinetics class folder escape": (_kinetics_folders, "\x1b[31mred", "\x1b[31mred"),
+    "list classes.txt line separator": (_list_classes, "classes.txt", "b\u2028b"),
+    "label file DEL": (_label_file, "names.json", "a\x7fb"),
+}
+
+
+@pytest.mark.parametrize("build, file_name, bad", CONTROL_NAMES.values(), ids=CONTROL_NAMES.keys())
+def test_a_class_name_with_a_control_character_is_refused_naming_it_and_the_file(tmp_path, build, file_name, bad):
+    load = build(tmp_path, bad)
+    with pytest.raises(AnnotationError) as info:
+        load()
+    message = str(info.value)
+    assert repr(bad) in message and Path(info.value.file).name == file_name, message
+    assert "\n" not in message and "control character" in message, message
+
+
+def test_a_given_class_list_with_a_control_character_is_refused(tmp_path):
+    lst = write(tmp_path / "train.txt", "a.mp4 10 0\n")
+    with pytest.raises(ConfigError, match=re.escape(repr("b\tc"))):
+        load_list(lst, classes=["a", "b\tc"], check_files=False)
+
+
+# ------------------------------------------------------------------------------------------
+# The advice of a missing video, run as typed on the command line (issue 26)
+# ------------------------------------------------------------------------------------------
+
+
+def _advised(message: str, values: dict[str, Path]) -> list[list[str]]:
+    """The overrides a message suggests, each alternative a list (FOLDER / FILE filled in)."""
+    found = re.findall(r"(?<![\w.])(\+{0,2}data\.[\w.]+=[^\s,;()]+)", message)
+    assert found, message
+    alternatives = []
+    for override in found:
+        key, value = override.split("=", 1)
+        if value in values:
+            value = str(values[value])
+        if alternatives and key.endswith(".list_file"):  # "data.root=FOLDER (the list file then as ...)"
+            alternatives[-1].append(f"{key}={value}")
+        else:
+            alternatives.append([f"{key}={value}"])
+    return alternatives
+
+
+def _advice_ssv2(root: Path) -> tuple[list[str], dict[str, Path], int]:
+    entries = [entry("1", "hold"), entry("2", "approach")]
+    ssv2_dataset(root, entries, video_sub="elsewhere")
+    return ["data=ssv2", f"data.root={root}"], {"FOLDER": root / "elsewhere"}, 2
+
+
+def _advice_ssv1(root: Path) -> tuple[list[str], dict[str, Path], int]:
+    ssv1_dataset(root, "1;Zooming in\n2;Holding something\n", frames={"1": 2, "2": 3})
+    (root / "20bn-something-something-v1").rename(root / "elsewhere")
+    return ["data=ssv1", f"data.root={root}"], {"FOLDER": root / "elsewhere"}, 2
+
+
+def _advice_kinetics(root: Path) -> tuple[list[str], dict[str, Path], int]:
+    write(root / "train.csv", K_TRAIN)
+    for youtube_id, start, end in (("aaa", 0, 10), ("bbb", 14, 24), ("ccc", 3, 13)):
+        touch(root / "elsewhere" / clip(youtube_id, start, end))
+    return ["data=kinetics", f"data.root={root}"], {"FOLDER": root / "elsewhere"}, 3
+
+
+def _advice_list(root: Path) -> tuple[list[str], dict[str, Path], int]:
+    touch(root / "videos" / "a.mp4")
+    touch(root / "videos" / "b.mp4")
+    lst = write(root / "lists" / "train.txt", "a.mp4 10 0\nb.mp4 12 1\n")
+    return ["data=ssv2", "data.source=list", f"data.root={root / 'lists'}"], {"FOLDER": root / "videos", "FILE": lst}, 2
+
+
+ADVICE = {"ssv2": _advice_ssv2, "ssv1": _advice_ssv1, "kinetics": _advice_kinetics, "list": _advice_list}
+
+
+@pytest.mark.parametrize("build", ADVICE.values(), ids=ADVICE.keys())
+def test_the_advice_of_a_missing_video_works_as_typed(tmp_path, build):
+    """The data config composed from the command line as train.py / test.py compose it, then
+    loaded as they load it: each override the message suggests, typed as it is written there."""
+    from videoattn.cli import check_overrides
+    from videoattn.config import to_plain
+    from videoattn.data.build import load_split, normalize_data_config
+
+    def load(overrides: list[str]) -> Annotations:
+        cfg = check_overrides(REPO / "configs", "train", overrides)
+        return load_split(normalize_data_config(to_plain(cfg.data)), "train")
+
+    base, values, videos = build(tmp_path)
+    with pytest.raises(AnnotationError) as info:
+        load(base)
+    alternatives = _advised(str(info.value), values)
+    assert any(o.endswith("check_files=false") for a in alternatives for o in a)
+    for advice in alternatives:
+        assert len(load([*base, *advice])) == videos, advice
+
+
+def test_an_unknown_order_dependent_class_names_it_and_the_close_matches():
+    from videoattn.data.build import order_dependent_indices
+
+    assert order_dependent_indices(["Pushing something from right to left"], SSV2_SORTED) == [
+        SSV2_SORTED.index("Pushing something from right to left")
+    ]
+    assert order_dependent_indices([], SSV2_SORTED) == []
+    with pytest.raises(ConfigError) as info:
+        order_dependent_indices(["Pushing something from rihgt to left"], SSV2_SORTED)
+    message = str(info.value)
+    assert "\n" not in message and "'Pushing something from rihgt to left' is not a class" in message
+    assert "did you mean 'Pushing something from right to left'" in message
+    with pytest.raises(ConfigError, match=r"'Foo' is not a class of this dataset \(no class is close\); its 4"):
+        order_dependent_indices(["Foo"], SSV2_SORTED)

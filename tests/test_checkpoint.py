@@ -3,20 +3,30 @@ checkpoints (T from the names, class names), checking classes, fine-tuning loads
 
 from __future__ import annotations
 
+import collections
 import json
+import logging
+import pathlib
 
+import numpy as np
 import pytest
 import torch
-from official import save_official
+from official import save_official, save_tada, save_tdn
 
 from videoattn.checkpoint import (
     FORMAT,
+    UntrustedCheckpointError,
+    add_classes_command,
     check_classes,
     load_checkpoint,
     load_model_state,
     make_checkpoint,
+    pickled_globals,
+    read_torch_file,
     save_atomic,
     save_checkpoint,
+    save_model_folder,
+    trust_checkpoints,
 )
 from videoattn.data.annotations import read_class_names
 from videoattn.errors import CheckpointError, ConfigError, DataError, MissingFileError, UserError
@@ -153,13 +163,123 @@ def test_conversion_reads_t_refuses_contradictions_and_stores_sorted_class_names
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
-def test_class_names_are_added_to_a_converted_checkpoint_later(tmp_path):
+def test_class_names_are_added_to_a_copy_of_a_converted_checkpoint_never_over_it(tmp_path):
     src = save_official(tmp_path / "TSM_something_segment8.pth", "tsm", num_classes=3)
     convert_checkpoint(src, tmp_path / "tsm.pth")
     assert load_checkpoint(tmp_path / "tsm.pth")["classes"] is None
     (tmp_path / "classes.txt").write_text("c\nb\na\n")
-    convert_checkpoint(tmp_path / "tsm.pth", tmp_path / "tsm.pth", classes=read_class_names(tmp_path / "classes.txt"))
-    assert load_checkpoint(tmp_path / "tsm.pth")["classes"] == ["a", "b", "c"]
+    names = read_class_names(tmp_path / "classes.txt")
+    before = (tmp_path / "tsm.pth").read_bytes()
+    (tmp_path / "link.pth").symlink_to(tmp_path / "tsm.pth")
+    for dst in (tmp_path / "tsm.pth", tmp_path / "link.pth", tmp_path / "sub" / ".." / "tsm.pth"):
+        with pytest.raises(ConfigError, match="is --src .*: writing it would replace the input"):
+            convert_checkpoint(tmp_path / "tsm.pth", dst, classes=names)
+    with pytest.raises(ConfigError, match="is --src"):  # the official file itself
+        convert_checkpoint(src, src)
+    assert (tmp_path / "tsm.pth").read_bytes() == before and add_classes_command(tmp_path / "tsm.pth").endswith(
+        f"--src {tmp_path / 'tsm.pth'} --dst {tmp_path / 'tsm_named.pth'} --classes LABEL_FILE"
+    )
+    convert_checkpoint(tmp_path / "tsm.pth", tmp_path / "tsm_named.pth", classes=names)
+    assert load_checkpoint(tmp_path / "tsm_named.pth")["classes"] == ["a", "b", "c"]
+    assert load_checkpoint(tmp_path / "tsm.pth")["classes"] is None
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_what_official_checkpoints_hold_loads_with_weights_only_and_nothing_else_does(legacy, tmp_path, caplog):
+    """The official TSM / TAM / ACTION-Net files (numpy 1.x scalars, argparse.Namespace,
+    OrderedDict), TDN's (a scheduler state with a Counter) and TAdaConv's load with the allowlist
+    alone; an extra object whose unpickling would touch a file is refused, naming it and the file,
+    and only a trusted read rebuilds it, with a warning."""
+    official = read_torch_file(save_official(tmp_path / "official.pth", "tam", num_classes=3, legacy=legacy))
+    assert isinstance(official["best_prec1"], np.float64) and official["args"].num_segments == 8
+    assert "numpy.core.multiarray.scalar" in pickled_globals(tmp_path / "official.pth")  # as numpy 1.x wrote it
+    tdn = read_torch_file(save_tdn(tmp_path / "tdn.pth", legacy=legacy))
+    assert tdn["scheduler"]["after_scheduler"]["milestones"] == collections.Counter([30, 45, 55])
+    if not legacy:
+        assert read_torch_file(save_tada(tmp_path / "tada.pth"))["model_state"]["head.out.bias"].shape == (174,)
+    marker = tmp_path / "marker"
+    payload = {**official, "extra": Touch(marker)}
+    torch.save(payload, tmp_path / "payload.pth", _use_new_zipfile_serialization=not legacy)
+    for read in (read_torch_file, load_checkpoint, lambda p: convert_checkpoint(p, tmp_path / "x.pth")):
+        with pytest.raises(UntrustedCheckpointError, match=r"holds builtins.getattr, pathlib.Path.*not loaded") as e:
+            read(tmp_path / "payload.pth")
+        assert str(tmp_path / "payload.pth") in str(e.value) and "\n" not in str(e.value)
+        assert isinstance(e.value, UserError) and not marker.exists()
+    with caplog.at_level(logging.WARNING, logger="videoattn.checkpoint"), trust_checkpoints(True):
+        assert read_torch_file(tmp_path / "payload.pth")["epoch"] == 45  # rebuilt in full: it ran
+    assert marker.exists() and f"unpickling {tmp_path / 'payload.pth'} in full" in caplog.text
+    # a pickle protocol whose opcodes PyTorch's safe reader lacks: refused the same way, never "not a checkpoint"
+    torch.save(official, tmp_path / "p4.pth", pickle_protocol=4, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(UntrustedCheckpointError, match="uses pickle instructions the safe reader does not take"):
+        read_torch_file(tmp_path / "p4.pth")
+    assert read_torch_file(tmp_path / "p4.pth", trust=True)["args"].num_segments == 8
+
+
+class Touch:
+    """Unpickles as ``Path.touch(path)``: what a malicious checkpoint's object does, harmlessly."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def test_a_model_folder_holds_the_weights_and_the_contract_without_pickles(tmp_path):
+    """checkpoint -> model folder (model.safetensors + config.json) -> the same tensors, config,
+    classes, clip settings and history; read by load_checkpoint / load_model / fine-tuning as
+    the folder or either file; a torn or mixed folder is refused; conversions both ways."""
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    history = [{"epoch": 1, "val_top1": float("nan"), "train_loss": 1.5}]
+    ckpt = make_checkpoint(model, classes=CLASSES, data=DATA, origin={"kind": "training"}, epoch=0,
+                           history=history, optimizer={"state": {}}, best_top1=0.5)  # fmt: skip
+    save_checkpoint(ckpt, tmp_path / "run.pth")
+    folder = save_model_folder(ckpt, tmp_path / "tiny")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    contract = json.loads((folder / "config.json").read_text())  # strict JSON: NaN written as null
+    assert contract["format"] == "videoattn-model-1" and contract["classes"] == CLASSES
+    assert "optimizer" not in contract and contract["history"][0]["val_top1"] is None
+    for given in (folder, folder / "model.safetensors", folder / "config.json"):
+        loaded = load_checkpoint(given)
+        assert loaded["model"].keys() == ckpt["model"].keys()
+        assert all(torch.equal(loaded["model"][k], v) for k, v in ckpt["model"].items())
+        assert loaded["model_config"] == model.config and loaded["data"] == ckpt["data"]
+    restored, _ = load_model(folder)
+    x = torch.randn(1, 4, 3, 32, 32)
+    assert torch.equal(restored(x), model.eval()(x))
+    tuned = build_model({**TINY, "pretrained": str(folder)}, classes=CLASSES)  # fine-tuning from the folder
+    assert torch.equal(tuned.state_dict()["fc.weight"], ckpt["model"]["fc.weight"])
+    # the other way round, and the converter's checks
+    back = convert_checkpoint(folder, tmp_path / "back.pth")
+    assert all(torch.equal(back["model"][k], v) for k, v in ckpt["model"].items())
+    convert_checkpoint(tmp_path / "run.pth", tmp_path / "shared", format="safetensors")
+    assert load_checkpoint(tmp_path / "shared")["history"][0]["train_loss"] == 1.5
+    official = save_official(tmp_path / "TSM_something_segment8.pth", "tsm", num_classes=3, legacy=True)
+    convert_checkpoint(official, tmp_path / "tsm", format="safetensors", classes=CLASSES)  # official -> folder
+    converted = load_checkpoint(tmp_path / "tsm")
+    assert converted["origin"]["best_prec1"] == 61.2 and converted["data"]["sampling"]["rules"] == "tsm"
+    with pytest.raises(ConfigError, match="give a folder name"):
+        convert_checkpoint(tmp_path / "run.pth", tmp_path / "x.safetensors", format="safetensors")
+    with pytest.raises(ConfigError, match="is --src"):
+        convert_checkpoint(folder / "model.safetensors", folder, format="safetensors", classes=CLASSES)
+    with pytest.raises(ConfigError, match="already a videoattn checkpoint; pass --classes"):
+        convert_checkpoint(folder, tmp_path / "copy", format="safetensors")
+    # damage: other weights under the contract, a foreign config.json, a bare safetensors file
+    other = save_model_folder(make_checkpoint(build_model(TINY), classes=None, data=DATA, origin={}), tmp_path / "o")
+    (folder / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="not the file its config.json was written with"):
+        load_checkpoint(folder)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "config.json").write_text('{"architectures": ["Bert"]}')
+    with pytest.raises(ConfigError, match="not a videoattn model's"):
+        save_model_folder(ckpt, tmp_path / "foreign")
+    with pytest.raises(CheckpointError, match="not a videoattn model's config"):
+        load_checkpoint(tmp_path / "foreign")
+    (other / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="bare weights"):  # a lone safetensors file: a state_dict
+        load_checkpoint(other / "model.safetensors")
 
 
 def test_label_files_of_every_dataset_give_sorted_names(tmp_path):

@@ -143,7 +143,7 @@ def test_a_converted_checkpoint_without_class_names_still_works(official, tiny_d
     video = sorted((tiny_demo / "ssv2" / "20bn-something-something-v2").glob("*.webm"))[0]
     out = ok(run(["tools/infer.py", video, "--checkpoint", ckpt, "--json"]))
     assert all(t["class"] is None for t in json.loads(out.stdout)["top"])
-    assert f"--src {ckpt} --dst {ckpt} --classes LABEL_FILE" in out.stderr  # says how to add names
+    assert f"--src {ckpt} --dst {tmp_path / 'tsm_named.pth'} --classes LABEL_FILE" in out.stderr  # to a new file
     out = ok(
         run(
             [
@@ -157,8 +157,8 @@ def test_a_converted_checkpoint_without_class_names_still_works(official, tiny_d
         )
     )
     assert "carries no class names" in out.stdout
-    # named by checkpoint, data, split, views: those of TSM's Something-Something v1 test command, from the checkpoint
-    assert (tmp_path / "test_tsm_demo_val_2x3" / "metrics.json").is_file()
+    # named by checkpoint, data and its root, split, views: those of TSM's Something-Something v1 test command
+    assert len(list(tmp_path.glob("test_tsm_demo_ssv2-*_val_2x3/metrics.json"))) == 1
     # classes of another dataset: the first difference named
     other = tmp_path / "other.pth"
     (tmp_path / "classes.txt").write_text("".join(f"class {i:02d}\n" for i in range(12)))
@@ -300,12 +300,14 @@ def junk(tmp_path_factory):
     (root / "random.pth").write_bytes(noise)
     (root / "ssv2").mkdir()
     (root / "ssv2" / "labels.json").write_bytes(noise)
+    (root / "tiny_link.onnx").symlink_to(root / "tiny.pth")  # an output name that is the checkpoint
     return {
         "random": root / "random.pth",
         "missing": root / "missing.pth",
         "junk_dataset": root / "ssv2",
         "missing_dir": root / "missing_dir",
         "checkpoint": root / "tiny.pth",
+        "checkpoint_link": root / "tiny_link.onnx",
     }
 
 
@@ -313,7 +315,7 @@ def junk(tmp_path_factory):
 NO_GPU = "device cuda without a GPU"
 
 # tool -> (case, argv) with {random} / {missing} / {junk_dataset} / {missing_dir} / {ssv2} / {video} /
-# {checkpoint} filled in
+# {checkpoint} / {checkpoint_link} filled in
 MISTAKES = {
     "train.py": [
         ("missing file", ["model.pretrained={missing}"]),
@@ -340,6 +342,17 @@ MISTAKES = {
                 "run_dir={missing_dir}/crop",
             ],
         ),
+        (
+            "unknown order_dependent class",  # videoattn.data.build.order_dependent_indices
+            [
+                "data.root={ssv2}",
+                "data.order_dependent=[Moving something upp]",
+                "workers=0",
+                "optim.epochs=1",
+                "max_steps_per_epoch=1",
+                "run_dir={missing_dir}/order",
+            ],
+        ),
     ],
     "test.py": [
         ("missing file", ["checkpoint={missing}"]),
@@ -347,6 +360,7 @@ MISTAKES = {
         ("unknown key", ["checkpoint={random}", "data.tesst.num_clips=2"]),
         ("required key", []),
         (NO_GPU, ["checkpoint={checkpoint}", "device=cuda"]),
+        ("out_dir is the checkpoint", ["checkpoint={checkpoint}", "out_dir={checkpoint}"]),
     ],
     "infer.py": [
         ("missing file", ["{missing_dir}.webm", "--checkpoint", "{random}"]),
@@ -355,6 +369,10 @@ MISTAKES = {
         (NO_GPU, ["{video}", "--checkpoint", "{checkpoint}", "--device", "cuda"]),
         (f"{NO_GPU}, onnxruntime", ["{video}", "--onnx", "{random}", "--device", "cuda"]),
         ("unknown device", ["{video}", "--checkpoint", "{checkpoint}", "--device", "gpu"]),
+        ("zero topk", ["{video}", "--checkpoint", "{checkpoint}", "--topk", "0"]),
+        ("negative topk", ["{video}", "--checkpoint", "{checkpoint}", "--topk", "-1"]),
+        ("negative threads", ["{video}", "--checkpoint", "{checkpoint}", "--threads", "-2"]),
+        ("explain not an image", ["{video}", "--checkpoint", "{checkpoint}", "--explain", "{missing_dir}/x.webm"]),
     ],
     "export.py": [
         ("missing file", ["--checkpoint", "{missing}", "--out", "{missing_dir}/x.onnx"]),
@@ -362,6 +380,16 @@ MISTAKES = {
         ("unknown flag", ["--checkpoint", "{random}", "--out", "x.onnx", "--opsett", "20"]),
         (NO_GPU, ["--checkpoint", "{checkpoint}", "--out", "{missing_dir}/x.onnx", "--device", "cuda"]),
         ("unknown device", ["--checkpoint", "{checkpoint}", "--out", "{missing_dir}/x.onnx", "--device", "gpu"]),
+        ("out is the checkpoint", ["--checkpoint", "{checkpoint}", "--out", "{checkpoint}"]),
+        ("out links to the checkpoint", ["--checkpoint", "{checkpoint}", "--out", "{checkpoint_link}"]),
+        ("out not .onnx", ["--checkpoint", "{checkpoint}", "--out", "{missing_dir}/x.pth"]),
+        ("opset too low", ["--checkpoint", "{checkpoint}", "--out", "{missing_dir}/x.onnx", "--opset", "5"]),
+        ("opset too high", ["--checkpoint", "{checkpoint}", "--out", "{missing_dir}/x.onnx", "--opset", "99"]),
+        ("zero size", ["--checkpoint", "{checkpoint}", "--out", "{missing_dir}/x.onnx", "--size", "0"]),
+        ("size below 32", ["--checkpoint", "{checkpoint}", "--out", "{missing_dir}/x.onnx", "--size", "7"]),
+        ("size above the resize", ["--checkpoint", "{checkpoint}", "--out", "{missing_dir}/x.onnx", "--size", "64"]),
+        ("zero tolerance", ["--checkpoint", "{checkpoint}", "--out", "{missing_dir}/x.onnx", "--tolerance", "0"]),
+        ("nan tolerance", ["--checkpoint", "{checkpoint}", "--out", "{missing_dir}/x.onnx", "--tolerance", "nan"]),
     ],
     "stream.py": [
         ("missing file", ["{missing_dir}.webm", "--checkpoint", "{random}"]),
@@ -378,6 +406,12 @@ MISTAKES = {
         ("missing file", ["--src", "{missing}", "--dst", "{missing_dir}/x.pth"]),
         ("random checkpoint", ["--src", "{random}", "--dst", "{missing_dir}/x.pth"]),
         ("unknown flag", ["--src", "{random}", "--dst", "x.pth", "--clases", "x"]),
+        ("dst is src", ["--src", "{checkpoint}", "--dst", "{checkpoint}"]),
+        ("dst links to src", ["--src", "{checkpoint}", "--dst", "{checkpoint_link}"]),
+        (
+            "model folder named as a file",
+            ["--src", "{checkpoint}", "--dst", "{missing_dir}/x.pth", "--format", "safetensors"],
+        ),
     ],
     "benchmark.py": [
         ("missing file", ["--checkpoint", "{missing}"]),
@@ -385,6 +419,7 @@ MISTAKES = {
         ("unknown flag", ["--modelz", "tsn"]),
         (NO_GPU, ["--device", "cuda", "--models", "tsn"]),
         ("unknown device", ["--device", "gpu"]),
+        ("json is the checkpoint", ["--checkpoint", "{checkpoint}", "--json", "{checkpoint}"]),
     ],
     "prepare_data.py": [
         ("missing file", ["--source", "ssv2", "--root", "{missing_dir}"]),
@@ -394,6 +429,10 @@ MISTAKES = {
             "bad prepare setting",
             ["--source", "ssv2", "--root", "{junk_dataset}", "--prepare", "frames", "--jpeg-quality", "0"],
         ),
+        ("negative workers", ["--source", "ssv2", "--root", "{ssv2}", "--workers", "-1"]),
+        ("out is a file", ["--source", "ssv2", "--root", "{ssv2}", "--out", "{random}"]),
+        ("out under a file", ["--source", "ssv2", "--root", "{ssv2}", "--out", "{random}/lists"]),
+        ("overwrite without prepare", ["--source", "ssv2", "--root", "{ssv2}", "--overwrite"]),
     ],
     "ablate.py": [("missing file", ["--collect", "{missing_dir}"]), ("unknown flag", ["--colect", "{missing_dir}"])],
     "make_demo_data.py": [

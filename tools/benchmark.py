@@ -52,7 +52,8 @@ from videoattn.benchmark.streaming import (  # noqa: E402
     streaming_markdown,
 )
 from videoattn.benchmark.timing import log  # noqa: E402
-from videoattn.cli import ArgumentParser, add_device_arguments, user_errors  # noqa: E402
+from videoattn.checkpoint import refuse_overwrite, same_path, trust_checkpoints  # noqa: E402
+from videoattn.cli import ArgumentParser, add_device_arguments, add_trust_argument, user_errors  # noqa: E402
 from videoattn.engine.device import select_device  # noqa: E402
 from videoattn.errors import ConfigError  # noqa: E402
 
@@ -92,9 +93,10 @@ def parser() -> argparse.ArgumentParser:
         "--checkpoint",
         action="append",
         metavar="CKPT",
-        help="also measure the model of a checkpoint (trained or converted; repeatable); its T, classes, "
-        "arch and crop size become the benchmark's",
+        help="also measure the model of a checkpoint (trained or converted, .pth or model folder; repeatable); its "
+        "T, classes, arch and crop size become the benchmark's",
     )
+    add_trust_argument(ap)
     ap.add_argument("--arch", default=None, help="backbone override for every model (default resnet50)")
     ap.add_argument("--segments", type=int, default=None, help="T, frames per clip (default 8)")
     ap.add_argument("--num-classes", type=int, default=None, help="default 174")
@@ -182,11 +184,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         handler.setFormatter(logging.Formatter("%(message)s"))
         progress.addHandler(handler)
         progress.setLevel(logging.INFO)
-    with user_errors():
+    with user_errors(), trust_checkpoints(args.trust_checkpoint):
         return run(args)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    for flag in ("json", "markdown"):  # before anything is measured: no output replaces an input or the other
+        for checkpoint in args.checkpoint or []:
+            if getattr(args, flag) is not None:
+                refuse_overwrite(getattr(args, flag), {"--checkpoint": checkpoint}, flag=f"--{flag}")
+    if args.json is not None and args.markdown is not None and same_path(args.json, args.markdown):
+        raise ConfigError(f"--json and --markdown are both {args.json}: the second would replace the first")
     if args.models is None:
         args.models = [] if args.checkpoint else list(DEFAULT_MODELS)
     for m in args.modes:

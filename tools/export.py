@@ -7,10 +7,13 @@
     uv run python tools/stream.py VIDEO --onnx step.onnx     # ... per-frame step on a stream
 
 The graph takes ``clips`` ``(N, T, 3, S, S)`` float32 (RGB, normalised with the file's mean/std;
-N dynamic) and returns ``logits`` ``(N, K)``. The file's metadata (``videoattn.*``) holds the
+N dynamic; S fixed: the checkpoint's crop, or ``--size``, which then is the deployed crop and is
+said so) and returns ``logits`` ``(N, K)``. The file's metadata (``videoattn.*``) holds the
 class names, T, the sampling and the eval transform (size, resize, mean, std) and the model
 config, so that a deployment needs nothing else. The export is checked on a batch size other
 than the traced one; a max abs difference above ``--tolerance`` writes nothing and exits 2.
+``--opset`` is written as asked or refused (PyTorch's exporter writes 18 and up: below, or above
+what the installed onnx knows, it would silently write 18); ``--out`` is never the checkpoint.
 
 ``--streaming`` exports the per-frame step of a causal model instead (``model=tsm_online``; see
 :class:`videoattn.models.StreamingModel`): inputs ``frame`` ``(N, 3, S, S)`` and ``state_i``
@@ -30,26 +33,46 @@ device is printed with the result.
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from videoattn.cli import ArgumentParser, add_device_arguments, user_errors
+from videoattn.checkpoint import refuse_overwrite, trust_checkpoints
+from videoattn.cli import ArgumentParser, add_device_arguments, add_trust_argument, user_errors
 from videoattn.data.transforms import EvalTransform
-from videoattn.deploy.onnx import DEFAULT_OPSET, export_onnx, export_streaming_step, require_deploy
+from videoattn.deploy.onnx import DEFAULT_OPSET, ExportError, export_onnx, export_streaming_step, require_deploy
 from videoattn.engine.device import configure_backends, select_device
 from videoattn.errors import ConfigError, MissingFileError
+from videoattn.files import temp_path
 from videoattn.models import StreamingModel, load_model
+
+MIN_OPSET = 18  # torch.onnx's dynamo exporter: its own operators are opset 18; it converts up, never down
+MIN_SIZE = 32  # the networks downsample by 32: a smaller crop leaves the last stage no pixel of its own
 
 
 def main() -> int:
     p = ArgumentParser(description=__doc__)
-    p.add_argument("--checkpoint", required=True, help="a videoattn checkpoint (a run's or a converted one)")
-    p.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs logit difference accepted (fp32)")
-    p.add_argument("--size", type=int, default=None, help="crop size of the traced input (default: the checkpoint's)")
+    p.add_argument(
+        "--checkpoint", required=True, help="a videoattn checkpoint (a run's or a converted one; .pth or model folder)"
+    )
+    add_trust_argument(p)
+    p.add_argument("--out", required=True, type=Path, help="the .onnx file to write (not the checkpoint)")
+    p.add_argument(
+        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET} to the installed onnx's newest"
+    )
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs logit difference accepted (fp32), in (0, 1)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help=f"the deployed crop size, S of the graph's input and of the file's eval transform (>= {MIN_SIZE}, at most "
+        "the resize); default: the checkpoint's crop",
+    )
     p.add_argument("--seed", type=int, default=0, help="of the random check clips")
     p.add_argument(
         "--streaming", action="store_true", help="export the per-frame step of a causal model (for tools/stream.py)"
@@ -63,12 +86,38 @@ def main() -> int:
         tf32_default="off: the check compares IEEE fp32 to --tolerance",
     )
     args = p.parse_args()
-    with user_errors():
+    with user_errors(), trust_checkpoints(args.trust_checkpoint):
         return export(args)
+
+
+def _check_args(args) -> None:
+    """Every setting that does not need the checkpoint, checked before it is read: one line, exit 2."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= args.opset <= newest:
+        raise ConfigError(
+            f"--opset {args.opset}: the exporter writes opsets {MIN_OPSET} to {newest} here (PyTorch's exporter starts "
+            f"at {MIN_OPSET}; onnx {onnx.__version__} knows up to {newest}); any other value would be written as "
+            f"{MIN_OPSET}"
+        )
+    if not (math.isfinite(args.tolerance) and 0 < args.tolerance < 1):
+        raise ConfigError(
+            f"--tolerance {args.tolerance:g}: the max abs logit difference accepted, a number in (0, 1) (default 1e-4)"
+        )
+    if args.size is not None and args.size < MIN_SIZE:
+        raise ConfigError(
+            f"--size {args.size}: the deployed crop must be at least {MIN_SIZE} px (the network downsamples by "
+            f"{MIN_SIZE}); leave it out for the checkpoint's"
+        )
+    refuse_overwrite(args.out, {"--checkpoint": args.checkpoint}, flag="--out")
+    if args.out.suffix.lower() != ".onnx":
+        raise ConfigError(f"--out {args.out}: the ONNX file's name ends in .onnx")
 
 
 def export(args) -> int:
     require_deploy()  # before loading anything
+    _check_args(args)
     if not Path(args.checkpoint).exists():
         raise MissingFileError(f"checkpoint not found: {args.checkpoint}")
     model, ckpt = load_model(args.checkpoint)  # on the CPU, where it is traced
@@ -78,6 +127,12 @@ def export(args) -> int:
     cfg = ckpt["model_config"]
     transform = EvalTransform(**{**ckpt["data"]["eval_transform"], "normalize": True})
     size, t = args.size or transform.size, cfg["num_segments"]
+    if transform.resize and size > transform.resize:
+        raise ConfigError(
+            f"--size {size}: larger than the {transform.resize} px the frames' short side is resized to before the "
+            f"crop ({args.checkpoint}'s eval transform); at most {transform.resize}"
+        )
+    crop_note = f" (the checkpoint's crop: {transform.size} px)" if size != transform.size else ""
     g = torch.Generator().manual_seed(args.seed)
     metadata = {
         "classes": ckpt.get("classes"),
@@ -90,19 +145,38 @@ def export(args) -> int:
         "checkpoint": str(args.checkpoint),
     }
     if args.streaming:
-        return export_step(args, model, metadata, size=size, t=t, generator=g, device=device)
+        return export_step(args, model, metadata, size=size, t=t, generator=g, device=device, crop_note=crop_note)
     example = torch.randn(2, t, 3, size, size, generator=g)  # (N, T, 3, S, S)
     check = torch.randn(3, t, 3, size, size, generator=g)  # another N: the batch dimension is dynamic
-    diff = export_onnx(
-        model, args.out, example=[example], check_inputs=[check], metadata=metadata, opset=args.opset,
-        tolerance=args.tolerance, device=device,
-    )  # fmt: skip
+    with _checked_opset(args.out, args.opset) as tmp:
+        diff = export_onnx(
+            model, tmp, example=[example], check_inputs=[check], metadata=metadata, opset=args.opset,
+            tolerance=args.tolerance, device=device,
+        )  # fmt: skip
     print(
         f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, opset {args.opset}): "
-        f"{cfg.get('name') or cfg['arch']}, T={t}, {size} px; onnxruntime vs PyTorch max abs diff {diff:.2e} "
-        f"(PyTorch on {_where(device, args.tf32)}, batch 3, tolerance {args.tolerance:g})"
+        f"{cfg.get('name') or cfg['arch']}, T={t}, {size} px{crop_note}; onnxruntime vs PyTorch max abs diff "
+        f"{diff:.2e} (PyTorch on {_where(device, args.tf32)}, batch 3, tolerance {args.tolerance:g})"
     )
     return 0
+
+
+@contextlib.contextmanager
+def _checked_opset(out: Path, opset: int) -> Iterator[Path]:
+    """A temporary file to export into; once written, the opset it holds is checked to be
+    ``opset`` and it is put at ``out`` (on any failure nothing is written)."""
+    import onnx
+
+    tmp = temp_path(out)
+    try:
+        yield tmp
+        versions = {o.domain: o.version for o in onnx.load(str(tmp), load_external_data=False).opset_import}
+        written = versions.get("", versions.get("ai.onnx"))
+        if written != opset:
+            raise ExportError(f"--opset {opset}: the exporter wrote opset {written} instead; not written")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _where(device: torch.device, tf32: bool) -> str:
@@ -110,7 +184,9 @@ def _where(device: torch.device, tf32: bool) -> str:
     return f"{device} ({'TF32' if tf32 else 'IEEE fp32'})" if device.type == "cuda" else str(device)
 
 
-def export_step(args, model, metadata, *, size: int, t: int, generator: torch.Generator, device: torch.device) -> int:
+def export_step(
+    args, model, metadata, *, size: int, t: int, generator: torch.Generator, device: torch.device, crop_note: str = ""
+) -> int:
     """The per-frame step of a streamable model, checked over T + 4 frames of 3 streams, PyTorch
     on ``device``."""
     try:
@@ -124,14 +200,15 @@ def export_step(args, model, metadata, *, size: int, t: int, generator: torch.Ge
         "(zeros at the first frame)",
         "outputs": ["logits (N, K) of the frame", "next_state_i"],
     }
-    diff = export_streaming_step(stream, args.out, check_frames=frames, metadata=metadata, opset=args.opset,
-                                 tolerance=args.tolerance, device=device)  # fmt: skip
+    with _checked_opset(args.out, args.opset) as tmp:
+        diff = export_streaming_step(stream, tmp, check_frames=frames, metadata=metadata, opset=args.opset,
+                                     tolerance=args.tolerance, device=device)  # fmt: skip
     cfg = metadata["model_config"]
     print(
         f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, opset {args.opset}): the per-frame step of "
-        f"{cfg.get('name') or cfg['arch']}, {size} px, {stream.num_states} states; onnxruntime vs PyTorch max abs "
-        f"logit diff {diff:.2e} over {len(frames)} frames (PyTorch on {_where(device, args.tf32)}, batch 3, "
-        f"tolerance {args.tolerance:g})"
+        f"{cfg.get('name') or cfg['arch']}, {size} px{crop_note}, {stream.num_states} states; onnxruntime vs "
+        f"PyTorch max abs logit diff {diff:.2e} over {len(frames)} frames (PyTorch on {_where(device, args.tf32)}, "
+        f"batch 3, tolerance {args.tolerance:g})"
     )
     return 0
 

@@ -9,7 +9,9 @@
 
 The clip is sampled and cropped as in validation (T segment centres, centre crop), with the
 settings stored in the checkpoint (or in the ONNX file's metadata). VIDEO may be a file (decord,
-PyAV fallback) or a JPEG folder.
+PyAV fallback) or a JPEG folder. CKPT is a ``.pth`` file or a model folder (model.safetensors +
+config.json); a ``.pth`` that pickles objects beyond tensors and the allowlist is refused unless
+``--trust-checkpoint`` (see README, "Checkpoints from elsewhere").
 
 ``--device`` is where the forward pass runs (the clip is read and preprocessed on the host, then
 copied there): auto, the default, takes the GPU when CUDA works and says why when it falls back
@@ -28,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-from videoattn.cli import ArgumentParser, add_device_arguments, user_errors
+from videoattn.checkpoint import add_classes_command, input_paths, same_path, trust_checkpoints
+from videoattn.cli import ArgumentParser, add_device_arguments, add_trust_argument, user_errors
 from videoattn.data.sampling import Sampling
 from videoattn.data.transforms import EvalTransform
 from videoattn.data.video import BACKENDS, read_clip
@@ -43,11 +46,17 @@ def main() -> int:
     p = ArgumentParser(description=__doc__)
     p.add_argument("video")
     model = p.add_mutually_exclusive_group(required=True)
-    model.add_argument("--checkpoint", help="a videoattn checkpoint (PyTorch)")
+    model.add_argument("--checkpoint", help="a videoattn checkpoint (PyTorch): a .pth file or a model folder")
     model.add_argument("--onnx", help="a model exported by tools/export.py, run in onnxruntime")
-    p.add_argument("--topk", type=int, default=5)
+    add_trust_argument(p)
+    p.add_argument("--topk", type=int, default=5, help="classes shown (at most the model's; default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--explain", metavar="PNG", help="draw the frames, the prediction and the excitation modules' gains")
+    p.add_argument(
+        "--explain",
+        metavar="PNG",
+        help="draw the frames, the prediction and the excitation modules' gains into this image (.png, .jpg, .svg, "
+        ".pdf, ...: the extension says the format)",
+    )
     p.add_argument(
         "--precision",
         choices=("fp32", "bf16"),
@@ -76,8 +85,29 @@ def main() -> int:
         help="keep glibc's default of unmapping large freed blocks (slower CPU forward)",
     )
     args = p.parse_args()
-    with user_errors():
+    with user_errors(), trust_checkpoints(args.trust_checkpoint):
         return infer(args)
+
+
+def _check_args(args) -> None:
+    """Every setting checked before anything is read: one line, exit code 2."""
+    if args.topk < 1:
+        raise ConfigError(f"--topk {args.topk}: must be at least 1 (the number of classes shown)")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads {args.threads}: must be at least 1 (torch CPU threads)")
+    if args.explain:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = FigureCanvasBase.get_supported_filetypes()
+        ext = Path(args.explain).suffix.lower().lstrip(".")
+        if ext not in formats:
+            raise ConfigError(
+                f"--explain {args.explain}: the file name must end in an image format matplotlib writes "
+                f"({', '.join('.' + f for f in sorted(formats))})"
+            )
+        for flag, given in (("VIDEO", args.video), ("--checkpoint", args.checkpoint)):
+            if given and any(same_path(args.explain, q) for q in input_paths(given)):
+                raise ConfigError(f"--explain {args.explain} is {flag} {given}: writing it would replace the input")
 
 
 def _onnx_model(args):
@@ -100,6 +130,7 @@ def _onnx_model(args):
 
 
 def infer(args) -> int:
+    _check_args(args)
     if not Path(args.video).exists():  # before loading the model
         raise MissingFileError(f"video not found: {args.video}")
     if args.onnx:  # PyTorch-only settings are an error with --onnx, not ignored
@@ -109,7 +140,7 @@ def infer(args) -> int:
                 raise ConfigError(f"{flag} is for PyTorch models; it does not apply to --onnx {args.onnx}")
         if args.precision != "fp32":
             raise ConfigError(f"--precision {args.precision}: --onnx runs the exported fp32 graph")
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
 
     t0 = time.perf_counter()
@@ -149,6 +180,10 @@ def infer(args) -> int:
                 logits = runner(clip)
     probs = torch.softmax(logits.float(), dim=1)[0].cpu()  # the copy waits for the device's work
     infer_s = time.perf_counter() - t1
+    if args.topk > cfg["num_classes"]:
+        print(
+            f"note: --topk {args.topk}: the model has {cfg['num_classes']} classes; showing them all", file=sys.stderr
+        )
     top = probs.topk(min(args.topk, cfg["num_classes"]))
     result = [
         (names[i] if names else f"class {i}", float(p), int(i)) for p, i in zip(top.values, top.indices, strict=True)
@@ -190,8 +225,8 @@ def infer(args) -> int:
         print(f"note: {args.onnx} carries no class names (nor did its checkpoint), so classes are shown by index")
     elif not names:
         print(
-            f"note: {args.checkpoint} carries no class names, so classes are shown by index; add them with "
-            f"tools/convert_checkpoint.py --src {args.checkpoint} --dst {args.checkpoint} --classes LABEL_FILE",
+            f"note: {args.checkpoint} carries no class names, so classes are shown by index; write a copy with "
+            f"them: {add_classes_command(args.checkpoint)}",
             file=sys.stderr,
         )
     return 0

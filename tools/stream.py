@@ -43,7 +43,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from videoattn.cli import ArgumentParser, add_device_arguments, user_errors
+from videoattn.checkpoint import trust_checkpoints
+from videoattn.cli import ArgumentParser, add_device_arguments, add_trust_argument, user_errors
 from videoattn.data.transforms import EvalTransform
 from videoattn.data.video import stream_frames
 from videoattn.engine.device import configure_backends, select_device
@@ -56,7 +57,8 @@ from videoattn.models import StreamingModel, load_model
 def main() -> int:
     p = ArgumentParser(description=__doc__)
     p.add_argument("video", help="a video file, a URL, or a capture device (with --format)")
-    p.add_argument("--checkpoint", help="a videoattn checkpoint of a streamable model (PyTorch)")
+    p.add_argument("--checkpoint", help="a videoattn checkpoint of a streamable model (PyTorch; .pth or model folder)")
+    add_trust_argument(p)
     p.add_argument("--onnx", help="a per-frame step exported by tools/export.py --streaming, run in onnxruntime")
     p.add_argument("--average", type=int, default=None, help="frames the prediction is averaged over (default T)")
     p.add_argument("--stride", type=int, default=1, help="step every S-th frame of the source")
@@ -79,7 +81,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch and onnxruntime)")
     p.add_argument("--no-malloc-cache", action="store_true", help="keep glibc's default of unmapping freed blocks")
     args = p.parse_args()
-    with user_errors():
+    with user_errors(), trust_checkpoints(args.trust_checkpoint):
         return stream(args)
 
 

@@ -8,11 +8,15 @@
     torchrun --nproc_per_node 8 tools/test.py checkpoint=CKPT ...                              # sharded, no padding
     uv run python tools/test.py checkpoint=CKPT precision=bf16 reference=OUT_FP32/predictions.csv  # agreement
 
+CKPT is a ``.pth`` file or a model folder (model.safetensors + config.json); a ``.pth`` that
+pickles objects beyond tensors and the allowlist is refused unless ``trust_checkpoint=true``.
 The views travel with the checkpoint (the sampling, crop sizes and test views of the run that
 trained it); ``protocol=NAME`` picks a paper's (videoattn/data/protocols.py) and ``data.sampling.*``
 / ``data.eval_transform.*`` / ``data.test.*`` on the command line win over both.
 
-Writes to OUT_DIR: metrics.json (top-1, top-5, mean class accuracy, per-class accuracy),
+Writes to OUT_DIR (default: beside the checkpoint, named by checkpoint, dataset and its root,
+split, views, precision: tests of two dataset roots never share one; never the checkpoint or the
+``reference`` file): metrics.json (top-1, top-5, mean class accuracy, per-class accuracy),
 predictions.csv (one line per video: id, label, top-5 classes and probabilities),
 confusion.png, and for unlabelled splits submission.csv (``id;class``). With
 ``reference=PATH`` (the predictions.csv of another run on the same split, e.g. in fp32),
@@ -22,6 +26,7 @@ metrics.json also gets the fraction of videos whose top-1 class is the same in b
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -33,10 +38,16 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from videoattn.checkpoint import check_classes
+from videoattn.checkpoint import check_classes, model_folder_of, refuse_overwrite, trust_checkpoints
 from videoattn.cli import check_overrides, user_errors
 from videoattn.config import check_config
-from videoattn.data.build import build_dataset, check_shared_memory, loader_options, normalize_data_config
+from videoattn.data.build import (
+    build_dataset,
+    check_shared_memory,
+    loader_options,
+    normalize_data_config,
+    order_dependent_indices,
+)
 from videoattn.data.protocols import resolve_views
 from videoattn.engine.device import configure_backends
 from videoattn.engine.distributed import init_distributed, shutdown
@@ -52,7 +63,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 @hydra.main(config_path="../configs", config_name="test", version_base=None)
 def main(cfg: DictConfig) -> float:
-    with user_errors():
+    with user_errors(), trust_checkpoints(cfg.trust_checkpoint, how="trust_checkpoint=true"):
         return test(cfg)
 
 
@@ -65,6 +76,8 @@ def test(cfg: DictConfig) -> float:
     reference = (
         read_reference(Path(cfg.reference)) if cfg.reference else None
     )  # a bad file fails now, not after the split
+    if cfg.out_dir:  # before anything is read: a given out_dir that would replace an input is refused
+        check_out_dir(Path(cfg.out_dir), cfg)
     model, ckpt = load_model(cfg.checkpoint)  # a training run's or a converted checkpoint
     model_cfg = ckpt["model_config"]
     model.to(world.device)
@@ -79,6 +92,7 @@ def test(cfg: DictConfig) -> float:
     data_cfg = normalize_data_config(data_cfg)
     test = data_cfg["test"]
     out_dir = Path(cfg.out_dir or default_out_dir(cfg, data_cfg))
+    check_out_dir(out_dir, cfg)
     dataset = build_dataset(
         data_cfg, cfg.split, mode="test", num_segments=model_cfg["num_segments"], report=out_dir / "bad_files.jsonl"
     )
@@ -143,7 +157,7 @@ def test(cfg: DictConfig) -> float:
             "mean_class_accuracy": result.mean_class,
             "per_class_accuracy": {c: a for c, a in zip(classes, per_class, strict=True)},
         }
-        order = [classes.index(c) for c in data_cfg["order_dependent"]]
+        order = order_dependent_indices(data_cfg["order_dependent"], classes)
         if order:
             metrics["top1_order_dependent"] = result.subset_top1(order)
         if cfg.reference:
@@ -221,15 +235,34 @@ def top1(probs: torch.Tensor) -> int:
     return int(probs.topk(1).indices[0])
 
 
+OUTPUTS = ("metrics.json", "predictions.csv", "confusion.png", "submission.csv", "bad_files.jsonl")
+
+
 def default_out_dir(cfg: DictConfig, data_cfg: dict) -> Path:
-    """``<checkpoint folder>/test_<checkpoint>_<data>_<split>_<clips>x<crops>[_bf16][_compiled]``:
-    tests of other checkpoints in the same folder, other datasets, protocols or precisions do
-    not overwrite each other."""
-    test, ckpt = data_cfg["test"], Path(cfg.checkpoint)
+    """``<checkpoint folder>/test_<checkpoint>_<data>[_<root folder>-<hash>]_<split>_<clips>x<crops>
+    [_bf16][_compiled]``, beside the checkpoint (a model folder: beside the folder): tests of other
+    checkpoints in the same folder, other datasets, dataset roots (the hash is of the root's resolved
+    path: two roots of one format never share a folder; none for the built-in demo data), protocols
+    or precisions do not overwrite each other."""
+    test, ckpt = data_cfg["test"], Path(cfg.checkpoint).expanduser()
+    ckpt = model_folder_of(ckpt) or ckpt
     views = cfg.protocol or f"{test['num_clips']}x{test['num_crops']}"
-    name = f"test_{ckpt.name.split('.')[0]}_{data_cfg['name']}_{cfg.split}_{views}"
+    data = data_cfg["name"]
+    if data_cfg["root"]:
+        root = Path(data_cfg["root"]).expanduser().resolve()
+        data += f"_{root.name or 'root'}-{hashlib.sha1(str(root).encode()).hexdigest()[:6]}"
+    name = f"test_{ckpt.name.split('.')[0]}_{data}_{cfg.split}_{views}"
     name += ("" if cfg.precision == "fp32" else f"_{cfg.precision}") + ("_compiled" if cfg.compile else "")
     return ckpt.parent / name
+
+
+def check_out_dir(out_dir: Path, cfg: DictConfig) -> None:
+    """Refuse an ``out_dir`` that is the checkpoint (a file, or a model folder) or whose files would
+    replace an input (the checkpoint, the reference predictions)."""
+    inputs = {"checkpoint": cfg.checkpoint, "reference": cfg.reference}
+    refuse_overwrite(out_dir, inputs, flag="out_dir")
+    for name in OUTPUTS:
+        refuse_overwrite(out_dir / name, inputs, flag="out_dir's file")
 
 
 def read_reference(path: Path) -> dict[str, int]:

@@ -37,6 +37,7 @@ from videoattn.checkpoint import (
     load_checkpoint,
     load_model_state,
     make_checkpoint,
+    trust_checkpoints,
 )
 from videoattn.cli import check_overrides, user_errors
 from videoattn.config import check_config
@@ -46,6 +47,7 @@ from videoattn.data.build import (
     dataset_root,
     loader_options,
     normalize_data_config,
+    order_dependent_indices,
 )
 from videoattn.data.dataset import read_report_entries
 from videoattn.data.transforms import ToDevice
@@ -68,7 +70,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 @hydra.main(config_path="../configs", config_name="train", version_base=None)
 def main(cfg: DictConfig) -> float:
-    with user_errors():
+    with user_errors(), trust_checkpoints(cfg.trust_checkpoint, how="trust_checkpoint=true"):
         return train(cfg)
 
 
@@ -124,7 +126,7 @@ def _train(
     classes = train_set.classes
     if val_set.classes != classes:
         raise DataError("the train and val splits have different class lists")
-    order_dependent = [classes.index(c) for c in data_cfg["order_dependent"]]
+    order_dependent = order_dependent_indices(data_cfg["order_dependent"], classes)  # an unknown class: one line
     train_sampler = DistributedSampler(
         train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=cfg.seed, drop_last=True
     )
@@ -497,6 +499,7 @@ def _tensorboard(run_dir: Path, *, purge_step: int):
 # and schedule state in the checkpoint hold lr, weight decay, batch scaling, seed-driven order).
 RESUME_MAY_CHANGE = (
     "resume",
+    "trust_checkpoint",
     "overwrite",
     "keep_last",
     "run_dir",

@@ -33,7 +33,15 @@ from .errors import UserError
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-__all__ = ["ArgumentParser", "add_device_arguments", "check_overrides", "debug_enabled", "fail", "user_errors"]
+__all__ = [
+    "ArgumentParser",
+    "add_device_arguments",
+    "add_trust_argument",
+    "check_overrides",
+    "debug_enabled",
+    "fail",
+    "user_errors",
+]
 
 _USER_ERRNOS = {
     errno.ENOENT,
@@ -157,6 +165,19 @@ def add_device_arguments(
         default=tf32,
         help="CUDA fp32 matmuls and convolutions in TF32 (10 mantissa bits, ~8x the fp32 matmul rate on Ampere and "
         f"later); --no-tf32: IEEE fp32 (default: {tf32_default or ('on' if tf32 else 'off')})",
+    )
+
+
+def add_trust_argument(parser: argparse.ArgumentParser, *, what: str = "--checkpoint") -> None:
+    """``--trust-checkpoint``, spelled as in every argparse tool that reads checkpoints (the Hydra
+    tools' ``trust_checkpoint=true``); the tool runs its reads in
+    :func:`videoattn.checkpoint.trust_checkpoints` with it."""
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help=f"load {what} even if it pickles Python objects beyond tensors, plain data and the allowlisted "
+        "ones (numpy scalars, argparse.Namespace): a full unpickle, which runs any code the file carries; only "
+        "for a file whose source you trust (a warning names it). Default: such a file is refused",
     )
 
 

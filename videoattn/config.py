@@ -261,6 +261,7 @@ class RunConfig:
     channels_last: bool | None = False
     malloc_cache: bool = True
     tf32: bool = True  # CUDA fp32: TF32 matmuls and convolutions (Ampere and later); false: full fp32
+    trust_checkpoint: bool = False  # load checkpoints that pickle objects beyond the allowlist (runs their code)
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "a positive integer")

@@ -16,7 +16,13 @@ Conventions shared by all parsers:
   :class:`AnnotationError` naming the file and the line; ``on_error="skip"`` records a
   :class:`Skipped` and goes on, and one warning with the count is logged at the end.
 * ``check_files=False`` skips every existence check (and the frame counting of SSv1), which
-  makes loading fast on huge datasets or before the videos are downloaded.
+  makes loading fast on huge datasets or before the videos are downloaded. The messages give
+  the parsers' keywords as the command line sets them (``++data.annotations.check_files=false``,
+  ``++data.annotations.video_dir=FOLDER``: ``++`` adds the key or replaces it).
+* A class name with a control character (newline, tab, any other C0 / C1 character, a Unicode
+  line or paragraph separator) is refused by every parser, naming the class and the file, whatever
+  ``on_error``: ``classes.txt`` holds one name per line, so such a name would split or shift the
+  classes of every model trained on it.
 * Existence checks list each directory once and look names up in memory, so checking the
   ~220k SSv2 videos costs one directory listing rather than 220k ``stat`` calls.
 * A missing annotation file raises :class:`~videoattn.errors.MissingFileError` (a
@@ -36,6 +42,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -89,6 +96,8 @@ _KINETICS_CSV_PATTERNS = (
 _KINETICS_EXTS = (".mp4", ".mkv", ".webm")  # same stem, tried in this order
 _FOLDER_EXTS = frozenset({".mp4", ".webm", ".mkv", ".avi"})
 _INT_RE = re.compile(r"[+-]?\d+")
+_NEWLINE = re.compile(r"\r\n|\r|\n")  # the line breaks of a text file; other separators stay in the line
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})  # C0, DEL, C1; line and paragraph separators
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,6 +159,27 @@ class AnnotationError(DataError):
 def _error(file: PathLike, line: int, reason: str, *, unit: str = "line") -> AnnotationError:
     where = f"{file}, {unit} {line}" if line > 0 else f"{file}"
     return AnnotationError(f"{where}: {reason}", file=str(file), line=line, reason=reason)
+
+
+def _control_character(name: str) -> str | None:
+    """The first control character of ``name`` (see :data:`_CONTROL_CATEGORIES`), or None."""
+    return next((ch for ch in name if unicodedata.category(ch) in _CONTROL_CATEGORIES), None)
+
+
+def _control_reason(name: str, ch: str) -> str:
+    return (
+        f"class name {name!r} contains the control character {ch!r} (U+{ord(ch):04X}); fix the name: class "
+        "names are one per line in classes.txt and checkpoints, where it would split or shift the classes"
+    )
+
+
+def _check_class_names(names: Sequence[str], file: PathLike, lines: Sequence[int] | None = None) -> None:
+    """Raise an :class:`AnnotationError` naming the first class of ``names`` with a control
+    character and ``file`` (at ``lines[i]`` when given), whatever the ``on_error`` policy."""
+    for i, name in enumerate(names):
+        ch = _control_character(name)
+        if ch is not None:
+            raise _error(file, lines[i] if lines is not None else 0, _control_reason(name, ch))
 
 
 class _Problems:
@@ -325,8 +355,11 @@ def _read_json(path: Path) -> Any:
 
 
 def _lines(path: Path, *, comments: bool = False) -> Iterator[tuple[int, str]]:
-    """``(1-based line number, stripped line)`` for non-blank lines (and non-``#`` lines)."""
-    for number, raw in enumerate(_read_text(path).splitlines(), start=1):
+    r"""``(1-based line number, stripped line)`` for non-blank lines (and non-``#`` lines). Lines
+    end at ``\n``, ``\r\n`` or ``\r`` only: the other characters ``str.splitlines`` breaks at
+    (``\x0b``, ``\x1c``, ``\x85``, ``\u2028``, ...) stay in their line, where a class name with
+    one is refused rather than read as two names."""
+    for number, raw in enumerate(_NEWLINE.split(_read_text(path)), start=1):
         line = raw.strip()
         if not line or (comments and line.startswith("#")):
             continue
@@ -339,10 +372,12 @@ def _parse_int(text: str) -> int | None:
 
 
 def _read_class_names(path: Path, problems: _Problems) -> list[str]:
-    """One class name per line, in file order; duplicated names are malformed lines."""
+    """One class name per line, in file order; duplicated names are malformed lines, a name
+    with a control character is an error."""
     names: list[str] = []
     first_line: dict[str, int] = {}
     for number, name in _lines(path):
+        _check_class_names([name], path, [number])
         if name in first_line:
             problems.report(
                 path,
@@ -388,6 +423,7 @@ def read_class_names(path: PathLike) -> list[str]:
             names = _read_class_names(path, problems)
     if not names or any(not n for n in names):
         raise _error(path, 0, "no class names (or an empty one) in the file; give the dataset's label file")
+    _check_class_names(names, path)
     duplicated = sorted(n for n, count in Counter(names).items() if count > 1)
     if duplicated:
         raise _error(path, 0, f"duplicated class names {duplicated[:3]}")
@@ -418,6 +454,7 @@ def _read_ssv2_labels(path: Path) -> list[str]:
     names = [str(name).strip() for name in data]
     if any(not name for name in names):
         raise _error(path, 0, "contains an empty class name; fix or re-download the file")
+    _check_class_names(names, path)
     return sorted(set(names))
 
 
@@ -517,7 +554,8 @@ def load_ssv2(
         if check_files and not listing.has(videos, name):
             report(
                 position,
-                f"video {videos / name} not found; pass video_dir= to where the .webm files are, or check_files=False",
+                f"video {videos / name} not found; point ++data.annotations.video_dir=FOLDER at the .webm "
+                "files, or skip the checks with ++data.annotations.check_files=false",
             )
             continue
         rows.add(videos, name, label, video_id)
@@ -688,8 +726,9 @@ def _load_frame_csv(
                 rows.bad(
                     number,
                     f"frame folder {folder} is missing or holds no "
-                    f"{frame_template.format(1)!r}; pass frame_dir= / frame_template= to match "
-                    "the extracted frames, or check_files=False",
+                    f"{frame_template.format(1)!r}; point ++data.annotations.frame_dir=FOLDER at the "
+                    "extracted frames (data.annotations.frame_template: their file names), or skip the checks "
+                    "with ++data.annotations.check_files=false",
                 )
                 continue
         rows.add(frames_root, video_id, label, video_id, num_frames)
@@ -763,7 +802,7 @@ def _read_kinetics_csv(path: Path, split: str, problems: _Problems | None) -> tu
     column = {name: header.index(name) for name in ("label", "youtube_id", "time_start", "time_end") if name in header}
     label_at, id_at, start_at, end_at = (column.get(k, -1) for k in ("label", "youtube_id", "time_start", "time_end"))
     rows: list[_KineticsRow] = []
-    labels: set[str] = set()
+    labels: dict[str, int] = {}  # label -> the line it first appears on
     for row in reader:
         line = reader.line_num
         if not "".join(row).strip():  # a blank line, or commas only
@@ -779,7 +818,7 @@ def _read_kinetics_csv(path: Path, split: str, problems: _Problems | None) -> tu
             continue
         label = row[label_at].strip() if label_at >= 0 else ""
         if label:
-            labels.add(label)
+            labels.setdefault(label, line)
         elif split != "test":
             report(line, f"empty label in the {split} split; every labelled row needs its class")
             continue
@@ -798,7 +837,8 @@ def _read_kinetics_csv(path: Path, split: str, problems: _Problems | None) -> tu
             report(line, f"time_end {end} is not after time_start {start}")
             continue
         rows.append(_KineticsRow(line, label, youtube_id, f"{youtube_id}_{start:06d}_{end:06d}"))
-    return rows, labels
+    _check_class_names(list(labels), path, list(labels.values()))
+    return rows, set(labels)
 
 
 class _KineticsLayout:
@@ -843,11 +883,16 @@ def _load_kinetics_folders(
 ) -> Annotations:
     """CSV-free layout ``<split_dir>/<class>/<anything>.mp4|.webm|.mkv|.avi``."""
     classes = _subdir_names(split_dir)
+    class_dir = split_dir
     train_dir = root / "train"
     if split != "train" and not explicit_dir and train_dir.is_dir() and train_dir != split_dir:
         train_classes = _subdir_names(train_dir)
         if train_classes:  # indices must agree with the train split
-            classes = train_classes
+            classes, class_dir = train_classes, train_dir
+    for name in classes:
+        ch = _control_character(name)
+        if ch is not None:
+            raise _error(class_dir / name, 0, _control_reason(name, ch).replace("fix the name", "rename the folder"))
     index = {name: i for i, name in enumerate(classes)}
     rows = _Split(problems, split_dir, noun="video id")
 
@@ -968,8 +1013,9 @@ def load_kinetics(
             split_rows.bad(
                 row.line,
                 f"video {row.stem}.mp4 (or .mkv/.webm) not found in "
-                f"{', '.join(str(d) for d in video_dirs)} (flat or in a class folder); pass "
-                "video_dir= or check_files=False",
+                f"{', '.join(str(d) for d in video_dirs)} (flat or in a class folder); point "
+                "++data.annotations.video_dir=FOLDER at the videos, or skip the checks with "
+                "++data.annotations.check_files=false",
             )
             continue
         split_rows.add(*found, label, row.youtube_id)
@@ -990,6 +1036,10 @@ def _resolve_classes(classes: Sequence[str] | PathLike | None, problems: _Proble
             raise MissingFileError(f"class file {path} not found; it should hold one class name per line")
         return _read_class_names(path, problems)
     names = [str(name) for name in classes]
+    for name in names:
+        ch = _control_character(name)
+        if ch is not None:
+            raise ConfigError(f"classes: {_control_reason(name, ch)}")
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise ConfigError(f"classes contains duplicated names: {duplicated}")
@@ -1059,7 +1109,10 @@ def load_list(
         path = path if path.is_absolute() else base / path
         if check_files and not listing.exists(path):
             rows.bad(
-                number, f"{path} not found; pass root= to the folder the paths are relative to, or check_files=False"
+                number,
+                f"{path} not found; give the folder the paths are relative to as data.root=FOLDER (the list file "
+                "then as ++data.annotations.list_file=FILE), or skip the checks with "
+                "++data.annotations.check_files=false",
             )
             continue
         rows.add(path.parent, path.name, label, written, num_frames or None)
@@ -1095,7 +1148,8 @@ def _load_list_split(
                 for pattern in ("{}.txt", "{}_videofolder.txt", "{}list.txt", "{}_list.txt")
             ],
             what=f"{split} list file",
-            expect="Pass the list file as root or list_file=; it holds 'path num_frames label' lines.",
+            expect="Give the list file as data.root=FILE or ++data.annotations.list_file=FILE; it holds "
+            "'path num_frames label' lines.",
         )
     return load_list(list_file, root=base, classes=classes, on_error=on_error, check_files=check_files)
 

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,27 @@ def load_split(cfg: Mapping[str, Any], split: str) -> Annotations:
     )
 
 
+def order_dependent_indices(names: Sequence[str], classes: Sequence[str]) -> list[int]:
+    """The class indices of ``data.order_dependent`` (``names``: classes whose clips need the
+    frames' order, reported apart) among the dataset's ``classes``. A name that is not a class
+    is a :class:`~videoattn.errors.ConfigError` naming it and the close matches (one line)."""
+    indices = []
+    for name in names:
+        name = str(name)
+        if name in classes:
+            indices.append(list(classes).index(name))
+            continue
+        same = [c for c in classes if c.casefold() == name.casefold()]
+        close = same + [c for c in difflib.get_close_matches(name, list(classes), n=3, cutoff=0.6) if c not in same]
+        hint = f"did you mean {', '.join(repr(c) for c in close[:3])}?" if close else "no class is close"
+        shown = ", ".join(repr(c) for c in list(classes)[:5]) + (", ..." if len(classes) > 5 else "")
+        raise ConfigError(
+            f"data.order_dependent: {name!r} is not a class of this dataset ({hint}); its {len(classes)} classes: "
+            f"{shown}"
+        )
+    return indices
+
+
 def flip_mode(flip: str, classes: list[str]) -> str:
     """The horizontal-flip mode for ``classes``: ``auto`` is ``swap`` (flip, and swap the labels
     of mirrored classes: left <-> right, clockwise <-> counterclockwise) when a class names a
@@ -85,7 +107,7 @@ def flip_mode(flip: str, classes: list[str]) -> str:
         raise ConfigError(
             f"data config: train_transform.flip: {flip} would flip clips of {unpaired[0]!r}, whose mirror "
             f"image is not a class of this dataset, and keep a wrong label ({len(unpaired)} such classes); "
-            "set train_transform.flip=off"
+            "set data.train_transform.flip=off"
         )
     return "swap" if flip == "auto" else flip
 
@@ -113,7 +135,7 @@ def build_dataset(
         if test["twice_sample"] and test["num_clips"] != 2:
             raise ConfigError(
                 f"data config: test.twice_sample=true takes exactly 2 clips per video, got test.num_clips="
-                f"{test['num_clips']}; set test.twice_sample=false for {test['num_clips']} evenly spaced clips"
+                f"{test['num_clips']}; set data.test.twice_sample=false for {test['num_clips']} evenly spaced clips"
             )
         sampling_kw.update(num_clips=test["num_clips"], twice_sample=test["twice_sample"])
         crops = TEST_CROPS.get(test["num_crops"])

@@ -10,18 +10,77 @@ Both write under a temporary name beside the result and move it into place at th
 interrupted run leaves no partial result (only a temporary, ``.<name>.<pid>.tmp``, that
 :func:`videoattn.files.remove_temp_files` removes once its writer is dead), and a result that
 exists is complete: :func:`prepared` is true for it and a rerun skips it.
+
+An operating-system error while *writing* (disk full, permission denied, read-only file system)
+is a :class:`WriteError` naming the result's path: a fault of the output location, never of the
+video, so that a caller stops instead of counting the video as unreadable. Errors while reading
+the source stay what they are (a :class:`~videoattn.data.video.DecodeError`, PyAV's errors).
+
+A folder of prepared videos is only consistent when every video in it was prepared with the same
+settings: :func:`output_settings` lists the settings that shape a result, and
+:data:`RECORD` (``prepare.json`` beside the prepared folders, read and written with
+:func:`read_record` / :func:`write_record`) keeps them per mode, so that a later run can compare
+(:func:`differing_settings`) before adding to the folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
-from ..files import temp_path
+from ..files import temp_path, write_atomic
 
-__all__ = ["extract_frames", "prepared", "reencode", "scaled_size"]
+__all__ = [
+    "FOLDERS",
+    "RECORD",
+    "RECORD_VERSION",
+    "WriteError",
+    "destination",
+    "differing_settings",
+    "extract_frames",
+    "output_settings",
+    "prepared",
+    "read_record",
+    "reencode",
+    "scaled_size",
+    "write_record",
+]
+
+RECORD = "prepare.json"  # in the output folder: {"version": 1, "<mode>": {setting: value, ...}, ...}
+RECORD_VERSION = 1  # the layout of the prepared folders (names keep the source's extension)
+FOLDERS = {"reencode": "videos", "frames": "frames"}  # mode -> the folder (under the output) it writes
+CRF = 23  # reencode's constant quality
+PRESET = "veryfast"
+
+
+class WriteError(OSError):
+    """An operating-system error writing a prepared result (``filename``: the result's path):
+    the output location's fault (disk full, no permission, read-only), not the video's."""
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Re-raise an operating-system error of the block as a :class:`WriteError` naming ``path``
+    (an ``OSError`` without an errno, e.g. an encoder's complaint, is left as it is)."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as err:
+        if err.errno is None:
+            raise
+        raise WriteError(err.errno, err.strerror or str(err), os.fspath(path)) from err
+
+
+def _save_frame(image: Any, path: Path, quality: int) -> None:
+    """Write one frame (a PIL image) as a JPEG of ``quality``."""
+    image.save(path, quality=quality)
 
 
 def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -36,34 +95,100 @@ def prepared(dst: str | os.PathLike) -> bool:
     return dst.is_file() or (dst.is_dir() and any(dst.iterdir()))
 
 
+def destination(src: str | os.PathLike, root: str | os.PathLike, out: str | os.PathLike, mode: str) -> Path:
+    """Where ``mode`` (reencode / frames) writes the result of the video ``src`` of the dataset
+    at ``root``: ``out/videos/<path under root>`` with ``.mp4`` appended to the file name
+    (``.mp4`` sources keep their name), or the frame folder ``out/frames/<path under root>``
+    named as the file, extension included, so that ``clip.mp4`` and ``clip.webm`` stay apart."""
+    path = Path(src).resolve()
+    try:
+        rel = path.relative_to(Path(root).resolve())
+    except ValueError:  # a list whose paths lie outside root
+        rel = Path(*path.parts[1:])
+    if mode == "reencode":
+        name = rel.name if rel.suffix.lower() == ".mp4" else rel.name + ".mp4"
+        return Path(out) / FOLDERS[mode] / rel.with_name(name)
+    return Path(out) / FOLDERS[mode] / rel
+
+
+def output_settings(mode: str, *, short_side: int, gop: int = 16, quality: int = 90) -> dict[str, Any]:
+    """Every setting that shapes the results of ``mode`` (what a folder's record keeps)."""
+    if mode == "reencode":
+        return {"short_side": short_side, "gop": gop, "codec": "libx264", "crf": CRF, "preset": PRESET}
+    return {"short_side": short_side, "jpeg_quality": quality, "format": "jpeg"}
+
+
+def read_record(out: str | os.PathLike) -> dict[str, Any]:
+    """The record of ``out`` (``{}`` when there is none); a record that is not one is a
+    ``ValueError``."""
+    path = Path(out) / RECORD
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a record of prepared settings ({err})") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: not a record of prepared settings (a JSON object)")
+    return record
+
+
+def write_record(out: str | os.PathLike, mode: str, settings: Mapping[str, Any]) -> Path:
+    """Record ``settings`` as those of ``mode``'s folder in ``out`` (atomically; the other
+    modes' records are kept)."""
+    record = read_record(out)
+    record.update({"version": RECORD_VERSION, mode: dict(settings)})
+    return write_atomic(Path(out) / RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def differing_settings(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{setting: (recorded value, wanted value)}`` for each setting that differs (a setting
+    missing on one side counts, as None)."""
+    keys = [*recorded, *(k for k in wanted if k not in recorded)]
+    return {k: (recorded.get(k), wanted.get(k)) for k in keys if recorded.get(k) != wanted.get(k)}
+
+
 def reencode(
-    src: str | os.PathLike, dst: str | os.PathLike, *, short_side: int = 256, gop: int = 16, crf: int = 23
+    src: str | os.PathLike, dst: str | os.PathLike, *, short_side: int = 256, gop: int = 16, crf: int = CRF
 ) -> int:
     """Re-encode ``src`` to H.264 ``dst`` (.mp4) at ``short_side``, a keyframe every ``gop``
-    frames, constant quality ``crf``, the source's frame rate; returns the frames written."""
+    frames, constant quality ``crf``, the source's frame rate; returns the frames written.
+    Writing errors are a :class:`WriteError`."""
     import av
 
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    with _writing(dst):
+        dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(dst)
     frames = 0
     try:
-        with av.open(os.fspath(src)) as inp, av.open(os.fspath(tmp), mode="w", format="mp4") as out:
+        with av.open(os.fspath(src)) as inp:
             stream = inp.streams.video[0]
             rate = stream.average_rate or Fraction(30)
             width, height = scaled_size(stream.codec_context.width, stream.codec_context.height, short_side)
-            enc = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": "veryfast", "g": str(gop)})
-            enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
-            enc.codec_context.thread_count = 1  # one video per process: the processes are the parallelism
-            for frame in inp.decode(stream):
-                small = frame.reformat(width=width, height=height, format="yuv420p")
-                small.pts, small.time_base = frames, 1 / rate
-                out.mux(enc.encode(small))
-                frames += 1
-            out.mux(enc.encode(None))
+            with _writing(dst):
+                out = av.open(os.fspath(tmp), mode="w", format="mp4")
+            try:
+                enc = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": PRESET, "g": str(gop)})
+                enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
+                enc.codec_context.thread_count = 1  # one video per process: the processes are the parallelism
+                for frame in inp.decode(stream):
+                    small = frame.reformat(width=width, height=height, format="yuv420p")
+                    small.pts, small.time_base = frames, 1 / rate
+                    packets = enc.encode(small)
+                    with _writing(dst):
+                        out.mux(packets)
+                    frames += 1
+                packets = enc.encode(None)
+                with _writing(dst):
+                    out.mux(packets)
+            finally:
+                with _writing(dst):
+                    out.close()  # writes the index (moov): a full disk may show only here
         if frames == 0:
             raise ValueError(f"{src}: no video frames")
-        os.replace(tmp, dst)
+        with _writing(dst):
+            os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
     return frames
@@ -71,13 +196,14 @@ def reencode(
 
 def extract_frames(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: int = 256, quality: int = 90) -> int:
     """Write every frame of ``src`` as ``dst/00001.jpg, ...`` at ``short_side``, JPEG
-    ``quality`` (1-100); returns the frames written."""
+    ``quality`` (1-100); returns the frames written. Writing errors are a :class:`WriteError`."""
     import av
 
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(dst)
-    tmp.mkdir()
+    with _writing(dst):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
     frames = 0
     try:
         with av.open(os.fspath(src)) as inp:
@@ -86,12 +212,14 @@ def extract_frames(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
             for frame in inp.decode(stream):
                 frames += 1
                 image = frame.reformat(width=width, height=height, format="rgb24").to_image()
-                image.save(tmp / f"{frames:05d}.jpg", quality=quality)
+                with _writing(dst):
+                    _save_frame(image, tmp / f"{frames:05d}.jpg", quality)
         if frames == 0:
             raise ValueError(f"{src}: no video frames")
-        if dst.exists():  # an empty folder left by hand
-            dst.rmdir()
-        os.replace(tmp, dst)
+        with _writing(dst):
+            if dst.exists():  # an empty folder left by hand
+                dst.rmdir()
+            os.replace(tmp, dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return frames

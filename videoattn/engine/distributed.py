@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from ..errors import UserError
+from ..processes import die_with_parent
 from .device import select_device
 
 R = TypeVar("R")
@@ -33,11 +35,13 @@ class World:
         return self.size > 1
 
 
-def init_distributed(device: str = "auto") -> World:
+def init_distributed(device: str = "auto", *, timeout_s: float = 600.0) -> World:
     """Join the process group that ``torchrun`` describes in the environment (``RANK``,
     ``WORLD_SIZE``, ``LOCAL_RANK``): NCCL on CUDA, gloo on CPU. Without torchrun: one process.
     The device follows :func:`~videoattn.engine.device.select_device` (``auto`` says why when a
-    CUDA build falls back to the CPU)."""
+    CUDA build falls back to the CPU). A collective that waits more than ``timeout_s`` for a
+    stuck or dead rank fails (:func:`collective_failure` words it), and every rank dies with
+    ``torchrun`` (a killed launcher leaves no rank behind)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -45,11 +49,31 @@ def init_distributed(device: str = "auto") -> World:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if size > 1 and not dist.is_initialized():
+        die_with_parent()  # the launcher's death ends this rank
         # NCCL takes tensors on the rank's GPU only: every collective of the toolkit puts them on world.device
         dist.init_process_group(
-            backend="nccl" if dev.type == "cuda" else "gloo", device_id=dev if dev.type == "cuda" else None
+            backend="nccl" if dev.type == "cuda" else "gloo",
+            device_id=dev if dev.type == "cuda" else None,
+            timeout=timedelta(seconds=timeout_s),
         )
     return World(rank=rank, local_rank=local, size=size, device=dev)
+
+
+_PEER_GONE = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe", "aborted")
+
+
+def collective_failure(err: BaseException, world: World, *, timeout_s: float) -> UserError | None:
+    """The one line for a collective that failed because another rank is stuck or dead (a gloo /
+    NCCL timeout, a closed connection), or None for another error."""
+    if not world.distributed or not isinstance(err, RuntimeError):
+        return None
+    if not any(k in " ".join(str(err).split()).lower() for k in _PEER_GONE):
+        return None
+    return UserError(
+        f"rank {world.rank}: a collective with the other ranks failed ({' '.join(str(err).split())[:160]}): another "
+        f"rank is stuck or has died (its own log says why); the job stops. Resume with the same command; "
+        f"dist_timeout={timeout_s:g} s is how long a rank waits"
+    )
 
 
 def all_reduce_sum(t: torch.Tensor, world: World) -> torch.Tensor:

@@ -25,6 +25,7 @@ from ..data.transforms import ToDevice
 from ..errors import DivergedError
 from .distributed import World, all_reduce_max
 from .evaluate import autocast
+from .interrupt import StopRequests
 
 log = logging.getLogger(__name__)
 
@@ -209,12 +210,17 @@ def train_one_epoch(
     clip_grad_norm: float | None = None,
     log_every: int = 10,
     on_log: Callable[[int, dict[str, float], StepTimer], None] | None = None,
+    stop: StopRequests | None = None,
+    world: World | None = None,
 ) -> EpochStats:
     """One epoch of ``steps`` optimiser steps of ``net`` (a :class:`WithLoss`, possibly DDP /
     compiled) over ``loader``, each step the gradient of ``accumulate`` batches (their mean loss:
     ``accumulate`` batches of B are one step of a batch of ``accumulate * B``, BatchNorm statistics
     per batch; DDP reduces the gradients once, at the last batch). ``on_log(step, counters, timer)``
-    runs at every read of the counters (every ``log_every`` steps and the last): progress, TensorBoard."""
+    runs at every read of the counters (every ``log_every`` steps and the last): progress, TensorBoard.
+    ``stop``: Ctrl-C / SIGTERM end the epoch with :class:`~videoattn.engine.interrupt.Interrupted`
+    after the update in progress (one process), or at the next read, on every rank alike (``world``
+    distributed)."""
     device = to_device.device
     counters, timer = StepCounters(device), StepTimer(device)
     guard.start_epoch()
@@ -253,6 +259,10 @@ def train_one_epoch(
             guard.check(read, epoch=epoch, step=step)
             if on_log is not None:
                 on_log(step, read, timer)
+            if stop is not None and world is not None and world.distributed:
+                stop.agreed(world, f"in epoch {epoch + 1} at step {step + 1}")  # every rank at this step
+        if last and stop is not None and (world is None or not world.distributed):
+            stop.check(f"in epoch {epoch + 1} at step {step + 1}")
     done = step + 1 if step < 0 or last else step  # whole steps (a loader that ended inside one drops it)
     if read is None or done < steps:  # a loader shorter than `steps`: read what it gave
         timer.collect()

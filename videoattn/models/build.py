@@ -92,11 +92,12 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], *, path: str | Path = "checkp
     return model.eval()
 
 
-def load_model(path: str | Path) -> tuple[VideoClassifier, dict[str, Any]]:
-    """The model of the checkpoint file ``path`` (a training run's or a converted one) in eval
-    mode, and the checkpoint (its classes, clip settings, origin): what test / infer / benchmark
-    load."""
-    ckpt = load_checkpoint(path)
+def load_model(path: str | Path, *, trust: bool | None = None) -> tuple[VideoClassifier, dict[str, Any]]:
+    """The model of the checkpoint ``path`` (a training run's or a converted one; a ``.pth`` file
+    or a model folder) in eval mode, and the checkpoint (its classes, clip settings, origin): what
+    test / infer / benchmark load. ``trust``: :func:`videoattn.checkpoint.read_torch_file` (default:
+    the enclosing :func:`videoattn.checkpoint.trust_checkpoints`'s setting, off)."""
+    ckpt = load_checkpoint(path, trust=trust)
     return model_from_checkpoint(ckpt, path=path), ckpt
 
 
@@ -164,9 +165,11 @@ def load_pretrained(
 ) -> LoadReport:
     """Initialise ``model`` from ``pretrained``:
 
-    - ``imagenet`` / ``imagenet_v2``, or a local torchvision-format state_dict: the backbone.
+    - ``imagenet`` / ``imagenet_v2``, or a local torchvision-format state_dict (a ``.pth`` or
+      ``.safetensors`` file): the backbone.
       Only inserted modules (and the new classifier) stay uninitialised.
-    - a videoattn checkpoint (a training run's or a converted official one): fine-tuning. The
+    - a videoattn checkpoint (a training run's or a converted official one; a ``.pth`` file or a
+      model folder): fine-tuning. The
       backbone and every inserted module the checkpoint has, and the classifier when the
       checkpoint predicts exactly ``classes`` (same names, same order); inserted modules the
       checkpoint lacks stay at their init, those the model lacks are ignored.

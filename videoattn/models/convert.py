@@ -32,12 +32,23 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import as_checkpoint, describe, make_checkpoint, read_torch_file, save_checkpoint
+from ..checkpoint import (
+    add_classes_command,
+    as_checkpoint,
+    describe,
+    make_checkpoint,
+    model_folder_of,
+    read_torch_file,
+    refuse_overwrite,
+    save_checkpoint,
+    save_model_folder,
+)
 from ..errors import CheckpointError, ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("tsm", "tam", "action")
+FORMATS = ("pth", "safetensors")  # a torch.save file; a model folder (model.safetensors + config.json)
 _DEPTHS = {(3, 4, 6, 3): "resnet50", (3, 4, 23, 3): "resnet101"}
 _BLOCK = re.compile(r"^layer(\d)\.(\d+)\.")
 
@@ -238,12 +249,12 @@ def read_official(path: str | Path, *, obj: Any = None) -> tuple[dict[str, torch
     """The (``module.``-stripped) state_dict of an official checkpoint file (or ``obj``, the file
     already loaded) and the loaded object."""
     path = Path(path)
-    obj = read_torch_file(path) if obj is None else obj  # official checkpoints pickle numpy scalars: trusted files only
+    obj = read_torch_file(path) if obj is None else obj  # weights_only, with the official files' numpy scalars allowed
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if as_checkpoint(obj, path) is not None:
         raise CheckpointError(
             f"{path} is already a videoattn checkpoint; give it to the tools as it is (to add class "
-            f"names: tools/convert_checkpoint.py --src {path} --dst {path} --classes LABEL_FILE)"
+            f"names: {add_classes_command(path)})"
         )
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(
@@ -262,22 +273,29 @@ def convert_checkpoint(
     classes: Sequence[str] | None = None,
     shift_div: int = 8,
     sampling: str | None = None,
+    format: str = "pth",
+    trust: bool | None = None,
 ) -> dict[str, Any]:
     """Convert the official checkpoint ``src`` into a videoattn checkpoint at ``dst`` (written
     atomically) and return it. ``source`` defaults to what the weights show; T comes from
     ``num_segments``, or the file / folder name, or TAM's weights, and a given value that
     contradicts the name or the weights is refused. ``classes`` are the class names in the
     project's order (sorted; :func:`videoattn.data.annotations.read_class_names`), checked
-    against the classifier. The converted model is checked to load strictly.
+    against the classifier. The converted model is checked to load strictly. ``format``: ``pth``
+    (a ``torch.save`` file) or ``safetensors`` (a model folder ``dst``: model.safetensors +
+    config.json, :func:`videoattn.checkpoint.save_model_folder`). ``dst`` may not be ``src``
+    (nothing is written over its input); ``trust``: :func:`videoattn.checkpoint.read_torch_file`.
 
-    ``src`` may also be a videoattn checkpoint: it is rewritten with ``classes``."""
+    ``src`` may also be a videoattn checkpoint (a file or a model folder): it is written to
+    ``dst`` with ``classes``, or in the other ``format``."""
     from .build import build_model
 
     src, dst = Path(src), Path(dst)
-    obj = read_torch_file(src)
+    _check_destination(src, dst, format)
+    obj = read_torch_file(src, trust=trust)
     existing = as_checkpoint(obj, src)
     if existing is not None:
-        return _rename_classes(existing, src, dst, classes)
+        return _rewrite(existing, src, dst, classes, format)
     sd, obj = read_official(src, obj=obj)
     found = detect_source(sd)
     source = source or found
@@ -301,8 +319,32 @@ def convert_checkpoint(
             "best_prec1": _plain(obj.get("best_prec1")) if isinstance(obj, dict) else None,
         },
     )
-    save_checkpoint(ckpt, dst)
+    _save(ckpt, dst, format)
     return ckpt
+
+
+_FILE_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt", ".bin", ".safetensors", ".json", ".onnx")
+
+
+def _check_destination(src: Path, dst: Path, format: str) -> None:
+    """``dst`` fits ``format`` and is not ``src`` (or a file of it): refused before anything is read."""
+    if format not in FORMATS:
+        raise ConfigError(f"format {format!r}: choose one of {', '.join(FORMATS)}")
+    if format == "safetensors" and dst.suffix.lower() in _FILE_SUFFIXES:
+        raise ConfigError(
+            f"--dst {dst}: --format safetensors writes a model folder (model.safetensors + config.json); give a "
+            "folder name, without a file extension"
+        )
+    if format == "pth" and (dst.is_dir() or model_folder_of(dst) is not None):
+        raise ConfigError(f"--dst {dst} is a folder; give the .pth file to write (or --format safetensors)")
+    refuse_overwrite(dst, {"--src": src}, flag="--dst")
+
+
+def _save(ckpt: dict[str, Any], dst: Path, format: str) -> None:
+    if format == "safetensors":
+        save_model_folder(ckpt, dst)
+    else:
+        save_checkpoint(ckpt, dst)
 
 
 def _plain(v: Any) -> Any:
@@ -350,11 +392,16 @@ def _check_names(classes: Sequence[str] | None, num_classes: int, src: Path) -> 
     return names
 
 
-def _rename_classes(ckpt: dict[str, Any], src: Path, dst: Path, classes: Sequence[str] | None) -> dict[str, Any]:
-    if classes is None:
+def _rewrite(ckpt: dict[str, Any], src: Path, dst: Path, classes: Sequence[str] | None, format: str) -> dict[str, Any]:
+    """A videoattn checkpoint written to ``dst``: with class names, or in the other format."""
+    same_format = (model_folder_of(src) is not None) == (format == "safetensors")
+    if classes is None and same_format:
         raise ConfigError(
-            f"{src} is already a videoattn checkpoint; pass --classes LABEL_FILE to store class names in it"
+            f"{src} is already a videoattn checkpoint; pass --classes LABEL_FILE to store class names in a copy "
+            f"(--dst), or --format {'pth' if format == 'safetensors' else 'safetensors'} to write it in the other "
+            "format"
         )
-    ckpt["classes"] = _check_names(classes, ckpt["model_config"]["num_classes"], src)
-    save_checkpoint(ckpt, dst)
+    if classes is not None:
+        ckpt["classes"] = _check_names(classes, ckpt["model_config"]["num_classes"], src)
+    _save(ckpt, dst, format)
     return ckpt
