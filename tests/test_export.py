@@ -6,6 +6,8 @@ tools/stream.py on an encoded video, in PyTorch and onnxruntime."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -269,3 +271,25 @@ def test_onnxruntime_on_a_gpu_needs_its_cuda_provider_and_never_falls_back_silen
     with caplog.at_level("WARNING", logger="videoattn.deploy.onnx"):
         assert select_onnx_device("auto", selected=gpu) == torch.device("cpu")
     assert "device=auto: onnxruntime runs on the CPU because" in caplog.text and "onnxruntime-gpu" in caplog.text
+
+
+def test_stream_tool_stops_on_ctrl_c_with_its_summary(online_checkpoint):
+    """A live source (here FFmpeg's endless test pattern) ends with Ctrl-C: the frame in progress
+    finishes, the summary follows, exit 0."""
+    import signal
+    import time
+
+    from cli import start
+
+    proc = start(["tools/stream.py", "testsrc=size=64x48:rate=30", "--format", "lavfi", "--checkpoint",
+                  online_checkpoint, "--json", "--device", "cpu"])  # fmt: skip
+    out_file = Path(proc._out)
+    deadline = time.monotonic() + 60
+    while (out_file.read_text() if out_file.exists() else "").count('"step"') < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.wait().stderr[-3000:]
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    out = proc.wait(timeout=60)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])["summary"]
+    assert summary["stopped_by"] == "SIGINT" and summary["steps"] >= 3

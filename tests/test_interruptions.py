@@ -422,3 +422,128 @@ def test_non_finite_losses_never_update_the_weights_and_stop_the_run_in_one_line
     assert out.stdout.count("which were skipped") == 1
     last = load(tmp_path / "r" / "last.pth")
     assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+
+
+def _children(pid: int) -> set[int]:
+    """The processes ``pid`` started (its DataLoader workers)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is gone, waiting for its parent
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the processes' children from /proc")
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_training_at_a_safe_point_in_one_line_and_the_rerun_resumes(dataset, tmp_path, sig, code):
+    """Ctrl-C / SIGTERM during an epoch: the run stops after the step in progress (never inside a
+    checkpoint write), says where and how to resume in one line, exits 130 / 143, and leaves no
+    DataLoader worker behind; the same command resumes from the last checkpoint."""
+    run_dir = tmp_path / "run"
+    args = ("optim.epochs=40", "workers=1", "batch_size=2")
+    proc = start(train_cmd(run_dir, dataset, *args))
+    while not (run_dir / "metrics.csv").exists():
+        assert proc.poll() is None, proc.wait().stderr[-3000:]
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the next epoch
+    workers = _children(proc.pid)
+    os.kill(proc.pid, sig)
+    out = proc.wait(timeout=60)
+    line = one_line(out, code)
+    assert line.startswith("interrupted: in ") and "rerun the same command to resume from it" in line, line
+    assert not [w for w in workers if _alive(w)]
+    saved = load(run_dir / "last.pth")["epoch"]
+    assert f"the last checkpoint is epoch {saved + 1}'s" in line
+    again = start(train_cmd(run_dir, dataset, *args))
+    while not (run_dir / "train.log").exists() or "resumed from" not in (run_dir / "train.log").read_text():
+        assert again.poll() is None, again.wait().stderr[-3000:]
+        time.sleep(0.02)
+    again.kill()
+    again.wait()
+
+
+def one_line(out, code: int) -> str:
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == code and "Traceback" not in out.stderr, out.stderr[-3000:]
+    return lines[-1]
+
+
+RANK_SCRIPT = """
+import sys, time
+import torch
+from videoattn.cli import user_errors
+from videoattn.engine.distributed import collective_failure, init_distributed
+world = init_distributed("cpu", timeout_s=float(sys.argv[1]))
+print("joined", flush=True)
+if sys.argv[2] == "stuck":
+    time.sleep(120)  # never reaches the collective
+with user_errors():
+    try:
+        torch.distributed.all_reduce(torch.ones(1))
+    except RuntimeError as err:
+        raise collective_failure(err, world, timeout_s=float(sys.argv[1])) or err from None
+"""
+
+
+def test_a_stuck_rank_ends_the_others_after_the_collective_timeout_in_one_line(tmp_path):
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29541", "WORLD_SIZE": "2"}
+    stuck = start([script, "2", "stuck"], env={**env, "RANK": "1", "LOCAL_RANK": "1"})
+    try:
+        t0 = time.monotonic()
+        out = run([script, "2", "waits"], env={**env, "RANK": "0", "LOCAL_RANK": "0"})
+        assert time.monotonic() - t0 < 60
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+        line = out.stderr.strip().splitlines()[-1]
+        assert line.startswith("error: rank 0: a collective with the other ranks failed") and "dist_timeout=2 s" in line
+    finally:
+        stuck.kill()
+        stuck.wait()
+
+
+def test_the_ranks_die_with_a_killed_torchrun(tmp_path):
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    launcher = start(
+        ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29543", script, "60", "stuck"]
+    )
+    deadline = time.monotonic() + 60
+    out = Path(launcher._out)
+    while (out.read_text() if out.exists() else "").count("joined") < 2:  # both ranks in the process group
+        assert time.monotonic() < deadline and launcher.poll() is None, launcher.wait().stderr[-3000:]
+        time.sleep(0.05)
+    ranks = _children(launcher.pid)
+    assert len(ranks) == 2
+    launcher.kill()  # SIGKILL: torchrun cannot stop its ranks itself
+    launcher.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(r) for r in ranks) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [r for r in ranks if _alive(r)]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the processes' children from /proc")
+def test_a_dataloader_worker_killed_from_outside_ends_the_run_in_one_line(dataset, tmp_path):
+    """The out-of-memory killer (or a user's kill) takes a DataLoader worker: one line saying what
+    happened and what to do, exit 1, no traceback; the run resumes from its last checkpoint."""
+    run_dir = tmp_path / "run"
+    proc = start(train_cmd(run_dir, dataset, "optim.epochs=40", "workers=1", "batch_size=2"))
+    while not (run_dir / "metrics.csv").exists():
+        assert proc.poll() is None, proc.wait().stderr[-3000:]
+        time.sleep(0.02)
+    for worker in _children(proc.pid):
+        os.kill(worker, signal.SIGKILL)
+    out = proc.wait(timeout=60)
+    line = one_line(out, 1)
+    assert line.startswith("error: DataLoader worker (pid") and "killed from outside" in line, line

@@ -18,6 +18,7 @@ import pytest
 import torch
 from cli import REPO, TINY_RUN, run, start
 from PIL import Image
+from videos import decode_marked, marked, write_video
 
 from videoattn.data.prepare import extract_frames, reencode, scaled_size
 from videoattn.data.video import open_video
@@ -252,6 +253,34 @@ def test_two_videos_of_one_stem_are_prepared_apart(tiny_demo, tmp_path, mode, li
             assert prepared.num_frames == video.num_frames
 
 
+@pytest.mark.parametrize("mode", ["reencode", "frames"])
+def test_a_phone_video_is_prepared_upright_at_the_short_side_of_its_upright_picture(tmp_path, mode):
+    """A portrait phone video (stored 96 wide and 64 high, display matrix -90: shown 64 wide and
+    96 high): the prepared form is upright, scaled from the upright size (32 x 48 at
+    --short-side 32), with no display rotation left, and lists the readers' frame count."""
+    if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
+        pytest.skip(f"PyAV {av.__version__} cannot write a display matrix (set_display_rotation: PyAV 18)")
+    data = tmp_path / "data"
+    write_video(data / "phone.mp4", 10, height=96, width=64, rotation=270, content=marked)
+    (data / "train.txt").write_text("phone.mp4 0 0\n")
+    (data / "classes.txt").write_text("a\n")
+    out = tmp_path / "out"
+    res = run(["tools/prepare_data.py", "--source", "list", "--root", data, "--out", out, "--splits", "train",
+               "--prepare", mode, "--short-side", "32", "--workers", "1"])  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    path, n, _ = (out / "train.txt").read_text().split()
+    with open_video(data / "phone.mp4", backend="pyav") as video:
+        assert int(n) == video.num_frames == 10
+    with open_video(out / path, backend="frames" if mode == "frames" else "pyav") as prepared:
+        assert prepared.num_frames == 10
+        frames = prepared.read(range(10))
+    assert tuple(frames.shape) == (10, 3, 48, 32)
+    assert [decode_marked(f) for f in frames] == [(i, "top-left") for i in range(10)]
+    if mode == "reencode":
+        with av.open(str(out / path)) as container:
+            assert next(container.decode(video=0)).rotation == 0
+
+
 def _started(cmd: list, folder: Path, *, done: int = 2):
     """Start ``cmd`` and wait until ``done`` videos are prepared in ``folder`` and both workers run."""
     first = start(cmd)
@@ -276,6 +305,29 @@ def test_the_workers_die_with_a_killed_run(tiny_demo, tmp_path):
         for w in workers:
             if _alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+ORPHAN = """
+import os, runpy, sys, time
+die_with = runpy.run_path({tool!r})["_die_with"]
+if sys.argv[1] == "watchdog":  # a platform without the kernel's request (not Linux)
+    die_with.__globals__["die_with_parent"] = lambda sig: False
+die_with(-1)  # a parent that died before the worker started (its parent now is another process)
+time.sleep(20)
+sys.exit(3)  # outlived its run
+"""
+
+
+@pytest.mark.parametrize("how", ["pdeathsig", "watchdog"])
+def test_a_worker_whose_run_is_already_gone_ends_at_once(tmp_path, how):
+    """``_die_with``: the kernel's SIGKILL (``videoattn.processes.die_with_parent``), or the
+    watchdog thread where there is none; either way a worker started after its run died exits."""
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN.format(tool=str(REPO / "tools" / "prepare_data.py")))
+    t0 = time.monotonic()
+    res = run([script, how], timeout=60)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert time.monotonic() - t0 < 15
 
 
 @pytest.mark.parametrize("signum, code, to_all", [(signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)],

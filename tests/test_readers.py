@@ -7,7 +7,9 @@ made here with PyAV alone: every decoded frame in presentation order, converted 
 inserts for the frame's display matrix. Tolerances (docs/data_pipeline.md, "One picture per
 video"): PyAV's reader and ``stream_frames`` give the reference bit for bit; decord and
 torchcodec do on 8-bit videos of even size; on 10-bit and odd-sized videos a decoder with its
-own conversion (decord's FFmpeg 4.1) may differ at colour edges: :data:`TOLERANCE`.
+own conversion (decord's FFmpeg 4.1) may differ at colour edges: :data:`TOLERANCE`. The prepared
+forms (``tools/prepare_data.py --prepare frames | reencode``) are the reference frames too: upright,
+as many as every reader counts, within :data:`TOLERANCE`; a re-encoded video has no display matrix.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import Tensor
 from videos import decode_marked, marked, write_video
 
 from videoattn.data import video as video_mod
-from videoattn.data.prepare import extract_frames
+from videoattn.data.prepare import extract_frames, reencode, scaled_size
 from videoattn.data.video import DecodeError, open_video, read_clip, stream_frames
 
 N = 12
@@ -51,7 +53,8 @@ EXACT = [name for name, kw in FIXTURES.items() if "pix_fmt" not in kw and kw.get
 # a decoder with its own RGB conversion (decord: FFmpeg 4.1's swscale, turning before converting)
 # on 10-bit / odd-sized video: the mean |difference| over the video (measured <= 0.37 levels) and
 # the 99th percentile (measured <= 12 levels); the rest lies at the edges of colours, where the
-# chroma interpolations differ (up to ~55 levels). JPEG frames (quality 90) are held to the same.
+# chroma interpolations differ (up to ~55 levels). The prepared forms are held to the same: JPEG
+# frames (quality 90, measured mean <= 0.46, p99 <= 7) and re-encoded videos (H.264 CRF 23, <= 0.46, <= 6).
 TOLERANCE = {"mean": 1.0, "p99": 24.0}
 
 
@@ -214,25 +217,63 @@ def test_a_decord_build_that_may_read_matroska_rotation_leaves_rotated_webm_to_p
     assert_agree(clip, reference(videos["rot90.webm"]), exact=True, what="read_clip (decord, else PyAV)")
 
 
-# ----------------------------------------------------------------------------- prepared JPEG frames
+# ----------------------------------------------------------------------------- prepared forms
 
 
-def _prepared(name: str):
-    if name in ROTATED:  # prepare.py decodes with PyAV itself, without the display rotation
-        reason = "videoattn/data/prepare.py writes the stored picture, not the upright one (issue 26)"
-        return pytest.param(name, marks=pytest.mark.xfail(reason=reason, strict=False))
-    return name
+def reader_counts(path: Path) -> dict[str, int]:
+    """``{reader: num_frames}`` of ``path`` for every installed backend, and ``stream_frames``'."""
+    installed = ["pyav", "decord"] if video_mod.decord is not None else ["pyav"]
+    counts = {}
+    for backend in installed + ["torchcodec"] * video_mod.torchcodec_available():
+        with open_video(path, backend=backend) as reader:
+            counts[backend] = reader.num_frames
+    counts["stream_frames"] = sum(1 for _ in stream_frames(path))
+    return counts
 
 
-@pytest.mark.parametrize("name", [_prepared(n) for n in FIXTURES])
-def test_prepared_jpeg_frames_are_the_reference_frames(videos, name, tmp_path):
-    """``tools/prepare_data.py --prepare frames``: a JPEG per decoded frame, read back by the
-    frames backend (odd sizes become even: prepare's ``scaled_size``)."""
-    assert extract_frames(videos[name], tmp_path / "frames") == N
-    ref = reference(videos[name])
-    with open_video(tmp_path / "frames", backend="frames") as reader:
-        assert reader.num_frames == N
-        frames = reader.read(range(N))
-    assert_upright(frames, list(range(N)), f"frames of {name}")
+def assert_prepared(frames: Tensor, ref: Tensor, what: str) -> None:
+    """Prepared ``frames`` (``(N, 3, H, W)``, the default short side) are the reference frames:
+    upright, at the upright picture's ``scaled_size`` (odd sizes become even), within TOLERANCE
+    of the reference where the size is kept."""
+    width, height = scaled_size(ref.shape[-1], ref.shape[-2], 256)
+    assert frames.shape == (len(ref), 3, height, width), f"{what}: frames of shape {tuple(frames.shape)}"
+    assert_upright(frames, list(range(len(ref))), what)
     if frames.shape == ref.shape:
-        assert_agree(frames, ref, exact=False, what=f"frames of {name}")
+        assert_agree(frames, ref, exact=False, what=what)
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_prepared_jpeg_frames_are_the_reference_frames(videos, name, tmp_path):
+    """``tools/prepare_data.py --prepare frames``: a JPEG per decoded frame, as many as every
+    reader counts in the video, read back by the frames backend."""
+    counts = reader_counts(videos[name])
+    assert extract_frames(videos[name], tmp_path / "frames") == N
+    with open_video(tmp_path / "frames", backend="frames") as reader:
+        assert {what: reader.num_frames for what in counts} == counts
+        frames = reader.read(range(N))
+    assert_prepared(frames, reference(videos[name]), f"frames of {name}")
+
+
+@pytest.fixture(scope="module")
+def reencoded(videos, tmp_path_factory) -> dict[str, Path]:
+    """Each fixture as ``tools/prepare_data.py --prepare reencode`` writes it (default settings)."""
+    root = tmp_path_factory.mktemp("reencoded")
+    done = {}
+    for name, path in videos.items():
+        done[name] = root / f"{name}.mp4"
+        assert reencode(path, done[name]) == N, name
+    return done
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", FIXTURES)
+def test_reencoded_videos_are_the_reference_frames_without_a_rotation(videos, reencoded, name, backend):
+    """``tools/prepare_data.py --prepare reencode``: H.264 of the upright frames with no display
+    matrix, as many frames as every reader counts in the source, read back by each backend."""
+    with av.open(str(reencoded[name])) as container:
+        assert next(container.decode(video=0)).rotation == 0, "the re-encoded video keeps a display rotation"
+    counts = reader_counts(videos[name])
+    with open_video(reencoded[name], backend=backend) as reader:
+        assert {what: reader.num_frames for what in counts} == counts
+        frames = reader.read(range(N))
+    assert_prepared(frames, reference(videos[name]), f"{backend} on the re-encoded {name}")

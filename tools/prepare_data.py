@@ -40,7 +40,6 @@ Train and test on the lists (only the videos that decode, with their frame count
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import json
 import multiprocessing as mp
@@ -80,6 +79,7 @@ from videoattn.data.prepare import (
 from videoattn.data.video import DecodeError, read_clip
 from videoattn.errors import ConfigError, DataError, MissingFileError
 from videoattn.files import remove_temp_files, write_atomic
+from videoattn.processes import die_with_parent
 
 Job = tuple[str, str, str, str, dict]  # source, destination, mode, backend, the mode's keywords
 Result = tuple[str, int, str]  # the path to list, its decodable frames (0: bad), the reason it is bad
@@ -163,18 +163,14 @@ def _worker_init(parent: int) -> None:
 
 
 def _die_with(parent: int) -> None:
-    """End this process when ``parent`` ends, however it ends (SIGKILL included): Linux's
-    ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, elsewhere a thread that watches the parent's pid."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            ok = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # 1: PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            ok = False
-        if ok:
-            if os.getppid() != parent:  # the parent died before the call
-                os._exit(1)
-            return
+    """End this process when ``parent`` ends, however it ends (SIGKILL included): the kernel's
+    SIGKILL on the parent's death (:func:`~videoattn.processes.die_with_parent`; SIGKILL, since
+    the workers ignore SIGTERM) where the platform has it (Linux), elsewhere a thread that
+    watches the parent's pid."""
+    if die_with_parent(signal.SIGKILL):
+        if os.getppid() != parent:  # the parent died before the request (reparented to init or a subreaper)
+            os._exit(1)
+        return
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import statistics
 import sys
 import time
@@ -49,6 +50,7 @@ from videoattn.data.transforms import EvalTransform
 from videoattn.data.video import stream_frames
 from videoattn.engine.device import configure_backends, select_device
 from videoattn.engine.evaluate import autocast, set_inference_layout
+from videoattn.engine.interrupt import StopRequests
 from videoattn.engine.memory import cache_freed_memory
 from videoattn.errors import ConfigError, MissingFileError
 from videoattn.models import StreamingModel, load_model
@@ -179,7 +181,11 @@ def stream(args) -> int:
     history: deque[np.ndarray] = deque(maxlen=average)
     step_ms, read_ms, worst = [], [], 0.0
     source_shape = None
-    with contextlib.closing(stream_frames(args.video, format=args.format, options=options)) as frames:
+    # Ctrl-C / SIGTERM, the normal end of a camera's stream: the frame in progress finishes, then the summary
+    with (
+        StopRequests().installed() as stop,
+        contextlib.closing(stream_frames(args.video, format=args.format, options=options)) as frames,
+    ):
         t_read = time.perf_counter()
         for i, (seconds, frame) in enumerate(frames):  # frame (3, H, W) uint8
             if i % args.stride:
@@ -218,19 +224,24 @@ def stream(args) -> int:
                     when = f"{seconds:7.2f} s" if seconds is not None else f"frame {i}"
                     print(f"{n:6d}  {when}  step {step_ms[-1]:6.1f} ms  read {read_ms[-1]:5.1f} ms  "
                           f"{probs[top]:.3f} {_name(names, top)}")  # fmt: skip
-            if args.max_frames and n >= args.max_frames:
+            if (args.max_frames and n >= args.max_frames) or stop.requested:
                 break
             t_read = time.perf_counter()
+        if not step_ms:
+            stop.check("before the first frame was predicted")
 
     summary = _summary(step_ms, read_ms, probs, names, args.topk)
+    stopped_by = signal.Signals(stop.signum).name if stop.signum else None  # Ctrl-C / SIGTERM ended the stream
     summary.update(runtime=runtime, device=str(runs_on), average=average, stride=args.stride,
-                   source=list(source_shape))  # fmt: skip
+                   source=list(source_shape), stopped_by=stopped_by)  # fmt: skip
     if onnx_stream is not None and streamer is not None:
         summary.update(max_abs_diff=worst, reference_device=str(device))
     if args.json:
         print(json.dumps({"summary": summary}))
         return 0
     t = summary["step_ms"]
+    if stopped_by:
+        print(f"stopped by {stopped_by} after {summary['steps']} steps")
     print(
         f"{summary['steps']} steps of {source_shape[1]}x{source_shape[0]} frames: step {t['median']:.1f} ms/frame "
         f"median (mean {t['mean']:.1f}, p90 {t['p90']:.1f}; the first {t['first']:.1f}), "

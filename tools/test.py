@@ -50,8 +50,9 @@ from videoattn.data.build import (
 )
 from videoattn.data.protocols import resolve_views
 from videoattn.engine.device import configure_backends
-from videoattn.engine.distributed import init_distributed, shutdown
+from videoattn.engine.distributed import collective_failure, init_distributed, shutdown
 from videoattn.engine.evaluate import ShardSampler, evaluate, set_inference_layout
+from videoattn.engine.interrupt import StopRequests, ignore_stop_signals
 from videoattn.engine.memory import cache_freed_memory
 from videoattn.errors import DataError, MissingFileError
 from videoattn.files import write_atomic
@@ -69,7 +70,8 @@ def main(cfg: DictConfig) -> float:
 
 def test(cfg: DictConfig) -> float:
     check_config(cfg)  # the typed schema (videoattn.config.TestConfig): keys, types, ranges
-    world = init_distributed(cfg.device)  # device=auto on a CUDA build without a usable GPU says why
+    # device=auto on a CUDA build without a usable GPU says why; a rank stuck for dist_timeout ends the job
+    world = init_distributed(cfg.device, timeout_s=cfg.dist_timeout)
     configure_backends(world.device, tf32=cfg.tf32)
     if world.device.type == "cpu" and cfg.malloc_cache:
         cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
@@ -112,6 +114,8 @@ def test(cfg: DictConfig) -> float:
     )
     # the views of a batch in flight must fit in /dev/shm (Docker's 64 MB: a bus error mid-test)
     check_shared_memory(dataset.probe(), batch_size=cfg.batch_size, options=options)
+    if options["num_workers"]:
+        options["worker_init_fn"] = ignore_stop_signals  # Ctrl-C reaches every process: the main one stops them
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=ShardSampler(len(dataset), world), **options)
     views = len(dataset[0][0]) if len(dataset) else 0
     if world.main:
@@ -128,9 +132,24 @@ def test(cfg: DictConfig) -> float:
             test["num_crops"],
         )
     norm = (dataset.transform.mean, dataset.transform.std)  # for uint8 batches (normalize: false)
-    result = evaluate(
-        runner, loader, num_classes=len(classes), world=world, precision=cfg.precision, keep_probs=True, norm=norm
-    )
+    with StopRequests().installed() as stop:  # Ctrl-C / SIGTERM: one line, exit 130 / 143, nothing written
+        try:
+            result = evaluate(
+                runner,
+                loader,
+                num_classes=len(classes),
+                world=world,
+                precision=cfg.precision,
+                keep_probs=True,
+                norm=norm,
+                stop=stop,
+            )
+            stop.agreed(world, "during the test: nothing was written")
+        except RuntimeError as err:  # a collective that a stuck or dead rank left waiting
+            failed = collective_failure(err, world, timeout_s=cfg.dist_timeout)
+            if failed is None:
+                raise
+            raise failed from None
 
     if world.main:
         out_dir.mkdir(parents=True, exist_ok=True)

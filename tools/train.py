@@ -17,6 +17,7 @@ Starting again from scratch in a folder that holds a run takes `resume=none over
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import logging.handlers
 import math
@@ -53,8 +54,17 @@ from videoattn.data.dataset import read_report_entries
 from videoattn.data.transforms import ToDevice
 from videoattn.engine.checkpoint import restore_rng, restore_scaler, rng_state
 from videoattn.engine.device import configure_backends, explain_nondeterministic
-from videoattn.engine.distributed import World, barrier, broadcast_buffers, init_distributed, on_main, shutdown
+from videoattn.engine.distributed import (
+    World,
+    barrier,
+    broadcast_buffers,
+    collective_failure,
+    init_distributed,
+    on_main,
+    shutdown,
+)
 from videoattn.engine.evaluate import EvalResult, ShardSampler, evaluate
+from videoattn.engine.interrupt import Interrupted, StopRequests, ignore_stop_signals
 from videoattn.engine.loop import NonFiniteGuard, WithLoss, train_one_epoch
 from videoattn.engine.memory import cache_freed_memory
 from videoattn.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, normalize_optim_config
@@ -77,7 +87,8 @@ def main(cfg: DictConfig) -> float:
 def train(cfg: DictConfig) -> float:
     # ---------------------------------------------------------------- config and processes
     check_config(cfg)  # the typed schema (videoattn.config.TrainConfig): keys, types, ranges
-    world = init_distributed(cfg.device)  # device=auto on a CUDA build without a usable GPU says why
+    # device=auto on a CUDA build without a usable GPU says why; a rank stuck for dist_timeout ends the job
+    world = init_distributed(cfg.device, timeout_s=cfg.dist_timeout)
     configure_backends(world.device, tf32=cfg.tf32, deterministic=cfg.deterministic)  # before the first kernel
     if world.device.type == "cpu" and cfg.malloc_cache:
         cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
@@ -99,7 +110,24 @@ def train(cfg: DictConfig) -> float:
             return folder.resume_point(cfg.resume, overwrite=cfg.overwrite)
 
         resume_from = on_main(world, take_folder)
-        return _train(cfg, world, folder, data_cfg, optim_cfg, resume_from, log_buffer, held)
+        # Ctrl-C / SIGTERM: stop at the next safe point (videoattn.engine.interrupt), never mid-checkpoint
+        stop = held.enter_context(StopRequests().installed())
+        try:
+            return _train(cfg, world, folder, data_cfg, optim_cfg, resume_from, log_buffer, held, stop)
+        except Interrupted as err:
+            last = _epochs_saved(folder)
+            err.where += (
+                f"; the last checkpoint is epoch {last}'s ({folder.path / 'last.pth'}): rerun the same command to "
+                "resume from it"
+                if last
+                else "; no epoch was saved: rerun the same command to start again"
+            )
+            raise
+        except RuntimeError as err:  # a collective that a stuck or dead rank left waiting
+            failed = collective_failure(err, world, timeout_s=cfg.dist_timeout)
+            if failed is None:
+                raise
+            raise failed from None
 
 
 def _train(
@@ -111,6 +139,7 @@ def _train(
     resume_from: Path | None,
     log_buffer: logging.handlers.MemoryHandler,
     held: contextlib.ExitStack,
+    stop: StopRequests,
 ) -> float:
     run_dir = folder.path
     T = cfg.num_segments
@@ -140,6 +169,8 @@ def _train(
     for item in items:  # batches in flight must fit in /dev/shm (Docker's 64 MB: a bus error mid-epoch)
         check_shared_memory(item, batch_size=cfg.batch_size, options=loader_kw)
     loader_kw["generator"] = torch.Generator().manual_seed(cfg.seed)  # not the global RNG: resuming must not shift it
+    if loader_kw["num_workers"]:
+        loader_kw["worker_init_fn"] = ignore_stop_signals  # Ctrl-C reaches every process: the main one stops them
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=train_sampler, drop_last=True, **loader_kw)
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=ShardSampler(len(val_set), world), **loader_kw)
     accumulate = optim_cfg["accumulate"]  # batches per update: each epoch holds whole updates
@@ -321,6 +352,8 @@ def _train(
                     clip_grad_norm=optim_cfg["clip_grad_norm"],
                     log_every=cfg.log_every,
                     on_log=on_log,
+                    stop=stop,
+                    world=world,
                 )
             except RuntimeError as err:
                 refused = explain_nondeterministic(err)  # deterministic=true and an op without a deterministic kernel
@@ -348,6 +381,7 @@ def _train(
 
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs:
             broadcast_buffers(model, world)  # every rank validates with the statistics that rank 0 saves
+            stop.where = f"in the validation of epoch {epoch + 1}"
             val = evaluate(
                 eval_net,
                 val_loader,
@@ -355,7 +389,9 @@ def _train(
                 world=world,
                 precision=cfg.precision,
                 norm=(val_set.transform.mean, val_set.transform.std),
+                stop=stop,
             )
+            stop.where = None
             row.update(val.as_dict("val_"), val_videos=val.num_clips, val_unreadable=val.substituted)
             if order_dependent:
                 row["val_top1_order"] = val.subset_top1(order_dependent)
@@ -402,6 +438,8 @@ def _train(
                     folder.report,
                 )
         barrier(world)
+        if epoch + 1 < epochs:
+            stop.agreed(world, f"after epoch {epoch + 1}")  # a safe point: its checkpoint is written
 
     # ---------------------------------------------------------------- summary
     if world.distributed:
@@ -456,6 +494,14 @@ class _Results:
             "bad_files": sorted({e["path"] for e in bad}),
             "bad_files_per_split": per_split,
         }
+
+
+def _epochs_saved(folder: RunFolder) -> int:
+    """The epochs the run folder's last checkpoint holds (its results.json, rewritten with it)."""
+    try:
+        return int(json.loads((folder.path / "results.json").read_text())["epochs_done"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def _gather_rng(world: World) -> list:

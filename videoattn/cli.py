@@ -40,6 +40,7 @@ __all__ = [
     "check_overrides",
     "debug_enabled",
     "fail",
+    "stop",
     "user_errors",
 ]
 
@@ -62,6 +63,26 @@ def debug_enabled() -> bool:
     return os.environ.get("VIDEOATTN_DEBUG") == "1" or os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
+def stop(message: str, code: int) -> NoReturn:
+    """Print ``message`` (one line) on stderr and exit with ``code``."""
+    sys.stdout.flush()
+    sys.stderr.write(f"{' '.join(str(message).split())}\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+def _killed_worker(err: RuntimeError) -> str | None:
+    """The line for PyTorch's error when a DataLoader worker died of a signal, or None."""
+    text = " ".join(str(err).split())
+    if "DataLoader worker" not in text or not ("killed by signal" in text or "exited unexpectedly" in text):
+        return None
+    return (
+        f"{text.split('. ')[0].rstrip('.')}: a DataLoader worker was killed from outside this program (often the "
+        "out-of-memory killer: see `dmesg`; fewer workers / a smaller batch_size / prefetch_factor use less memory); "
+        "rerun the same command (a training resumes from its last checkpoint)"
+    )
+
+
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` (one line) on stderr and exit with code 2."""
     sys.stdout.flush()
@@ -79,9 +100,17 @@ def _os_message(err: OSError) -> str:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn user errors raised in the block into one line + exit code 2 (see the module doc)."""
+    """Turn user errors raised in the block into one line + exit code 2 (see the module doc); an
+    interruption (Ctrl-C, SIGTERM) into one line + exit code 130 / 143; a DataLoader worker killed
+    from outside (the out-of-memory killer, ``kill``) into one line + exit code 1."""
+    from .engine.interrupt import Interrupted
+
     try:
         yield
+    except Interrupted as err:
+        stop(f"interrupted: {err.where}", 128 + err.signum)
+    except KeyboardInterrupt:  # a tool without safe points: the signal stops it where it is
+        stop("interrupted (SIGINT)", 130)
     except UserError as err:
         if debug_enabled():
             raise
@@ -91,6 +120,9 @@ def user_errors() -> Iterator[None]:
             raise
         fail(_os_message(err))
     except RuntimeError as err:  # torch.save reports a full disk as "[enforce fail ...] unexpected pos"
+        worker = _killed_worker(err)
+        if worker and not debug_enabled():
+            stop(f"error: {worker}", 1)
         if debug_enabled() or not _is_disk_full(err):
             raise
         fail(

@@ -261,6 +261,7 @@ class RunConfig:
     channels_last: bool | None = False
     malloc_cache: bool = True
     tf32: bool = True  # CUDA fp32: TF32 matmuls and convolutions (Ampere and later); false: full fp32
+    dist_timeout: float = 600.0  # torchrun: seconds a rank waits in a collective for a stuck or dead one
     trust_checkpoint: bool = False  # load checkpoints that pickle objects beyond the allowlist (runs their code)
 
     def __post_init__(self) -> None:
@@ -276,6 +277,7 @@ class RunConfig:
             value = getattr(self, key)
             _require(value is None or self.workers > 0, key, value, "null with workers=0 (a DataLoader worker setting)")
         _choice("device", self.device, ("auto", "cpu", "cuda"))
+        _require(self.dist_timeout > 0, "dist_timeout", self.dist_timeout, "a positive number of seconds")
         _choice("precision", self.precision, ("fp32", "bf16", "fp16"))
 
 

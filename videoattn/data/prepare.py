@@ -6,6 +6,13 @@
 - :func:`extract_frames`: one JPEG per frame (``00001.jpg``, ...), the folder layout that the
   frame reader (``backend: frames``) and TSM's ``vid2img`` use.
 
+Both read the frames as every reader of :mod:`videoattn.data.video` gives them
+(:func:`~videoattn.data.video.stream_frames`): upright (a display rotation, e.g. of a phone's
+portrait video, is applied), one per decoded frame in presentation order, converted to RGB with
+FFmpeg's ``format=rgb24`` filter; the scaled size is that of the upright picture. A re-encoded
+video therefore carries no display rotation (its pixels are upright), and a prepared form has the
+frame count the readers give the source (docs/data_pipeline.md, "One picture per video").
+
 Both write under a temporary name beside the result and move it into place at the end, so an
 interrupted run leaves no partial result (only a temporary, ``.<name>.<pid>.tmp``, that
 :func:`videoattn.files.remove_temp_files` removes once its writer is dead), and a result that
@@ -14,7 +21,8 @@ exists is complete: :func:`prepared` is true for it and a rerun skips it.
 An operating-system error while *writing* (disk full, permission denied, read-only file system)
 is a :class:`WriteError` naming the result's path: a fault of the output location, never of the
 video, so that a caller stops instead of counting the video as unreadable. Errors while reading
-the source stay what they are (a :class:`~videoattn.data.video.DecodeError`, PyAV's errors).
+the source stay what they are (a :class:`~videoattn.data.video.DecodeError`, a
+:class:`~videoattn.errors.MissingFileError`, PyAV's errors).
 
 A folder of prepared videos is only consistent when every video in it was prepared with the same
 settings: :func:`output_settings` lists the settings that shape a result, and
@@ -32,9 +40,13 @@ import shutil
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..files import temp_path, write_atomic
+
+if TYPE_CHECKING:
+    import av
+    import numpy as np
 
 __all__ = [
     "FOLDERS",
@@ -148,11 +160,57 @@ def differing_settings(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -
     return {k: (recorded.get(k), wanted.get(k)) for k in keys if recorded.get(k) != wanted.get(k)}
 
 
+def _upright_frames(src: str | os.PathLike) -> Iterator[np.ndarray]:
+    """The frames of ``src`` as the readers give them: upright ``(H, W, 3)`` uint8 RGB, one per
+    decoded frame in presentation order (:func:`~videoattn.data.video.stream_frames`, one decoding
+    thread: one video per process, the processes are the parallelism). Opening or decoding
+    nothing is a :class:`~videoattn.data.video.DecodeError`, a missing file a
+    :class:`~videoattn.errors.MissingFileError`."""
+    from .video import stream_frames
+
+    with contextlib.closing(stream_frames(src, num_threads=1)) as frames:
+        for _, frame in frames:
+            yield frame.permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3): a view of the decoded array
+
+
+def _frame_rate(src: str | os.PathLike) -> Fraction:
+    """The average frame rate of the first video stream of ``src`` (30 when it has none)."""
+    import av
+
+    with av.open(os.fspath(src)) as container:
+        streams = container.streams.video
+        return (streams[0].average_rate if streams else None) or Fraction(30)
+
+
+class _Scaler:
+    """Upright RGB frames to ``size`` (width, height) in pixel format ``format`` through one
+    swscale context (bilinear, PyAV's default), built on the first frame and reused; one thread
+    (one video per process: the processes are the parallelism; swscale's automatic threads cost
+    more than they gain on small frames)."""
+
+    def __init__(self, size: tuple[int, int], format: str) -> None:
+        from av.video.reformatter import VideoReformatter
+
+        self.width, self.height = size
+        self.format = format
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, rgb: np.ndarray) -> av.VideoFrame:
+        import av
+        import numpy as np
+
+        # a frame over the array's memory: from_ndarray's copy cost more than the scaling (~3 ms at 720p)
+        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(rgb), format="rgb24")
+        return self._reformatter.reformat(frame, width=self.width, height=self.height, format=self.format, threads=1)
+
+
 def reencode(
     src: str | os.PathLike, dst: str | os.PathLike, *, short_side: int = 256, gop: int = 16, crf: int = CRF
 ) -> int:
     """Re-encode ``src`` to H.264 ``dst`` (.mp4) at ``short_side``, a keyframe every ``gop``
-    frames, constant quality ``crf``, the source's frame rate; returns the frames written.
+    frames, constant quality ``crf``, the source's average frame rate; returns the frames written.
+    The frames are those the readers give (upright, presentation order: :func:`_upright_frames`),
+    so ``dst`` has no display rotation and as many frames as the readers count in ``src``.
     Writing errors are a :class:`WriteError`."""
     import av
 
@@ -161,28 +219,36 @@ def reencode(
         dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(dst)
     frames = 0
+    out: Any = None
     try:
-        with av.open(os.fspath(src)) as inp:
-            stream = inp.streams.video[0]
-            rate = stream.average_rate or Fraction(30)
-            width, height = scaled_size(stream.codec_context.width, stream.codec_context.height, short_side)
-            with _writing(dst):
-                out = av.open(os.fspath(tmp), mode="w", format="mp4")
-            try:
-                enc = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": PRESET, "g": str(gop)})
-                enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
-                enc.codec_context.thread_count = 1  # one video per process: the processes are the parallelism
-                for frame in inp.decode(stream):
-                    small = frame.reformat(width=width, height=height, format="yuv420p")
+        try:
+            enc: Any = None
+            scale: _Scaler | None = None
+            rate = Fraction(30)
+            with contextlib.closing(_upright_frames(src)) as upright:
+                for rgb in upright:
+                    if out is None:  # the size of the upright picture, the rate of the stream
+                        rate = _frame_rate(src)
+                        scale = _Scaler(scaled_size(rgb.shape[1], rgb.shape[0], short_side), "yuv420p")
+                        with _writing(dst):
+                            out = av.open(os.fspath(tmp), mode="w", format="mp4")
+                        options = {"crf": str(crf), "preset": PRESET, "g": str(gop)}
+                        enc = out.add_stream("libx264", rate=rate, options=options)
+                        enc.width, enc.height, enc.pix_fmt = scale.width, scale.height, "yuv420p"
+                        enc.codec_context.thread_count = 1  # one video per process: the processes are the parallelism
+                    assert scale is not None
+                    small = scale(rgb)
                     small.pts, small.time_base = frames, 1 / rate
                     packets = enc.encode(small)
                     with _writing(dst):
                         out.mux(packets)
                     frames += 1
+            if enc is not None:
                 packets = enc.encode(None)
                 with _writing(dst):
                     out.mux(packets)
-            finally:
+        finally:
+            if out is not None:
                 with _writing(dst):
                     out.close()  # writes the index (moov): a full disk may show only here
         if frames == 0:
@@ -196,8 +262,10 @@ def reencode(
 
 def extract_frames(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: int = 256, quality: int = 90) -> int:
     """Write every frame of ``src`` as ``dst/00001.jpg, ...`` at ``short_side``, JPEG
-    ``quality`` (1-100); returns the frames written. Writing errors are a :class:`WriteError`."""
-    import av
+    ``quality`` (1-100); returns the frames written. The frames are those the readers give
+    (upright, presentation order: :func:`_upright_frames`), as many as they count in ``src``.
+    Writing errors are a :class:`WriteError`."""
+    from PIL import Image
 
     dst = Path(dst)
     tmp = temp_path(dst)
@@ -206,12 +274,16 @@ def extract_frames(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
         tmp.mkdir()
     frames = 0
     try:
-        with av.open(os.fspath(src)) as inp:
-            stream = inp.streams.video[0]
-            width, height = scaled_size(stream.codec_context.width, stream.codec_context.height, short_side)
-            for frame in inp.decode(stream):
+        scale: _Scaler | None = None
+        with contextlib.closing(_upright_frames(src)) as upright:
+            for rgb in upright:
+                if scale is None:  # the size of the upright picture
+                    scale = _Scaler(scaled_size(rgb.shape[1], rgb.shape[0], short_side), "rgb24")
+                if (scale.width, scale.height) == (rgb.shape[1], rgb.shape[0]):
+                    image = Image.fromarray(rgb)
+                else:
+                    image = scale(rgb).to_image()
                 frames += 1
-                image = frame.reformat(width=width, height=height, format="rgb24").to_image()
                 with _writing(dst):
                     _save_frame(image, tmp / f"{frames:05d}.jpg", quality)
         if frames == 0:

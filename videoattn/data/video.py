@@ -1,9 +1,10 @@
 """Video readers: torchcodec, decord, PyAV (the fallback) and JPEG frame folders.
 
-The only module that imports a decoder to read videos (``synthetic.py`` and ``prepare.py``
-import PyAV to write them). Every reader returns the frames at given 0-based indices as
-``(len(indices), 3, H, W)`` uint8 (RGB), and is opened per item: readers are cheap to open,
-never created in a dataset's ``__init__`` and never shared across DataLoader workers.
+The only module that imports a decoder to read videos' frames (``synthetic.py`` and ``prepare.py``
+import PyAV to write them; ``prepare.py`` also reads a source's frame rate from its header). Every
+reader returns the frames at given 0-based indices as ``(len(indices), 3, H, W)`` uint8 (RGB), and
+is opened per item: readers are cheap to open, never created in a dataset's ``__init__`` and never
+shared across DataLoader workers.
 
 Containers misreport frame counts (VP9 ``.webm`` carries none, MP4 edit lists and truncated
 downloads disagree with the index). Readers therefore treat ``num_frames`` as an upper bound:

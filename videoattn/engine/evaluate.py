@@ -15,6 +15,7 @@ from torch.utils.data import Sampler
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, ToDevice
 from ..models.memory_format import to_channels_last
 from .distributed import World, all_reduce_sum
+from .interrupt import StopRequests
 from .metrics import (
     confusion_matrix,
     mean_class_accuracy,
@@ -93,6 +94,7 @@ def evaluate(
     precision: str = "fp32",
     keep_probs: bool = False,
     norm: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
+    stop: StopRequests | None = None,
 ) -> EvalResult:
     """Top-1 / top-5 / mean class accuracy and the confusion matrix over all ranks.
 
@@ -103,7 +105,9 @@ def evaluate(
     by the dataset: it is left out of the metrics and counted in ``substituted``. uint8 batches
     (``normalize: false`` transforms, the default) are normalised on the device with ``norm``
     (mean, std). Every sum is kept on ``world.device`` (where NCCL's collectives need them) and
-    read once, at the end: no host synchronisation per batch.
+    read once, at the end: no host synchronisation per batch. ``stop``: Ctrl-C / SIGTERM end a
+    one-process evaluation between batches (:class:`~videoattn.engine.interrupt.Interrupted`);
+    sharded ones stop where the caller checks next (their ranks meet in the final collectives).
     """
     model.eval()
     dev = world.device
@@ -137,6 +141,8 @@ def evaluate(
             confusion_matrix(pl.argmax(1), yl, num_classes, out=cm)
         if keep_probs:
             kept.append((index, p))
+        if stop is not None and not world.distributed:
+            stop.check("during the evaluation")
     all_reduce_sum(counts, world)
     all_reduce_sum(cm, world)
     all_reduce_sum(loss_sum, world)

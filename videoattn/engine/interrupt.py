@@ -43,6 +43,7 @@ class StopRequests:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.where: str | None = None  # what the caller is doing, for checks that do not say (evaluation)
         self._previous: dict[int, object] = {}
 
     @property
@@ -71,7 +72,7 @@ class StopRequests:
     def check(self, where: str) -> None:
         """Raise :class:`Interrupted` here if a stop was requested (one process)."""
         if self.signum is not None:
-            raise Interrupted(self.signum, where)
+            raise Interrupted(self.signum, self.where or where)
 
     def agreed(self, world: World, where: str) -> None:
         """:meth:`check` on every rank at once: a collective (call it at the same point on every rank)."""
