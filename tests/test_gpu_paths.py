@@ -23,7 +23,7 @@ from torch import nn
 from videoattn.data.transforms import ToDevice
 from videoattn.engine.distributed import World, broadcast_buffers
 from videoattn.engine.evaluate import evaluate
-from videoattn.engine.loop import NonFiniteGuard, StepCounters, WithLoss, train_one_epoch
+from videoattn.engine.loop import NonFiniteGuard, StepCounters, train_one_epoch
 from videoattn.engine.optim import build_optimizer, build_scheduler, normalize_optim_config
 from videoattn.errors import ConfigError, DivergedError
 from videoattn.models import build_model
@@ -181,7 +181,7 @@ def test_the_training_step_reads_the_device_once_per_log_interval(optim):
         clip_grad_norm=20.0,
         log_every=log_every,
     )
-    net = WithLoss(model).train()
+    net = model.train()  # the model returns its loss: (clips, labels) -> (loss, logits)
     items = batches(steps, size=32)
     for item in items:
         item[1].clamp_(min=0)

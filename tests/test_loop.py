@@ -7,11 +7,12 @@ import io
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from videoattn.data.transforms import ToDevice
 from videoattn.engine.distributed import World
-from videoattn.engine.loop import NonFiniteGuard, WithLoss, train_one_epoch
+from videoattn.engine.loop import NonFiniteGuard, train_one_epoch
 from videoattn.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, normalize_optim_config
 
 T, K = 2, 3
@@ -26,11 +27,14 @@ class NoBatchNorm(nn.Module):
         self.body = nn.Linear(T * 3 * 4 * 4, 16)
         self.fc = nn.Linear(16, K)
 
-    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        return self.fc(torch.tanh(self.body(x.flatten(1)))), {}  # (N, T, 3, 4, 4) -> (N, K)
-
-    def aux_loss(self, aux: dict, labels: torch.Tensor) -> None:
-        return None
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, *, label_smoothing: float = 0.0
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The model contract of the training loop (VideoClassifier.forward): logits, or (loss, logits)."""
+        logits = self.fc(torch.tanh(self.body(x.flatten(1))))  # (N, T, 3, 4, 4) -> (N, T*3*4*4) -> (N, K)
+        if labels is None:
+            return logits
+        return F.cross_entropy(logits, labels, label_smoothing=label_smoothing), logits
 
 
 def items(n: int, batch: int, *, seed: int = 0) -> list:
@@ -64,8 +68,8 @@ def test_accumulating_4_batches_of_b_is_one_step_of_a_batch_of_4b(name):
     large = [(torch.cat([c for c, *_ in g]), torch.cat([y for _, y, *_ in g]), None, None) for g in groups]
     acc_model, acc = setup(global_batch=b * k, steps=steps, name=name)
     one_model, one = setup(global_batch=b * k, steps=steps, name=name)
-    stats_acc = train_one_epoch(WithLoss(acc_model), small, epoch=0, steps=steps, accumulate=k, **acc)
-    stats_one = train_one_epoch(WithLoss(one_model), large, epoch=0, steps=steps, **one)
+    stats_acc = train_one_epoch(acc_model, small, epoch=0, steps=steps, accumulate=k, **acc)
+    stats_one = train_one_epoch(one_model, large, epoch=0, steps=steps, **one)
     assert stats_acc.steps == stats_one.steps == steps and stats_acc.clips == stats_one.clips == steps * k * b
     assert stats_acc.loss == pytest.approx(stats_one.loss, rel=1e-12)
     for p, q in zip(acc_model.parameters(), one_model.parameters(), strict=True):
@@ -80,10 +84,10 @@ def test_a_run_resumed_at_an_epoch_boundary_with_accumulation_continues_exactly(
     data = [items(steps * k + 1, b, seed=e) for e in range(2)]  # one batch more than whole steps: dropped
     model, run = setup(global_batch=b * k, steps=steps)
     for epoch in range(2):
-        train_one_epoch(WithLoss(model), data[epoch], epoch=epoch, steps=steps, accumulate=k, **run)
+        train_one_epoch(model, data[epoch], epoch=epoch, steps=steps, accumulate=k, **run)
 
     first, saved = setup(global_batch=b * k, steps=steps)
-    train_one_epoch(WithLoss(first), data[0], epoch=0, steps=steps, accumulate=k, **saved)
+    train_one_epoch(first, data[0], epoch=0, steps=steps, accumulate=k, **saved)
     buf = io.BytesIO()
     torch.save({"model": first.state_dict(), "optimizer": saved["optimizer"].state_dict(),
                 "scheduler": saved["scheduler"].state_dict()}, buf)  # fmt: skip
@@ -93,6 +97,6 @@ def test_a_run_resumed_at_an_epoch_boundary_with_accumulation_continues_exactly(
     resumed.load_state_dict(ckpt["model"])
     load_optimizer_state(again["optimizer"], ckpt["optimizer"])
     again["scheduler"].load_state_dict(ckpt["scheduler"])
-    train_one_epoch(WithLoss(resumed), data[1], epoch=1, steps=steps, accumulate=k, **again)
+    train_one_epoch(resumed, data[1], epoch=1, steps=steps, accumulate=k, **again)
     for p, q in zip(model.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(p, q)

@@ -43,9 +43,10 @@ RESUME_ARGS = ("optim.epochs=3", "max_steps_per_epoch=4")
 
 @pytest.fixture(scope="module")
 def trained(dataset, tmp_path_factory):
-    """A 3-epoch TSM run (the uninterrupted reference of the resume test) and a 1-epoch TSN run."""
+    """A 3-epoch TSM run (the uninterrupted reference of the resume test) and a 1-epoch TSN run
+    (progress=true, its output redirected to files: no progress bar)."""
     runs = tmp_path_factory.mktemp("runs")
-    for model, args in (("tsm", RESUME_ARGS), ("tsn", ("optim.epochs=1", "max_steps_per_epoch=2"))):
+    for model, args in (("tsm", RESUME_ARGS), ("tsn", ("optim.epochs=1", "max_steps_per_epoch=2", "progress=true"))):
         out = run(train_cmd(runs / model, dataset, f"model={model}", *args))
         assert out.returncode == 0, out.stderr[-3000:]
         assert "val top-1" in out.stdout
@@ -53,7 +54,21 @@ def trained(dataset, tmp_path_factory):
         assert re.search(
             r"epoch 1/\d+: .*train_data_s_per_step=[\d.e-]+ train_compute_s_per_step=[\d.e-]+", out.stdout + out.stderr
         )
+        assert_logged_once(out.stdout, runs / model / "train.log", epochs=int(args[0].split("=")[1]))
+        assert "\r" not in out.stdout + out.stderr  # not a terminal: no progress bar, whatever `progress` says
     return runs
+
+
+def assert_logged_once(stdout: str, train_log: Path, *, epochs: int) -> None:
+    """Every epoch line and the result line are once on stdout (the bare message) and once in
+    RUN_DIR/train.log (with time, logger and level); the result line ends the log."""
+    log = train_log.read_text()
+    lines = [rf"epoch {e}/{epochs}: epoch={e} lr=.* train_data_s_per_step=.*val_top1=.*" for e in range(1, epochs + 1)]
+    result = rf"val top-1 [\d.]+ \(best [\d.]+\).*; checkpoints in {re.escape(str(train_log.parent))}"
+    for line in [*lines, result]:
+        assert len(re.findall(rf"^{line}$", stdout, re.M)) == 1, (line, stdout)
+        assert len(re.findall(rf"^\[[^]]+\]\[train\]\[INFO\] - {line}$", log, re.M)) == 1, (line, log)
+    assert re.fullmatch(rf"\[[^]]+\]\[train\]\[INFO\] - {result}", log.splitlines()[-1]), log
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(dataset, trained, tmp_path):

@@ -40,7 +40,7 @@ from .data.build import shared_memory_free
 from .data.transforms import ToDevice
 from .engine.device import cuda_unavailable_reason, driver_version
 from .engine.distributed import World
-from .engine.loop import NonFiniteGuard, WithLoss, train_one_epoch
+from .engine.loop import NonFiniteGuard, train_one_epoch
 from .engine.optim import build_optimizer, build_scheduler
 from .errors import ConfigError, DataError
 from .models import build_model, to_channels_last
@@ -504,13 +504,12 @@ def _timed_steps(
     warmup: int,
     log_every: int,
 ) -> tuple[int, float]:
-    """``(steps timed, seconds)`` of :func:`measure_training`: the set-up of ``tools/train.py``
-    (model on the device, NHWC weights, :class:`WithLoss`, optimiser, schedule, grad scaler,
-    guard), then ``train_one_epoch`` over the synthetic batches, warm-up first."""
+    """``(steps timed, seconds)`` of :func:`measure_training`: the set-up of a training run
+    (:func:`videoattn.engine.fit.fit`: model on the device, NHWC weights, optimiser, schedule, grad
+    scaler, guard), then ``train_one_epoch`` over the synthetic batches, warm-up first."""
     model = build_model(model_cfg).to(device)
     if channels_last:
         model = to_channels_last(model)
-    net = WithLoss(model, label_smoothing=optim_cfg["label_smoothing"])
     optimizer = build_optimizer(model, optim_cfg, global_batch=clips.shape[0])
     step = {
         "optimizer": optimizer,
@@ -520,17 +519,18 @@ def _timed_steps(
         "to_device": ToDevice(device),
         "params": list(model.parameters()),
         "precision": precision,
+        "label_smoothing": optim_cfg["label_smoothing"],
         "clip_grad_norm": optim_cfg["clip_grad_norm"],
         "log_every": log_every,
         "epoch": 0,
     }
-    net.train()
+    model.train()  # the model returns its loss: (clips, labels) -> (loss, logits)
     if warmup:
-        train_one_epoch(net, _SyntheticBatches(clips, labels, count=warmup), steps=warmup, **step)
+        train_one_epoch(model, _SyntheticBatches(clips, labels, count=warmup), steps=warmup, **step)
     _synchronize(device)
     start = time.perf_counter()
     batches = _SyntheticBatches(clips, labels, count=steps, until=None if steps else start + seconds)
-    stats = train_one_epoch(net, batches, steps=steps or sys.maxsize, **step)
+    stats = train_one_epoch(model, batches, steps=steps or sys.maxsize, **step)
     _synchronize(device)
     return stats.steps, time.perf_counter() - start
 

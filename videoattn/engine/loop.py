@@ -1,13 +1,26 @@
 """The training epoch, read top to bottom, and the bookkeeping that keeps it off the host.
 
+:func:`train_one_epoch` runs ``steps`` optimiser steps of the model (possibly wrapped by DDP or
+``torch.compile``), which returns its own loss: ``net(clips, labels, label_smoothing=...) ->
+(loss, logits)`` (:meth:`videoattn.models.classifier.VideoClassifier.forward`: cross-entropy plus
+the inserted modules' losses). Each step is the gradient of ``accumulate`` batches, of their mean
+loss: ``accumulate`` batches of B are one step of a batch of ``accumulate * B``, with BatchNorm
+statistics per batch; DDP reduces the gradients once, at the last batch of a step. An epoch
+holds whole steps: a loader that ends inside one drops it, so a run resumed at an epoch boundary
+continues exactly.
+
 A GPU runs a step's kernels while the host queues the next ones; reading a value the device
 computed (``.item()``, ``bool(tensor)``, ``.cpu()``, ``.tolist()``) makes the host wait until the
 device has drained everything queued before it. So the step reads nothing: the loss, accuracy
 and non-finite guard accumulate in :class:`StepCounters` on the device and are read together
-once every ``log_every`` steps and at the end of the epoch; a non-finite loss skips its update
-on the device (``found_inf``, the mechanism of PyTorch's fused optimisers and its grad scaler);
-compute time is measured with CUDA events on CUDA.
-"""
+once every ``log_every`` steps and at the end of the epoch (``on_log(step, counters, timer)``
+runs at each read: progress, TensorBoard); a non-finite loss skips its update on the device
+(``found_inf``, the mechanism of PyTorch's fused optimisers and its grad scaler); compute time is
+measured with CUDA events on CUDA.
+
+``stop`` (:class:`~videoattn.engine.interrupt.StopRequests`): Ctrl-C / SIGTERM end the epoch with
+:class:`~videoattn.engine.interrupt.Interrupted` after the update in progress (one process), or
+at the next read, on every rank alike (``world`` distributed)."""
 
 from __future__ import annotations
 
@@ -18,7 +31,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.transforms import ToDevice
@@ -28,24 +40,6 @@ from .evaluate import autocast
 from .interrupt import StopRequests
 
 log = logging.getLogger(__name__)
-
-
-class WithLoss(nn.Module):
-    """The classifier and its training loss in one ``forward``: cross-entropy on the logits plus
-    the inserted modules' own losses (EncNet's SE-loss), so that DDP and ``torch.compile`` see one
-    module. ``forward(clips (N, T, 3, H, W), labels (N,)) -> (loss (), logits (N, K))``."""
-
-    def __init__(self, model: nn.Module, *, label_smoothing: float = 0.0) -> None:
-        super().__init__()
-        self.model = model
-        self.label_smoothing = label_smoothing
-
-    def forward(self, clips: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        logits, aux = self.model.forward_with_aux(clips)  # (N, K)
-        logits32 = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 / fp16 -> fp32, fp64 stays
-        loss = F.cross_entropy(logits32, labels, label_smoothing=self.label_smoothing)
-        extra = self.model.aux_loss(aux, labels)
-        return (loss if extra is None else loss + extra), logits
 
 
 class StepCounters:
@@ -192,6 +186,21 @@ class EpochStats:
     data_s_per_step: float
     compute_s_per_step: float
 
+    @classmethod
+    def of(cls, read: dict[str, float], *, steps: int, skipped: int, seconds: float, timer: StepTimer) -> EpochStats:
+        """The epoch's figures from the last read of its counters (this rank's)."""
+        clips = int(read["clips"])
+        return cls(
+            loss=read["loss_sum"] / clips if clips else float("nan"),
+            top1=read["correct"] / clips if clips else float("nan"),
+            clips=clips,
+            steps=steps,
+            skipped=skipped,
+            seconds=seconds,
+            data_s_per_step=timer.data_s / max(steps, 1),
+            compute_s_per_step=timer.compute_s / max(steps, 1),
+        )
+
 
 def train_one_epoch(
     net: nn.Module,
@@ -207,24 +216,22 @@ def train_one_epoch(
     steps: int,
     accumulate: int = 1,
     precision: str = "fp32",
+    label_smoothing: float = 0.0,
     clip_grad_norm: float | None = None,
     log_every: int = 10,
     on_log: Callable[[int, dict[str, float], StepTimer], None] | None = None,
     stop: StopRequests | None = None,
     world: World | None = None,
 ) -> EpochStats:
-    """One epoch of ``steps`` optimiser steps of ``net`` (a :class:`WithLoss`, possibly DDP /
-    compiled) over ``loader``, each step the gradient of ``accumulate`` batches (their mean loss:
-    ``accumulate`` batches of B are one step of a batch of ``accumulate * B``, BatchNorm statistics
-    per batch; DDP reduces the gradients once, at the last batch). ``on_log(step, counters, timer)``
-    runs at every read of the counters (every ``log_every`` steps and the last): progress, TensorBoard.
-    ``stop``: Ctrl-C / SIGTERM end the epoch with :class:`~videoattn.engine.interrupt.Interrupted`
-    after the update in progress (one process), or at the next read, on every rank alike (``world``
-    distributed)."""
+    """One epoch of ``steps`` optimiser steps of ``net`` (the model, possibly DDP / compiled:
+    ``net(clips, labels, label_smoothing=...) -> (loss, logits)``) over ``loader``, each step the
+    gradient of ``accumulate`` batches; ``on_log`` at every read of the counters (see the module
+    docstring for accumulation, the reads and ``stop``)."""
     device = to_device.device
     counters, timer = StepCounters(device), StepTimer(device)
     guard.start_epoch()
     no_sync = getattr(net, "no_sync", None)  # DDP: no gradient all-reduce before the last batch of a step
+    distributed = world is not None and world.distributed
     t0 = time.perf_counter()
     step, read, last, skip = -1, None, True, None
     for i, (clips, labels, _, _) in enumerate(loader):
@@ -239,7 +246,7 @@ def train_one_epoch(
             optimizer.zero_grad(set_to_none=True)
         with contextlib.nullcontext() if last or no_sync is None else no_sync():
             with autocast(device, precision):
-                loss, logits = net(clips, labels)  # (), (N, K)
+                loss, logits = net(clips, labels, label_smoothing=label_smoothing)  # (), (N, K)
             bad = guard.flag(loss)  # NaN / inf on any rank: no update from this step, on any rank
             skip = bad if micro == 0 or skip is None else torch.maximum(skip, bad)
             scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
@@ -254,28 +261,24 @@ def train_one_epoch(
         timer.step_done()
 
         if last and ((step + 1) % log_every == 0 or step + 1 == steps):
-            timer.collect()
-            read = counters.read()
-            guard.check(read, epoch=epoch, step=step)
+            read = _read(counters, timer, guard, epoch=epoch, step=step)
             if on_log is not None:
                 on_log(step, read, timer)
-            if stop is not None and world is not None and world.distributed:
+            if stop is not None and distributed:
                 stop.agreed(world, f"in epoch {epoch + 1} at step {step + 1}")  # every rank at this step
-        if last and stop is not None and (world is None or not world.distributed):
+        if last and stop is not None and not distributed:
             stop.check(f"in epoch {epoch + 1} at step {step + 1}")
     done = step + 1 if step < 0 or last else step  # whole steps (a loader that ended inside one drops it)
     if read is None or done < steps:  # a loader shorter than `steps`: read what it gave
-        timer.collect()
-        read = counters.read()
-        guard.check(read, epoch=epoch, step=max(step, 0))
-    clips_seen = int(read["clips"])
-    return EpochStats(
-        loss=read["loss_sum"] / clips_seen if clips_seen else float("nan"),
-        top1=read["correct"] / clips_seen if clips_seen else float("nan"),
-        clips=clips_seen,
-        steps=done,
-        skipped=guard.skipped_in_epoch,
-        seconds=time.perf_counter() - t0,
-        data_s_per_step=timer.data_s / max(done, 1),
-        compute_s_per_step=timer.compute_s / max(done, 1),
+        read = _read(counters, timer, guard, epoch=epoch, step=max(step, 0))
+    return EpochStats.of(
+        read, steps=done, skipped=guard.skipped_in_epoch, seconds=time.perf_counter() - t0, timer=timer
     )
+
+
+def _read(counters: StepCounters, timer: StepTimer, guard: NonFiniteGuard, *, epoch: int, step: int) -> dict:
+    """The one read of the device: the counters (checked by the guard) and the finished steps' times."""
+    timer.collect()
+    read = counters.read()
+    guard.check(read, epoch=epoch, step=step)
+    return read

@@ -16,7 +16,9 @@
 ``metrics.csv``     one row per epoch, rewritten from ``last.pth``'s history (never appended)
 ``results.json``    the run's summary, rewritten from it every epoch
 ``bad_files.jsonl`` the unreadable videos and skipped annotation lines, with their split
-``config.yaml``, ``train.log``, ``tb/``
+``train.log``       the run's log (rank 0), appended to by every run in the folder: its start
+                    (kept in memory until the folder is the run's), every epoch line and the result
+``config.yaml``, ``tb/``
 ``*.unreadable``,   set aside, never deleted by a resume: a checkpoint that could not be read, a
 ``best.epochN.pth`` ``best.pth`` from beyond the point a run resumed from
 ==================  ===============================================================================
@@ -31,6 +33,10 @@ A run starts in three steps: :meth:`RunFolder.lock`, :meth:`RunFolder.resume_poi
 changes nothing), and, once the data, the model and the checkpoint are known to fit,
 :meth:`RunFolder.start` (deletes a run being replaced with ``overwrite=true``, sets unreadable
 checkpoints aside). A start that fails before that leaves the folder as it was.
+
+The log follows the same rule: :meth:`RunFolder.buffer_logs` keeps the records of the start in
+memory, and :meth:`RunFolder.open_log`, called once the run writes the folder, appends them and
+every later record to ``train.log``. :class:`Results` derives ``results.json`` from a checkpoint.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import fcntl
 import io
 import json
 import logging
+import logging.handlers
 import math
 import os
 import shutil
@@ -55,14 +62,16 @@ from typing import Any
 import torch
 
 from ..checkpoint import check_torch_file, load_checkpoint, save_checkpoint
+from ..data.dataset import read_report_entries
 from ..errors import CheckpointError, ConfigError, UserError
 from ..files import remove_temp_files, temp_path, write_atomic
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunFolder", "RunFolderBusy", "RunFolderError", "best_epoch"]
+__all__ = ["LOG_FORMAT", "Results", "RunFolder", "RunFolderBusy", "RunFolderError", "best_epoch"]
 
 NO_RESUME = (None, "none", "never", False)
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # train.log's lines, as Hydra's on the console
 
 
 class RunFolderError(UserError, ValueError):
@@ -97,6 +106,8 @@ class RunFolder:
         self._lock_fd: int | None = None
         self._created = False
         self._replace, self._unreadable, self._source = False, [], None  # decided by resume_point
+        self._log_buffer: logging.handlers.MemoryHandler | None = None  # buffer_logs ... open_log
+        self._log_file: logging.FileHandler | None = None
 
     # ------------------------------------------------------------------ names
     @property
@@ -118,6 +129,10 @@ class RunFolder:
     @property
     def report(self) -> Path:
         return self.path / "bad_files.jsonl"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "train.log"
 
     def older(self, i: int) -> Path:
         """``last.<i>.pth``: the checkpoint ``i`` epochs before ``last.pth``."""
@@ -222,6 +237,51 @@ class RunFolder:
             with contextlib.suppress(OSError):
                 self.path.rmdir()  # only if the run wrote nothing (a failed start)
 
+    # ------------------------------------------------------------------ the run's log
+    @contextlib.contextmanager
+    def buffer_logs(self) -> Iterator[RunFolder]:
+        """Keep the records of the root logger in memory from here on, for ``train.log``: the
+        folder is not the run's yet (it may be locked by another run, or hold one this run may
+        not replace). :meth:`open_log` writes them there once it is; the block's end closes it."""
+        if self._log_buffer is not None or self._log_file is not None:
+            raise RuntimeError("buffer_logs() is already active")
+        root = logging.getLogger()
+        self._log_buffer = logging.handlers.MemoryHandler(capacity=1_000_000, flushLevel=logging.CRITICAL + 1)
+        root.addHandler(self._log_buffer)
+        try:
+            yield self
+        finally:
+            if self._log_buffer is not None:
+                root.removeHandler(self._log_buffer)
+                self._log_buffer = None
+            if self._log_file is not None:
+                root.removeHandler(self._log_file)
+                self._log_file.close()
+                self._log_file = None
+
+    def open_log(self) -> None:
+        """Append the records kept since :meth:`buffer_logs` (in whose block it is called), and
+        every later one until the block ends, to ``train.log`` (call it once the run writes the
+        folder, after :meth:`start`)."""
+        if self._log_buffer is None:
+            raise RuntimeError("open_log() is called once, inside buffer_logs()")
+        handler = logging.FileHandler(self.log)  # appended to: a resumed run continues the log
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root = logging.getLogger()
+        self._log_buffer.setTarget(handler)
+        self._log_buffer.flush()
+        root.removeHandler(self._log_buffer)
+        self._log_buffer = None
+        root.addHandler(handler)
+        self._log_file = handler
+
+    def epochs_saved(self) -> int:
+        """The epochs the last checkpoint holds (read from ``results.json``, rewritten with it); 0 if none."""
+        try:
+            return int(json.loads(self.results.read_text())["epochs_done"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
     # ------------------------------------------------------------------ where to start
     def resume_point(self, resume: Any, *, overwrite: bool = False) -> Path | None:
         """The checkpoint the run continues from, or ``None`` to start from scratch. It only
@@ -316,7 +376,7 @@ class RunFolder:
             p.unlink(missing_ok=True)
         shutil.rmtree(self.path / "tb", ignore_errors=True)
         self.last.unlink(missing_ok=True)
-        (self.path / "train.log").unlink(missing_ok=True)
+        self.log.unlink(missing_ok=True)
         log.warning("overwrite=true: deleted the previous run in %s (%s)", self.path, ", ".join(removed))
 
     # ------------------------------------------------------------------ writing an epoch
@@ -401,6 +461,35 @@ class RunFolder:
             want + 1,
             "nothing readable" if have is None else f"epoch {have + 1}",
         )
+
+
+class Results:
+    """``results.json`` from a checkpoint: the run's summary, complete or not, derived from the
+    checkpoint's history (so that a resumed run rewrites it to agree with ``last.pth``), with the
+    ``fixed`` facts of the run (model, data, params, macs, epochs) and the bad files of ``report``."""
+
+    def __init__(self, *, report: Path, **fixed: Any) -> None:
+        self.report, self.fixed = report, fixed
+
+    def __call__(self, ckpt: Mapping[str, Any]) -> dict[str, Any]:
+        history = ckpt["history"]
+        last = history[-1] if history else {}
+        best = best_epoch(ckpt)
+        bad = read_report_entries(self.report)
+        per_split: dict[str, int] = {}
+        for entry in bad:
+            split = entry.get("split") or "unknown"
+            per_split[split] = per_split.get(split, 0) + 1
+        return {
+            **self.fixed,
+            "epochs_done": len(history),
+            "complete": len(history) >= self.fixed["epochs"],
+            "best_val_top1": ckpt["best_top1"],
+            "best_epoch": None if best is None else best + 1,
+            **{f"last_{k}": v for k, v in last.items() if k != "epoch"},
+            "bad_files": sorted({e["path"] for e in bad}),
+            "bad_files_per_split": per_split,
+        }
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:

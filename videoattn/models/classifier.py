@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention._pool import spatial_mean
@@ -12,7 +13,8 @@ from ..shapes import split_time
 
 
 class VideoClassifier(nn.Module):
-    """``(N, T, 3, H, W) -> (N, K)`` logits, the TSN / TSM / TAM / ACTION-Net head.
+    """``(N, T, 3, H, W) -> (N, K)`` logits, the TSN / TSM / TAM / ACTION-Net head; with labels,
+    also the training loss (:meth:`forward`).
 
     The backbone maps the ``N*T`` frames to feature maps; optional head modules act on the
     last map (those with an auxiliary loss also give per-frame auxiliary outputs); then global
@@ -101,8 +103,21 @@ class VideoClassifier(nn.Module):
         aux = {name: split_time(out, t).mean(1) for name, out in aux.items()}  # (N*T, ...) -> (N, T, ...) -> (N, ...)
         return split_time(logits, t).mean(1), aux  # (N*T, K) -> (N, T, K) -> (N, K)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_with_aux(x)[0]
+    def forward(
+        self, x: Tensor, labels: Tensor | None = None, *, label_smoothing: float = 0.0
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits ``(N, K)`` of clips ``x`` ``(N, T, 3, H, W)``; given ``labels`` ``(N,)``, the training
+        loss with them, ``(loss (), logits (N, K))``: the cross-entropy (``label_smoothing``) on the
+        logits in float32 (bf16 / fp16 under autocast are promoted, float64 stays) plus the head
+        modules' own losses (:meth:`aux_loss`, e.g. EncNet's SE-loss). The model is the whole
+        training step's module, so DDP and ``torch.compile`` wrap it as it is."""
+        logits, aux = self.forward_with_aux(x)  # (N, K)
+        if labels is None:
+            return logits
+        logits32 = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 / fp16 -> fp32, fp64 stays
+        loss = F.cross_entropy(logits32, labels, label_smoothing=label_smoothing)
+        extra = self.aux_loss(aux, labels)
+        return (loss if extra is None else loss + extra), logits
 
     def aux_loss(self, aux: dict[str, Tensor], labels: Tensor) -> Tensor | None:
         """The sum of the head modules' auxiliary losses on ``aux`` (:meth:`forward_with_aux`),
