@@ -14,7 +14,13 @@ every ``num_frames`` from 1 to 400):
 - TAM: liu-zhy/temporal-adaptive-module@5fcb46f ``ops/dataset.py``, the same methods, the test
   views picked by ``test_sample`` (``uniform-k``, ``dense-k``);
 - ACTION-Net: V-Sense/ACTION-Net@3122b11 ``models/temporal_transforms.py``,
-  ``TemporalUniformCrop_val`` / ``TemporalUniformCrop_test`` (the same indices as TSM's).
+  ``TemporalUniformCrop_val`` / ``TemporalUniformCrop_test`` (the same indices as TSM's);
+- TDN: MCG-NJU/TDN@a7c7e9b ``ops/dataset.py``, ``TSNDataSet._sample_indices``,
+  ``_get_val_indices`` / ``_get_test_indices`` with ``new_length = 5``: ``F`` consecutive frames per
+  segment (:func:`snippet_sample`, ``frames_per_segment``; ``T * F`` indices, segment after segment);
+- TAda2D: alibaba-mmai-research/TAdaConv@75b7839 ``tadaconv/datasets/base/base_dataset.py``,
+  ``_segment_based_sampling`` (Something-Something: :func:`rounded_segment_sample`) and
+  ``_interval_based_sampling`` (Kinetics, 30 fps: :func:`interval_sample`).
 
 The official files number frames from 1 (``img_00001.jpg``; ACTION-Net from 0): the indices here
 are those numbers less one. Two deviations can be chosen by name, neither is the default:
@@ -37,11 +43,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..errors import ConfigError
 
 SAMPLING_MODES = ("segment", "dense")
-SAMPLING_RULES = ("tsm", "tam", "action")  # whose official test views
+SAMPLING_RULES = ("tsm", "tam", "action", "tdn", "tada")  # whose official rules / test views
 SHORT_VIDEO_RULES = ("official", "spread")  # segment mode, videos of at most T frames
 DENSE_WINDOW = 64  # frames a dense clip spans in the official code, whatever T: stride 64 // T
 
@@ -223,18 +230,191 @@ def dense_test_clips(
     return _dense_from(starts, num_frames, num_segments, step, loop)
 
 
+# ----------------------------------------------------------------------------- TDN: snippets
+
+
+def _expand_snippets(starts: np.ndarray, num_frames: int, frames_per_segment: int) -> np.ndarray:
+    """``start .. start + F - 1`` for each start, clamped at the last frame: ``(..., T) -> (..., T*F)``,
+    segment after segment (TDN's ``if p < num_frames: p += 1``)."""
+    idx = starts[..., None] + np.arange(frames_per_segment, dtype=np.int64)  # (..., T, F)
+    return np.minimum(idx, num_frames - 1).reshape(*starts.shape[:-1], -1)  # (..., T*F)
+
+
+def snippet_sample(
+    num_frames: int,
+    num_segments: int,
+    *,
+    frames_per_segment: int = 5,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """TDN's sampling: ``F = frames_per_segment`` consecutive frames from each of ``T`` segments,
+    ``(T*F,)``, segment after segment (frames ``s_i .. s_i + F - 1``, clamped at the last frame).
+
+    The starts ``s_i`` (``n = num_frames``): training (``rng`` given; TDN ``_sample_indices``):
+    ``d = (n - F + 1) // T``; ``s_i = i * d + U{0, d - 1}`` if ``d > 0``, else ``T`` sorted draws
+    from ``U{0, n - F}`` if ``n > T``, else all 0. Validation and the 1-clip test (``rng=None``;
+    ``_get_val_indices`` == ``_get_test_indices``): ``tick = (n - F + 1) / T``,
+    ``s_i = int(tick / 2 + i * tick)`` if ``n > T + F - 1``, else all 0. With ``F = 1`` both are
+    TSM's rules (:func:`segment_sample`).
+    """
+    _check(num_frames, num_segments)
+    if frames_per_segment < 1:
+        raise ValueError(f"frames_per_segment must be >= 1, got {frames_per_segment}")
+    span = num_frames - frames_per_segment + 1  # the possible starts, 0 .. n - F
+    if rng is None:
+        if num_frames > num_segments + frames_per_segment - 1:
+            tick = span / num_segments
+            starts = (tick / 2.0 + tick * np.arange(num_segments)).astype(np.int64)
+        else:
+            starts = np.zeros(num_segments, dtype=np.int64)
+    else:
+        length = span // num_segments
+        if length > 0:
+            starts = np.arange(num_segments, dtype=np.int64) * length + rng.integers(0, length, num_segments)
+        elif num_frames > num_segments:
+            starts = np.sort(rng.integers(0, max(span, 1), num_segments))
+        else:
+            starts = np.zeros(num_segments, dtype=np.int64)
+    return _expand_snippets(starts, num_frames, frames_per_segment)
+
+
+def snippet_test_clips(
+    num_frames: int, num_segments: int, *, frames_per_segment: int = 5, num_clips: int = 1
+) -> np.ndarray:
+    """TDN's test views, ``(num_clips, T*F)``. ``num_clips=1``: the validation snippets
+    (:func:`snippet_sample`, TDN's Something-Something protocol). ``num_clips=k >= 2``: the official
+    Kinetics test draws its 10 clips at random (training-style); here clip ``c`` starts each segment
+    at fraction ``(c + 0.5) / k`` of it, ``int(tick * (i + (c + 0.5) / k))`` with
+    ``tick = (n - F + 1) / T`` (all 0 for ``n <= T + F - 1``), deterministic and spread evenly."""
+    _check(num_frames, num_segments)
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+    if num_clips == 1:
+        return snippet_sample(num_frames, num_segments, frames_per_segment=frames_per_segment)[None]
+    if frames_per_segment < 1:
+        raise ValueError(f"frames_per_segment must be >= 1, got {frames_per_segment}")
+    if num_frames > num_segments + frames_per_segment - 1:
+        tick = (num_frames - frames_per_segment + 1) / num_segments
+        fractions = (np.arange(num_clips) + 0.5) / num_clips
+        starts = (tick * (np.arange(num_segments)[None, :] + fractions[:, None])).astype(np.int64)  # (k, T)
+    else:
+        starts = np.zeros((num_clips, num_segments), dtype=np.int64)
+    return _expand_snippets(starts, num_frames, frames_per_segment)
+
+
+# ----------------------------------------------------------------------------- TAda2D
+
+
+def _edges(num_frames: int, num_segments: int) -> torch.Tensor:
+    """``e_i = i * n / T``, ``i = 0..T``, as the official float32 ``torch.linspace(0, n, T + 1)``."""
+    return torch.linspace(0, num_frames, num_segments + 1, dtype=torch.float32)
+
+
+def _round_clamp(x: torch.Tensor, num_frames: int) -> np.ndarray:
+    """``torch.round`` (half to even) then clamped to ``[0, n - 1]``, as int64 indices."""
+    return torch.clamp(torch.round(x), 0, num_frames - 1).to(torch.int64).numpy()
+
+
+def rounded_segment_sample(num_frames: int, num_segments: int, *, rng: np.random.Generator | None = None) -> np.ndarray:
+    """TAda2D's segment-based sampling (Something-Something), ``(T,)``: the float32 edges
+    ``e_i = i * n / T``; training (``rng`` given): ``round(U(e_i, e_{i+1}))``; validation and the
+    1-clip test (``rng=None``): the rounded midpoints ``round((e_i + e_{i+1}) / 2)``; rounding
+    half to even (``torch.round``), clamped to ``[0, n - 1]``. Unlike TSN's rule a short video
+    gives its frames in order, with repeats."""
+    _check(num_frames, num_segments)
+    e = _edges(num_frames, num_segments)
+    if rng is None:
+        return _round_clamp((e[:-1] + e[1:]) / 2, num_frames)
+    u = torch.from_numpy(rng.random(num_segments).astype(np.float32))
+    return _round_clamp(e[:-1] + u * (e[1:] - e[:-1]), num_frames)
+
+
+def rounded_segment_test_clips(num_frames: int, num_segments: int, *, num_clips: int = 1) -> np.ndarray:
+    """TAda2D's segment-based test views, ``(num_clips, T)``: ``num_clips=1``, the midpoints;
+    ``num_clips=2`` (its SSv2 protocol), the midpoints, then the segment ends ``e_{i+1}``. In
+    general clip ``c`` of ``k >= 2`` takes ``round(e_i + (c + 1) / k * (e_{i+1} - e_i))`` (``k = 2``
+    gives the official two; larger ``k`` is this toolkit's extension)."""
+    _check(num_frames, num_segments)
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+    if num_clips == 1:
+        return rounded_segment_sample(num_frames, num_segments)[None]
+    e = _edges(num_frames, num_segments)
+    if num_clips == 2:  # the official expressions, float32
+        return np.stack([_round_clamp((e[:-1] + e[1:]) / 2, num_frames), _round_clamp(e[1:], num_frames)])
+    fractions = torch.arange(1, num_clips + 1, dtype=torch.float32)[:, None] / num_clips  # (k, 1)
+    return _round_clamp(e[None, :-1] + fractions * (e[1:] - e[:-1])[None], num_frames)
+
+
+TADA_INTERVAL_RATES = {8: 8, 16: 5}  # the official Kinetics configs: "8x8" and "16x5"
+
+
+def interval_rate(num_segments: int, rate: int | None = None) -> int:
+    """The interval-based sampling rate: ``rate``, or the official one for ``T`` (8 for ``T = 8``,
+    5 for ``T = 16``; ``max(1, 64 // T)`` for other ``T``, this toolkit's choice)."""
+    if rate is None:
+        return TADA_INTERVAL_RATES.get(num_segments, max(1, DENSE_WINDOW // num_segments))
+    if rate < 1:
+        raise ValueError(f"rate must be >= 1, got {rate}")
+    return rate
+
+
+def _interval_from(start: float, num_frames: int, num_segments: int, rate: int) -> np.ndarray:
+    """``floor(linspace(start, start + T * rate - 1, T))`` in float32, clamped to ``[0, n - 1]``."""
+    idx = torch.linspace(start, start + num_segments * rate - 1, num_segments, dtype=torch.float32)
+    return torch.clamp(idx, 0, num_frames - 1).to(torch.int64).numpy()  # truncation: floor, idx >= 0
+
+
+def interval_sample(
+    num_frames: int, num_segments: int, *, rate: int | None = None, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """TAda2D's interval-based sampling (Kinetics at 30 fps), ``(T,)``: ``T`` frames evenly over a
+    window of ``L = T * rate`` frames, ``floor(linspace(s, s + L - 1, T))`` (float32; for 8x8 the
+    frames are 9 apart), clamped to ``[0, n - 1]``, with ``s`` in ``[0, max(n - L, 0)]``: training
+    (``rng`` given) uniform, validation (``rng=None``) the centre ``max(n - L, 0) / 2``."""
+    _check(num_frames, num_segments)
+    rate = interval_rate(num_segments, rate)
+    last = max(num_frames - num_segments * rate, 0)
+    start = last / 2 if rng is None else float(rng.uniform(0, last))
+    return _interval_from(start, num_frames, num_segments, rate)
+
+
+def interval_test_clips(
+    num_frames: int, num_segments: int, *, rate: int | None = None, num_clips: int = 10
+) -> np.ndarray:
+    """TAda2D's Kinetics test clips, ``(num_clips, T)``: window starts ``max(n - L, 0) * c / k``
+    for ``c = 0..k-1`` (``k = 1``: the centre, the validation clip), frames as in
+    :func:`interval_sample`."""
+    _check(num_frames, num_segments)
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+    rate = interval_rate(num_segments, rate)
+    if num_clips == 1:
+        return interval_sample(num_frames, num_segments, rate=rate)[None]
+    last = max(num_frames - num_segments * rate, 0)
+    return np.stack([_interval_from(last * c / num_clips, num_frames, num_segments, rate) for c in range(num_clips)])
+
+
 @dataclass(frozen=True, kw_only=True)
 class Sampling:
-    """How a dataset picks the ``T`` frames of a clip (the ``data.sampling`` config group).
+    """How a dataset picks the frames of a clip (the ``data.sampling`` config group).
 
-    ``mode``: ``"segment"`` (TSN, Something-Something) or ``"dense"`` (Kinetics). ``rules``:
-    whose official test views, ``"tsm"`` | ``"tam"`` | ``"action"`` (the three give the same
-    training, validation and 1-clip test indices; ``"tam"`` makes ``num_clips = k >= 2`` segment
-    clips TAM's ``uniform-k``, see :func:`segment_test_clips`). ``stride``: the dense stride,
-    ``None`` = the official ``64 // T`` (8 for ``T = 8``, 4 for ``T = 16``). ``short``:
-    ``"official"`` | ``"spread"``, segment clips of short videos; ``loop``: dense clips of short
-    videos wrap around (official) or are clamped (both deviations: see the module docstring).
-    ``num_clips`` / ``twice_sample``: the test views (from the config's ``data.test``).
+    ``mode``: ``"segment"`` (TSN, Something-Something) or ``"dense"`` (Kinetics). ``rules``: whose
+    official rules, ``"tsm"`` | ``"tam"`` | ``"action"`` (the three give the same training,
+    validation and 1-clip test indices; ``"tam"`` makes ``num_clips = k >= 2`` segment clips TAM's
+    ``uniform-k``, see :func:`segment_test_clips`), ``"tdn"`` (segment mode only: snippets of
+    ``frames_per_segment`` consecutive frames, :func:`snippet_sample`) or ``"tada"`` (segment mode:
+    :func:`rounded_segment_sample`; dense mode: TAda2D's interval-based sampling,
+    :func:`interval_sample`, ``stride`` being its rate). ``stride``: the dense stride, ``None`` = the
+    official ``64 // T`` (8 for ``T = 8``, 4 for ``T = 16``; ``"tada"``: the rate, ``None`` = 8 for
+    ``T = 8``, 5 for ``T = 16``). ``short``: ``"official"`` | ``"spread"``, segment clips of short
+    videos; ``loop``: dense clips of short videos wrap around (official) or are clamped (both
+    deviations of the TSM / TAM / ACTION rules: see the module docstring). ``frames_per_segment``:
+    ``F`` frames per segment, ``> 1`` with ``rules="tdn"`` only (TDN: 5); the clip is then ``T*F``
+    indices, segment after segment. ``num_clips`` / ``twice_sample``: the test views (from the
+    config's ``data.test``).
+
+    Shapes: :meth:`train` and :meth:`val` give ``(T*F,)``, :meth:`test` ``(num_clips, T*F)``.
 
     The official protocols (``T`` = ``num_segments``; defaults left out):
 
@@ -246,6 +426,10 @@ class Sampling:
     - TAM SSv2 ``uniform-2``: ``Sampling(num_segments=T, rules="tam", num_clips=2).test``.
     - TSM / TAM Kinetics dense 10 clips: ``Sampling(num_segments=T, mode="dense", num_clips=10).test``;
       TAM ``dense-1``: ``num_clips=1``.
+    - TDN validation and test (SSv1/v2): ``Sampling(num_segments=T, rules="tdn", frames_per_segment=5).val``
+      / ``.test``.
+    - TAda2D SSv2 2 clips: ``Sampling(num_segments=T, rules="tada", num_clips=2).test``; Kinetics
+      10 clips (8x8, 16x5): ``Sampling(num_segments=T, rules="tada", mode="dense", num_clips=10).test``.
     """
 
     num_segments: int
@@ -254,6 +438,7 @@ class Sampling:
     stride: int | None = None
     short: str = "official"
     loop: bool = True
+    frames_per_segment: int = 1
     num_clips: int = 1
     twice_sample: bool = False
 
@@ -269,28 +454,64 @@ class Sampling:
             raise ConfigError("twice_sample applies to segment sampling only")
         # checked here, once, so that a bad setting fails at construction instead of being
         # taken, video after video, for an unreadable file
-        if self.num_segments < 1 or (self.stride is not None and self.stride < 1) or self.num_clips < 1:
+        if (
+            self.num_segments < 1
+            or (self.stride is not None and self.stride < 1)
+            or self.num_clips < 1
+            or self.frames_per_segment < 1
+        ):
             raise ConfigError(
-                f"sampling needs num_segments, stride (or null: 64 // T) and num_clips >= 1, got "
-                f"{self.num_segments}, {self.stride}, {self.num_clips}"
+                f"sampling needs num_segments, stride (or null: 64 // T), num_clips and frames_per_segment >= 1, "
+                f"got {self.num_segments}, {self.stride}, {self.num_clips}, {self.frames_per_segment}"
             )
         if self.twice_sample and self.num_clips != 2:
             raise ConfigError(f"twice_sample produces 2 clips, but num_clips={self.num_clips}")
+        if self.twice_sample and self.rules in ("tdn", "tada"):
+            raise ConfigError(
+                f"twice_sample is TSM's protocol; sampling rules {self.rules!r} have their own test clips"
+            )
+        if self.rules == "tdn" and self.mode != "segment":
+            raise ConfigError("sampling rules 'tdn' sample segments (mode: segment); TDN has no dense sampling")
+        if self.frames_per_segment > 1 and self.rules != "tdn":
+            raise ConfigError(
+                f"frames_per_segment={self.frames_per_segment} needs sampling rules 'tdn' (consecutive frames "
+                f"per segment); rules {self.rules!r} take one frame per segment"
+            )
 
     def train(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
-        """Random training indices, ``(T,)``."""
+        """Random training indices, ``(T*F,)``."""
+        if self.rules == "tdn":
+            return snippet_sample(num_frames, self.num_segments, frames_per_segment=self.frames_per_segment, rng=rng)
+        if self.rules == "tada":
+            if self.mode == "dense":
+                return interval_sample(num_frames, self.num_segments, rate=self.stride, rng=rng)
+            return rounded_segment_sample(num_frames, self.num_segments, rng=rng)
         if self.mode == "dense":
             return dense_sample(num_frames, self.num_segments, stride=self.stride, rng=rng, loop=self.loop)
         return segment_sample(num_frames, self.num_segments, rng=rng, short=self.short)
 
     def val(self, num_frames: int) -> np.ndarray:
-        """The deterministic validation clip, ``(T,)``: segment centres, or the centre window."""
+        """The deterministic validation clip, ``(T*F,)``: segment centres, or the centre window."""
+        if self.rules == "tdn":
+            return snippet_sample(num_frames, self.num_segments, frames_per_segment=self.frames_per_segment)
+        if self.rules == "tada":
+            if self.mode == "dense":
+                return interval_sample(num_frames, self.num_segments, rate=self.stride)
+            return rounded_segment_sample(num_frames, self.num_segments)
         if self.mode == "dense":
             return dense_sample(num_frames, self.num_segments, stride=self.stride, loop=self.loop)
         return segment_sample(num_frames, self.num_segments, short=self.short)
 
     def test(self, num_frames: int) -> np.ndarray:
-        """All test clips, ``(num_clips, T)``."""
+        """All test clips, ``(num_clips, T*F)``."""
+        if self.rules == "tdn":
+            return snippet_test_clips(
+                num_frames, self.num_segments, frames_per_segment=self.frames_per_segment, num_clips=self.num_clips
+            )
+        if self.rules == "tada":
+            if self.mode == "dense":
+                return interval_test_clips(num_frames, self.num_segments, rate=self.stride, num_clips=self.num_clips)
+            return rounded_segment_test_clips(num_frames, self.num_segments, num_clips=self.num_clips)
         if self.mode == "dense":
             return dense_test_clips(
                 num_frames, self.num_segments, stride=self.stride, num_clips=self.num_clips, loop=self.loop
