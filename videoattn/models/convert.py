@@ -405,3 +405,202 @@ def _rewrite(ckpt: dict[str, Any], src: Path, dst: Path, classes: Sequence[str] 
         ckpt["classes"] = _check_names(classes, ckpt["model_config"]["num_classes"], src)
     _save(ckpt, dst, format)
     return ckpt
+
+
+# ----------------------------------------------------------------------------- TDN and TAda2D key maps
+#
+# Pure functions from the official state_dicts of TDN (MCG-NJU/TDN@a7c7e9b) and TAda2D
+# (alibaba-mmai-research/TAdaConv@75b7839) to a flat videoattn layout (layouts and facts:
+# ``tests/data/official_state_dicts/{tdn,tada2d}_*.tsv``), not yet wired into the model builder.
+# Each plan maps every official key to one action: ``("copy", key)``, ``("fold", key)`` (a conv
+# bias subtracted from the running mean ``key`` of the BN it feeds) or ``("drop", None)``; a key
+# the plan does not know is refused. Where the inserted modules sit is a keyword (the defaults
+# follow the insertion slots' names: ``<block>.att_after_conv1.tdn``).
+#
+# TDN (``module.`` stripped):
+#
+# ==============================================  ==================================================
+# official key                                    videoattn key
+# ==============================================  ==================================================
+# ``base_model.{conv1,bn1}.<k>``                  ``backbone.{conv1,bn1}.<k>`` (conv1's bias folded)
+# ``base_model.layerN_bak.B.<k>``                 ``backbone.layerN.B.<k>`` (conv biases folded)
+# ``base_model.layerN_bak.B.{mse,shift}.<k>``     ``backbone.layerN.B.<long_term>.{mse,shift}.<k>``
+# ``base_model.conv1_5.<k>``                      ``backbone.<stem>.conv1_5.<k>``
+# ``base_model.resnext_layer1.<k>``               ``backbone.<stem>.resnext_layer1.<k>`` (folded)
+# ``base_model.conv1_temp.*``                     dropped (never used in the forward)
+# ``new_fc.{weight,bias}``                        ``fc.{weight,bias}``
+# ==============================================  ==================================================
+#
+# Every ResNet conv of TDN's FBResNet has a bias and feeds a BN: ``BN(conv(x) + b)`` is
+# ``BN'(conv(x))`` with ``running_mean' = running_mean - b`` (exact in eval mode; in training mode
+# the batch mean absorbs ``b``), so the bias-free torchvision convs take the weights unchanged.
+#
+# TAda2D (no prefix; 5-D kernels of temporal size 1 squeezed to 2-D / 1-D):
+#
+# =====================================================  ============================================
+# official key                                           videoattn key
+# =====================================================  ============================================
+# ``backbone.conv1.a.weight`` (64x3x1x7x7)               ``backbone.conv1.weight`` (64x3x7x7)
+# ``backbone.conv1.a_bn.<k>``                            ``backbone.bn1.<k>``
+# ``backbone.conv{S}.res_{K}.short_cut.weight``          ``backbone.layer{S-1}.{K-1}.downsample.0.weight``
+# ``backbone.conv{S}.res_{K}.short_cut_bn.<k>``          ``backbone.layer{S-1}.{K-1}.downsample.1.<k>``
+# ``...conv_branch.a.weight`` / ``a_bn.<k>``             ``...conv1.weight`` / ``bn1.<k>``
+# ``...conv_branch.b.weight`` (1x1xCxCx3x3)              ``...<conv_site>.weight`` (CxCx3x3)
+# ``...conv_branch.b_bn.<k>``                            ``...<conv_site>.bn.<k>``
+# ``...conv_branch.b_avgpool_bn.<k>``                    ``...<conv_site>.bn_pool.<k>``
+# ``...conv_branch.b_rf.{g,a,bn,b}.<k>`` (Cx..xkx1x1)    ``...<conv_site>.rf.{g,a,bn,b}.<k>`` (Cx..xk)
+# ``...conv_branch.c.weight`` / ``c_bn.<k>``             ``...conv3.weight`` / ``bn3.<k>``
+# ``head.out.{weight,bias}``                             ``fc.{weight,bias}``
+# =====================================================  ============================================
+#
+# (``<conv_site>``: the module that replaces the bottleneck's conv2 + bn2,
+# :class:`videoattn.attention.tada.TAdaConv2d`; its default name ``conv2``.) The TAda2D backbone
+# differs from torchvision's in topology, not in names: no stem max-pool, stride 2 in the first
+# block of every stage (res2 included).
+
+Plan = dict[str, tuple[str, str | None]]
+
+_TDN_BLOCK = re.compile(r"^(layer[1-4])_bak\.(\d+)\.(.+)$")
+_TDN_STEM_STAGE = re.compile(r"^resnext_layer1\.(\d+)\.(.+)$")
+_CONV_BN = {"conv1": "bn1", "conv2": "bn2", "conv3": "bn3", "downsample.0": "downsample.1"}
+_BN_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def _resnet_block_action(rest: str, prefix: str, key: str) -> tuple[str, str | None]:
+    """A torchvision bottleneck tensor ``rest`` (``conv1.weight``, ``bn2.running_mean``, ...) of an
+    FBResNet block (the official ``key``) under ``prefix``: its conv biases fold into the BN that
+    follows."""
+    for conv, bn in _CONV_BN.items():
+        if rest == f"{conv}.weight":
+            return "copy", prefix + rest
+        if rest == f"{conv}.bias":
+            return "fold", f"{prefix}{bn}.running_mean"
+        if rest.startswith(f"{bn}.") and rest.removeprefix(f"{bn}.") in _BN_TENSORS:
+            return "copy", prefix + rest
+    raise CheckpointError(f"unexpected tensor {key} in a TDN checkpoint")
+
+
+def tdn_plan(keys: Sequence[str], *, long_term: str = "att_after_conv1.tdn", stem: str = "att_stem.tdn") -> Plan:
+    """The action for each key of an official TDN state_dict (``module.`` prefix or not): see
+    the table above. Raises :class:`CheckpointError` naming a key it does not know."""
+    plan: Plan = {}
+    for key in keys:
+        k = key.removeprefix("module.")
+        if k.startswith("new_fc."):
+            plan[key] = ("copy", "fc." + k.removeprefix("new_fc."))
+            continue
+        if not k.startswith("base_model."):
+            raise CheckpointError(f"unexpected tensor {key} in a TDN checkpoint")
+        k = k.removeprefix("base_model.")
+        if k.startswith("conv1_temp."):
+            plan[key] = ("drop", None)
+        elif k == "conv1.weight":
+            plan[key] = ("copy", "backbone.conv1.weight")
+        elif k == "conv1.bias":
+            plan[key] = ("fold", "backbone.bn1.running_mean")
+        elif k.startswith("bn1.") and k.removeprefix("bn1.") in _BN_TENSORS:
+            plan[key] = ("copy", "backbone." + k)
+        elif k.startswith("conv1_5."):
+            plan[key] = ("copy", f"backbone.{stem}.{k}")
+        elif m := _TDN_STEM_STAGE.match(k):
+            plan[key] = _resnet_block_action(m.group(2), f"backbone.{stem}.resnext_layer1.{m.group(1)}.", key)
+        elif m := _TDN_BLOCK.match(k):
+            stage, block, rest = m.groups()
+            if rest.startswith(("mse.", "shift.")):
+                plan[key] = ("copy", f"backbone.{stage}.{block}.{long_term}.{rest}")
+            else:
+                plan[key] = _resnet_block_action(rest, f"backbone.{stage}.{block}.", key)
+        else:
+            raise CheckpointError(f"unexpected tensor {key} in a TDN checkpoint")
+    return plan
+
+
+_TADA_BLOCK = re.compile(r"^backbone\.conv([2-5])\.res_(\d+)\.(.+)$")
+_TADA_BRANCH = {"a": "conv1", "a_bn": "bn1", "c": "conv3", "c_bn": "bn3"}
+
+
+def tada2d_plan(keys: Sequence[str], *, conv_site: str = "conv2") -> Plan:
+    """The action for each key of an official TAda2D state_dict: see the table above. Raises
+    :class:`CheckpointError` naming a key it does not know."""
+    plan: Plan = {}
+    for key in keys:
+        if key.startswith("head.out."):
+            plan[key] = ("copy", "fc." + key.removeprefix("head.out."))
+        elif key == "backbone.conv1.a.weight":
+            plan[key] = ("copy", "backbone.conv1.weight")
+        elif key.startswith("backbone.conv1.a_bn."):
+            plan[key] = ("copy", "backbone.bn1." + key.removeprefix("backbone.conv1.a_bn."))
+        elif m := _TADA_BLOCK.match(key):
+            stage, index, rest = int(m.group(1)), int(m.group(2)), m.group(3)
+            prefix = f"backbone.layer{stage - 1}.{index - 1}."
+            if rest == "short_cut.weight":
+                plan[key] = ("copy", prefix + "downsample.0.weight")
+            elif rest.startswith("short_cut_bn."):
+                plan[key] = ("copy", prefix + "downsample.1." + rest.removeprefix("short_cut_bn."))
+            elif rest.startswith("conv_branch."):
+                plan[key] = ("copy", prefix + _tada_branch_key(rest.removeprefix("conv_branch."), conv_site, key))
+            else:
+                raise CheckpointError(f"unexpected tensor {key} in a TAda2D checkpoint")
+        else:
+            raise CheckpointError(f"unexpected tensor {key} in a TAda2D checkpoint")
+    return plan
+
+
+def _tada_branch_key(rest: str, conv_site: str, key: str) -> str:
+    name, _, tensor = rest.partition(".")
+    if name in _TADA_BRANCH:
+        return f"{_TADA_BRANCH[name]}.{tensor}"
+    if rest == "b.weight":
+        return f"{conv_site}.weight"
+    if name == "b_bn":
+        return f"{conv_site}.bn.{tensor}"
+    if name == "b_avgpool_bn":
+        return f"{conv_site}.bn_pool.{tensor}"
+    if name == "b_rf" and tensor.split(".")[0] in ("g", "a", "bn", "b"):
+        return f"{conv_site}.rf.{tensor}"
+    raise CheckpointError(f"unexpected tensor {key} in a TAda2D checkpoint")
+
+
+def _squeeze_time(key: str, v: torch.Tensor) -> torch.Tensor:
+    """A TAda2D kernel without its size-1 temporal dimension(s): ``(Co, Ci, 1, k, k)`` ->
+    ``(Co, Ci, k, k)``, ``1 x 1 x Co x Ci x 3 x 3`` -> ``(Co, Ci, 3, 3)``, ``(Co, Ci, kT, 1, 1)``
+    -> ``(Co, Ci, kT)`` (the calibration's temporal convs)."""
+    if v.dim() == 6:  # the TAdaConv base weight, 1 x 1 x Co x Ci x k x k
+        if v.shape[:2] != (1, 1):
+            raise CheckpointError(f"{key}: expected a 1x1xCoxCixkxk TAdaConv kernel, got {tuple(v.shape)}")
+        return v[0, 0]
+    if v.dim() == 5:
+        if ".b_rf." in key:  # Co x Ci x kT x 1 x 1
+            if v.shape[3:] != (1, 1):
+                raise CheckpointError(f"{key}: expected a temporal kernel Co x Ci x kT x 1 x 1, got {tuple(v.shape)}")
+            return v[:, :, :, 0, 0]
+        if v.shape[2] != 1:
+            raise CheckpointError(f"{key}: a temporal kernel size {v.shape[2]}, expected 1 (a 2D network)")
+        return v[:, :, 0]
+    return v
+
+
+def apply_plan(
+    state_dict: Mapping[str, torch.Tensor], plan: Plan, *, squeeze_time: bool = False
+) -> dict[str, torch.Tensor]:
+    """The videoattn state_dict of ``plan`` (:func:`tdn_plan`, :func:`tada2d_plan`): copies, then
+    each folded conv bias subtracted from its BN's running mean; ``squeeze_time`` drops TAda2D's
+    size-1 temporal kernel dimensions. Every key of ``state_dict`` must be in ``plan``, and no two
+    copies may land on one key."""
+    out: dict[str, torch.Tensor] = {}
+    folds = []
+    for key, v in state_dict.items():
+        if key not in plan:
+            raise CheckpointError(f"no rule for the tensor {key}")
+        action, target = plan[key]
+        if action == "copy":
+            if target in out:
+                raise CheckpointError(f"two tensors map to {target} (the second: {key})")
+            out[target] = _squeeze_time(key, v) if squeeze_time else v
+        elif action == "fold":
+            folds.append((key, target, v))
+    for key, target, bias in folds:
+        if target not in out:
+            raise CheckpointError(f"{key}: the BN it feeds ({target}) is missing")
+        out[target] = out[target] - bias  # BN(conv(x) + b) == BN'(conv(x)), running_mean' = running_mean - b
+    return out
