@@ -9,7 +9,7 @@ Two temporal difference modules (TDM):
 - :class:`TDNShortTerm`, the short-term TDM at the stem: a difference branch over 5 consecutive
   frames per segment, fused into the RGB path after the stem and after the first stage. It needs
   the backbone's stem and first stage at call time (a stem-site module, see its docstring) and 5
-  frames per segment from the sampler (:func:`videoattn.data.sampling.consecutive_segment_sample`).
+  frames per segment from the sampler (:func:`videoattn.data.sampling.snippet_sample`).
 
 Parameter names follow the official checkpoint (MCG-NJU/TDN@a7c7e9b), so that a key of it maps to
 one of ours by a prefix rename: ``layerN_bak.B.mse.<k>`` -> ``<block>.<insert>.mse.<k>``,
