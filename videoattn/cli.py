@@ -9,10 +9,11 @@ is printed as ``error: <message>`` on stderr and the process exits with code 2. 
 is a bug and keeps its traceback. ``VIDEOATTN_DEBUG=1`` (or Hydra's ``HYDRA_FULL_ERROR=1``, or
 ``--debug`` in the argparse tools) shows the traceback of user errors too.
 
-Hydra tools also call :func:`check_overrides` before ``main()``: it composes the config from
-the command line as Hydra will, so that an unknown key, an unknown config group option, a
-malformed override or a required value left out is reported in one line (Hydra itself prints
-a multi-line report and exits with code 1).
+A Hydra tool's ``main`` is :func:`run_tool`: it composes the config once from the command line
+with Hydra's compose API (:func:`compose_jobs`), so that an unknown key, an unknown config group
+option, a malformed override, a value of the wrong type or out of range, or a required value
+left out is reported in one line (Hydra itself prints a multi-line report and exits with code 1),
+and runs the tool on that config, the checked one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import difflib
 import errno
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -233,6 +234,51 @@ _SKIP_FLAGS = {
 }
 
 
+def run_tool(
+    task: Callable[[DictConfig], object],
+    *,
+    config_dir: str | os.PathLike,
+    config_name: str,
+    argv: Sequence[str] | None = None,
+    refuse: Mapping[str, str] | None = None,
+) -> None:
+    """A Hydra tool's ``main``: compose its config once from the command line (:func:`compose_jobs`:
+    a mistake is one line, exit code 2), set up Hydra's job logging and :class:`HydraConfig` as
+    ``@hydra.main`` would, and run ``task(cfg)`` inside :func:`user_errors`; with ``-m``, once per
+    job of the sweep, one after the other (as Hydra's basic launcher runs them). Hydra's own flags
+    that print instead of running (``--help``, ``--cfg``, ...), an unknown flag and another primary
+    config folder (``--config-path``) go to ``@hydra.main`` itself, which then composes (once)."""
+    import hydra
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    jobs = compose_jobs(config_dir, config_name, argv, refuse=refuse)
+    if jobs is None:
+        sys.argv = [sys.argv[0], *argv]
+
+        def hydra_task(cfg: DictConfig) -> None:
+            with user_errors():
+                task(cfg)
+
+        entry = hydra.main(config_path=str(Path(config_dir).resolve()), config_name=config_name, version_base=None)
+        entry(hydra_task)()
+        return
+    for cfg, hydra_cfg in jobs:
+        _start_job(cfg, hydra_cfg)
+        with user_errors():
+            task(cfg)
+
+
+def _start_job(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """What ``@hydra.main`` does before the task: :class:`HydraConfig` set (the overrides, the
+    config name; ``hydra_cfg`` holds the ``hydra`` node) and the job's logging configured
+    (``hydra/job_logging``, ``hydra.verbose``)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import configure_log
+
+    HydraConfig.instance().set_config(hydra_cfg)
+    configure_log(hydra_cfg.hydra.job_logging, hydra_cfg.hydra.verbose)
+
+
 def check_overrides(
     config_dir: str | os.PathLike,
     config_name: str,
@@ -240,17 +286,32 @@ def check_overrides(
     *,
     refuse: Mapping[str, str] | None = None,
 ) -> DictConfig | None:
-    """Compose the config of a Hydra tool from ``argv`` (default ``sys.argv[1:]``) and exit with
-    one line and code 2 if Hydra would reject it, if a required value (``???``) is left out, or
-    if ``+key=value`` adds a top-level key (nothing reads those: the sections ``model``, ``data``,
-    ``optim`` check their own keys). ``refuse`` maps keys (and their sub-keys) that the tool
-    cannot apply to the reason, given when an override names one. Sweeps (``-m model=tsn,se``)
-    are checked value by value. Hydra's own flags that print instead of running (``--help``,
-    ``--cfg``, ...) skip the check. The schemas and the registry's model configs are registered
-    with Hydra first (:func:`videoattn.config.register_configs`), for this check and the tool's
-    own composition. Returns the composed config (of the first sweep value), or None where the
-    check was skipped."""
-    from .config import register_configs
+    """The config a Hydra tool runs with for ``argv`` (of the first job of a sweep), composed and
+    checked by :func:`compose_jobs` (a mistake: one line, exit code 2); None where Hydra's own
+    flags (``--help``, ``--cfg``, ...) leave nothing to compose. The one load of the tools
+    (:func:`run_tool`), for tests and in-process callers."""
+    jobs = compose_jobs(config_dir, config_name, argv, refuse=refuse)
+    return None if jobs is None else jobs[0][0]
+
+
+def compose_jobs(
+    config_dir: str | os.PathLike,
+    config_name: str,
+    argv: Sequence[str] | None = None,
+    *,
+    refuse: Mapping[str, str] | None = None,
+) -> list[tuple[DictConfig, DictConfig]] | None:
+    """Compose the config of a Hydra tool from ``argv`` (default ``sys.argv[1:]``) with Hydra's
+    compose API, once per job (``-m``: every combination of the sweep values), and exit with one
+    line and code 2 if Hydra would reject it, if a required value (``???``) is left out, if a
+    value is out of its schema's range, or if ``+key=value`` adds a top-level key (nothing reads
+    those: the sections ``model``, ``data``, ``optim`` check their own keys). ``refuse`` maps
+    keys (and their sub-keys) that the tool cannot apply to the reason, given when an override
+    names one. Returns ``(config, hydra config)`` per job, or None where Hydra's own flags that
+    print instead of running (``--help``, ``--cfg``, ...), an unknown flag or another primary
+    config folder leave the command line to Hydra. The schemas and the registry's model configs
+    are registered with Hydra first (:func:`videoattn.engine.config.register_configs`)."""
+    from .engine.config import register_configs
 
     register_configs(config_dir)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -274,8 +335,7 @@ def check_overrides(
             overrides.append(arg)
     with user_errors():
         _refused(overrides, refuse or {})
-        composed = [_compose(config_dirs, config_name, variant) for variant in _variants(overrides, multirun)]
-    return composed[0]
+        return [_compose(config_dirs, config_name, job) for job in _jobs(overrides, multirun)]
 
 
 def _refused(overrides: list[str], refuse: Mapping[str, str]) -> None:
@@ -286,8 +346,11 @@ def _refused(overrides: list[str], refuse: Mapping[str, str]) -> None:
                 fail(f"{o}: {reason}")
 
 
-def _variants(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """The override lists to compose: as given; with ``-m``, every sweep value at least once."""
+def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override lists to compose: as given; with ``-m``, every combination of the sweep values
+    (in the order of Hydra's basic sweeper)."""
+    import itertools
+
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -297,41 +360,41 @@ def _variants(overrides: list[str], multirun: bool) -> list[list[str]]:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
         fail(_first_lines(err))
-    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line] for o in parsed]
-    keys = [o.get_key_element() + "=" if o.is_sweep_override() else "" for o in parsed]
-    variants = [[k + v[0] for k, v in zip(keys, values, strict=True)]]
-    for i, vals in enumerate(values):
-        for v in vals[1:]:
-            variants.append([*variants[0][:i], keys[i] + v, *variants[0][i + 1 :]])
-    return variants
+    lists = [
+        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [o.input_line]
+        for o in parsed
+    ]
+    return [list(job) for job in itertools.product(*lists)]
 
 
-def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> DictConfig:
+def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> tuple[DictConfig, DictConfig]:
+    """One job's config, composed and checked (see :func:`compose_jobs`), and its ``hydra`` node
+    apart (a config of its own: the tool's config has no ``hydra`` key)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException, MissingConfigException
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    def attempt(ovr: list[str]):
+    def attempt(ovr: list[str], *, with_hydra: bool = False) -> DictConfig:
         GlobalHydra.instance().clear()
         searchpath = [f"file://{Path(d).resolve()}" for d in config_dirs[1:]]
+        extra = [f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else []
         with initialize_config_dir(config_dir=str(Path(config_dirs[0]).resolve()), version_base=None):
-            return compose(
-                config_name, overrides=[*ovr, *([f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else [])]
-            )
+            return compose(config_name, overrides=[*ovr, *extra], return_hydra_config=with_hydra)
 
     try:
-        cfg = attempt(overrides)
+        cfg = attempt(overrides, with_hydra=True)
     except MissingConfigException as err:
         fail(_missing_config(err, config_name, overrides))
     except (HydraException, OmegaConfBaseException) as err:
         typed = _validation_cause(err)
-        fail(
-            describe_error(typed) if typed is not None else _override_error(err, overrides, lambda rest: attempt(rest))
-        )
+        fail(describe_error(typed) if typed is not None else _override_error(err, overrides, attempt))
     finally:
         GlobalHydra.instance().clear()
+    hydra_cfg = OmegaConf.masked_copy(cfg, "hydra")  # {hydra: HydraConf}, as HydraConfig takes it
+    with open_dict(cfg):
+        cfg.pop("hydra")
     _added_top_level_keys(cfg, overrides, attempt)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
@@ -340,8 +403,8 @@ def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> 
             + " ".join(f"{k}=..." for k in missing)
             + f" on the command line (see configs/{config_name}.yaml)"
         )
-    check_config(cfg)  # the schema's range checks (num_segments >= 1, ...)
-    return cfg
+    check_config(cfg)  # the schema's range checks (num_segments >= 1, ...): the one check of the run's config
+    return cfg, hydra_cfg
 
 
 def _validation_cause(err: BaseException):
