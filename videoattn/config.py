@@ -137,15 +137,39 @@ def validate(schema: type, cfg: Mapping[str, Any], *, section: str) -> dict[str,
 
 
 def check_config(cfg: Any) -> None:
-    """The schema's checks on a composed Hydra config: its types were checked by the
-    composition, its ranges are checked here, as it becomes its dataclasses."""
+    """The schema's checks on a composed Hydra config, the one check of a tool's config: its types
+    were checked by the composition; a key that ``+key=value`` added to a section whose schema
+    lacks it (Hydra lets ``+`` add to a typed node) and the ranges are checked here, as it
+    becomes its dataclasses. The library trusts what passed (:func:`validate`)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    _no_added_keys(cfg)
     try:
         OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
         raise ConfigError(describe_error(err)) from None
+
+
+def _no_added_keys(node: Any, path: str = "") -> None:
+    """Fail on a key of a typed node that its dataclass lacks (added with ``+``), naming it."""
+    from omegaconf import DictConfig, OmegaConf
+
+    schema = OmegaConf.get_type(node)
+    names = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else None
+    for key in node.keys():
+        if names is not None and key not in names:
+            raise ConfigError(_no_such_key(f"{path}{key}", names))
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and names is not None:  # the sections of a schema, not free dicts
+            _no_added_keys(child, f"{path}{key}.")
+
+
+def _no_such_key(full: str, names: list[str]) -> str:
+    where, _, leaf = full.rpartition(".")
+    close = [f"{where}.{c}" if where else c for c in difflib.get_close_matches(leaf, names, n=3)]
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"{full}: no such key{hint}; the keys there: {', '.join(names)}" if names else f"{full}: no such key"
 
 
 def describe_error(err: BaseException, *, section: str = "") -> str:
@@ -155,11 +179,9 @@ def describe_error(err: BaseException, *, section: str = "") -> str:
     msg = str(getattr(err, "msg", None) or str(err)).splitlines()[0]
     if "not in" in msg and ("struct" in msg or "Key" in msg):
         parent = getattr(err, "object_type", None)
-        names = [f.name for f in dataclasses.fields(parent)] if dataclasses.is_dataclass(parent) else []
-        where, _, leaf = full.rpartition(".")
-        close = [f"{where}.{c}" if where else c for c in difflib.get_close_matches(leaf, names, n=3)]
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        return f"{full}: no such key{hint}; the keys there: {', '.join(names)}" if names else f"{full}: no such key"
+        return _no_such_key(
+            full, [f.name for f in dataclasses.fields(parent)] if dataclasses.is_dataclass(parent) else []
+        )
     if "could not be converted to" in msg or "is not a valid" in msg:
         value = msg.split("'")[1] if "'" in msg else "?"
         expected = msg.rsplit("converted to ", 1)[-1] if "converted to" in msg else msg.split("is not a valid ", 1)[1]
