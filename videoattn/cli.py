@@ -376,26 +376,23 @@ def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> 
     from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    def attempt(ovr: list[str], *, with_hydra: bool = False) -> DictConfig:
-        GlobalHydra.instance().clear()
-        searchpath = [f"file://{Path(d).resolve()}" for d in config_dirs[1:]]
-        extra = [f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else []
-        with initialize_config_dir(config_dir=str(Path(config_dirs[0]).resolve()), version_base=None):
-            return compose(config_name, overrides=[*ovr, *extra], return_hydra_config=with_hydra)
-
+    searchpath = [f"file://{Path(d).resolve()}" for d in config_dirs[1:]]
+    extra = [f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else []
+    GlobalHydra.instance().clear()
     try:
-        cfg = attempt(overrides, with_hydra=True)
+        with initialize_config_dir(config_dir=str(Path(config_dirs[0]).resolve()), version_base=None):
+            cfg = compose(config_name, overrides=[*overrides, *extra], return_hydra_config=True)
     except MissingConfigException as err:
         fail(_missing_config(err, config_name, overrides))
     except (HydraException, OmegaConfBaseException) as err:
         typed = _validation_cause(err)
-        fail(describe_error(typed) if typed is not None else _override_error(err, overrides, attempt))
+        fail(describe_error(typed) if typed is not None else _override_error(err, overrides))
     finally:
         GlobalHydra.instance().clear()
     hydra_cfg = OmegaConf.masked_copy(cfg, "hydra")  # {hydra: HydraConf}, as HydraConfig takes it
     with open_dict(cfg):
         cfg.pop("hydra")
-    _added_top_level_keys(cfg, overrides, attempt)
+    _added_top_level_keys(cfg, overrides)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         fail(
@@ -419,31 +416,31 @@ def _validation_cause(err: BaseException):
     return None
 
 
-def _added_top_level_keys(cfg, overrides: list[str], attempt) -> None:
+def _added_top_level_keys(cfg: DictConfig, overrides: list[str]) -> None:
     """Fail on ``+key=value`` that adds a top-level key (the tool would run without reading it)
     and on ``~key`` that deletes one (the tool reads every one of them)."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
     for o in overrides:
         key = o.lstrip("~").partition("=")[0]
         if o.startswith("~") and "." not in key:
             fail(f"{o}: removes the top-level key {key!r}, which the tool reads; set it instead ({key}=...)")
-    added = [o for o in overrides if o.startswith("+") and "." not in o.lstrip("+").partition("=")[0]]
+    schema = OmegaConf.get_type(cfg)
+    known = {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else set(cfg)
+    added = [o for o in overrides if o.startswith("+") and o.lstrip("+").partition("=")[0] not in known | {"hydra"}]
+    added = [o for o in added if "." not in o.lstrip("+").partition("=")[0]]
     if not added:
         return
-    from omegaconf import OmegaConf
-
-    try:
-        base = attempt([o for o in overrides if o not in added])
-    except Exception:  # noqa: BLE001 (the rest does not compose without them: nothing to compare)
-        return
-    leaves = _leaf_paths(OmegaConf.to_container(base, resolve=False))
-    for o in added:
-        key = o.lstrip("+").partition("=")[0]
-        if key in base or key == "hydra":
-            continue
-        names = {p.rsplit(".", 1)[-1]: p for p in leaves}
-        close = [names[c] for c in difflib.get_close_matches(key, list(names), n=3)]
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        fail(f"{o}: adds a key {key!r} that nothing reads{hint}; the config's keys are listed by --cfg job")
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    leaves = _leaf_paths({k: v for k, v in tree.items() if k in known})
+    names = {p.rsplit(".", 1)[-1]: p for p in leaves}
+    o = added[0]
+    key = o.lstrip("+").partition("=")[0]
+    close = [names[c] for c in difflib.get_close_matches(key, list(names), n=3)]
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    fail(f"{o}: adds a key {key!r} that nothing reads{hint}; the config's keys are listed by --cfg job")
 
 
 def _leaf_paths(node, prefix: str = "") -> list[str]:
@@ -475,10 +472,14 @@ def _missing_config(err: BaseException, config_name: str, overrides: list[str]) 
     return f"{key}={value}: no such {key} config{hint}; available: {', '.join(options)}"
 
 
-def _override_error(err: BaseException, overrides: list[str], attempt) -> str:
+def _override_error(err: BaseException, overrides: list[str]) -> str:
+    """One line for a composition error that is not a type error: the malformed override, or the
+    key the schema there lacks (from the error's key and schema: the close names of that schema)."""
+    import dataclasses
+
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
-    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
     if isinstance(err, OverrideParseException):
         parser = OverridesParser.create()
@@ -490,23 +491,16 @@ def _override_error(err: BaseException, overrides: list[str], attempt) -> str:
                     f"{o}: not a valid override ({str(one).splitlines()[0]}); write key=value, +key=value to add a key"
                 )
         return _first_lines(err)
-    cause = str(err.__cause__ or "")
-    for i, o in enumerate(overrides):
-        key = o.lstrip("+~").partition("=")[0]
-        if f"'{key}'" not in str(err):
-            continue
-        if "not in struct" not in cause and " not in '" not in cause:  # a dict config's key / a schema's
-            return f"{o}: {_first_lines(err)}"
-        try:  # where the key leaves the config, and the names there
-            cfg = attempt(overrides[:i] + overrides[i + 1 :])
-        except Exception:  # the rest does not compose either: report the first problem only
-            return f"{o}: the config has no key {key!r}"
-        parts, node, depth = key.split("."), cfg, 0
-        while depth < len(parts) - 1 and OmegaConf.is_dict(node) and parts[depth] in node:
-            node, depth = node[parts[depth]], depth + 1
-        names = list(node.keys()) if OmegaConf.is_dict(node) else []
-        close = difflib.get_close_matches(parts[depth], names, n=3)
-        where = ".".join(parts[:depth])
-        hint = f" (did you mean {', '.join(f'{where}.{c}' if where else c for c in close)}?)" if close else ""
-        return f"{o}: the config has no key {'.'.join(parts[: depth + 1])!r}{hint}"
-    return _first_lines(err)
+    keys = {o: o.lstrip("+~").partition("=")[0] for o in overrides}
+    cause, missing = err.__cause__, getattr(err.__cause__, "full_key", None)
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and missing:  # a key its schema lacks
+        schema = getattr(cause, "object_type", None)
+        names = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else []
+        where, _, leaf = missing.rpartition(".")
+        close = [f"{where}.{c}" if where else c for c in difflib.get_close_matches(leaf, names, n=3)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        plain = missing.replace("[", ".").replace("]", "")  # model.inserts[0].foo -> model.inserts.0.foo
+        named = [o for o, k in keys.items() if k == plain or k.startswith(plain + ".")]
+        return f"{named[0] + ': ' if named else ''}the config has no key {missing!r}{hint}"
+    named = [o for o, k in keys.items() if f"'{k}'" in str(err)]
+    return f"{named[0]}: {_first_lines(err)}" if named else _first_lines(err)
