@@ -737,7 +737,7 @@ ADVICE = {"ssv2": _advice_ssv2, "ssv1": _advice_ssv1, "kinetics": _advice_kineti
 def test_the_advice_of_a_missing_video_works_as_typed(tmp_path, build):
     """The data config composed from the command line as train.py / test.py compose it, then
     loaded as they load it: each override the message suggests, typed as it is written there."""
-    from videoattn.cli import check_overrides
+    from videoattn.compose import check_overrides
     from videoattn.config import to_plain
     from videoattn.data.build import load_split, normalize_data_config
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from videoattn.cli import ArgumentParser, check_overrides, user_errors
+from videoattn.cli import ArgumentParser, user_errors
+from videoattn.compose import check_overrides
 from videoattn.errors import CheckpointError, ConfigError, DataError, MissingFileError, UserError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -84,7 +85,7 @@ def test_run_tool_composes_once_per_job_and_runs_the_checked_config(argv, jobs, 
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from videoattn.cli import run_tool
+    from videoattn.compose import run_tool
     from videoattn.engine.config import TrainConfig
 
     calls = []
@@ -115,7 +116,7 @@ def test_run_tool_composes_once_per_job_and_runs_the_checked_config(argv, jobs, 
 
 
 def test_run_tool_turns_a_mistake_in_the_task_into_one_line(capsys):
-    from videoattn.cli import run_tool
+    from videoattn.compose import run_tool
 
     def task(cfg):
         raise ConfigError(f"model.name={cfg.model.name}: not today")

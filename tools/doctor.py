@@ -32,7 +32,8 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from videoattn.cli import ArgumentParser, run_tool
+from videoattn.cli import ArgumentParser
+from videoattn.compose import run_tool
 from videoattn.data.build import (
     build_dataset,
     check_shared_memory,

@@ -38,7 +38,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from videoattn.checkpoint import check_classes, model_folder_of, refuse_overwrite, trust_checkpoints
-from videoattn.cli import run_tool
+from videoattn.compose import run_tool
 from videoattn.data.build import (
     build_dataset,
     check_shared_memory,
@@ -66,7 +66,7 @@ def main() -> None:
 
 
 def run(cfg: DictConfig) -> float:
-    """Test with ``cfg``, the checked config (:func:`videoattn.cli.run_tool`)."""
+    """Test with ``cfg``, the checked config (:func:`videoattn.compose.run_tool`)."""
     with trust_checkpoints(cfg.trust_checkpoint, how="trust_checkpoint=true"):
         return test(cfg)
 

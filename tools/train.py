@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from videoattn.cli import run_tool
+from videoattn.compose import run_tool
 from videoattn.engine.fit import fit
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -120,7 +120,7 @@ def validate(schema: type, cfg: Mapping[str, Any], *, section: str) -> dict[str,
     """``cfg`` checked against ``schema`` and completed with its defaults, as plain data. An
     unknown key, a wrong type or a value out of range fails naming the key (``section.key``).
     A config composed against ``schema`` (a section of the tools' config, checked once where it
-    was composed: :func:`videoattn.cli.compose_jobs`) is trusted: only made plain data."""
+    was composed: :func:`videoattn.compose.compose_jobs`) is trusted: only made plain data."""
     from omegaconf import OmegaConf
     from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 

@@ -89,7 +89,8 @@ log = logging.getLogger("train")  # the name train.log and the console have alwa
 
 
 def fit(cfg: DictConfig) -> float:
-    """Train the model of ``cfg`` (the composed config of ``configs/train.yaml`` or a sibling) and
+    """Train the model of ``cfg`` (the config of ``configs/train.yaml`` or a sibling, composed and
+    checked once: :func:`videoattn.compose.run_tool` / :func:`~videoattn.compose.check_overrides`) and
     return the best val top-1 (-1.0 when no epoch was validated). User errors raise
     :class:`~videoattn.errors.UserError`, a stop request
     :class:`~videoattn.engine.interrupt.Interrupted` (the tools turn both into one line)."""
