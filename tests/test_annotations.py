@@ -508,6 +508,27 @@ def test_load_annotations_dispatch(tmp_path: Path, source: str) -> None:
     assert ann.source == "ssv2" and len(ann) == 1
 
 
+def test_every_format_is_one_row_of_the_table_behind_the_protocol() -> None:
+    """data.source names a row of FORMATS (a Format: name, aliases, files read, parser, keywords);
+    a name or alias reaches its parser; an object missing part of the protocol is refused as the
+    table is built."""
+    from videoattn.data.formats import FORMATS, Format, _table
+
+    assert list(FORMATS) == ["ssv2", "ssv1", "jester", "kinetics", "list"]
+    aliases = [a for f in FORMATS.values() for a in f.aliases]
+    assert len(aliases) == len(set(aliases)) and not set(aliases) & set(FORMATS)
+    for name, fmt in FORMATS.items():
+        assert isinstance(fmt, Format) and fmt.name == name and fmt.reads
+        assert {"on_error", "check_files"} <= set(fmt.keywords)  # the options every format takes
+    assert {"video_dir"} <= set(FORMATS["ssv2"].keywords) and {"list_file"} <= set(FORMATS["list"].keywords)
+
+    class NoParser:
+        name, aliases, reads = "x", (), "x.txt"
+
+    with pytest.raises(TypeError, match="not an annotation Format"):
+        _table(NoParser())
+
+
 def test_unknown_source_split_and_policy(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"'ssv2', 'ssv1', 'jester', 'kinetics', 'list'.*did you mean"):
         load_annotations("ssv3", tmp_path, "train")
@@ -716,7 +737,7 @@ ADVICE = {"ssv2": _advice_ssv2, "ssv1": _advice_ssv1, "kinetics": _advice_kineti
 def test_the_advice_of_a_missing_video_works_as_typed(tmp_path, build):
     """The data config composed from the command line as train.py / test.py compose it, then
     loaded as they load it: each override the message suggests, typed as it is written there."""
-    from videoattn.cli import check_overrides
+    from videoattn.compose import check_overrides
     from videoattn.config import to_plain
     from videoattn.data.build import load_split, normalize_data_config
 

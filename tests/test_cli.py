@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from videoattn.cli import ArgumentParser, check_overrides, user_errors
+from videoattn.cli import ArgumentParser, user_errors
+from videoattn.compose import check_overrides
 from videoattn.errors import CheckpointError, ConfigError, DataError, MissingFileError, UserError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -37,6 +38,9 @@ def one_error_line(capsys) -> str:
     ("train", ["optim.lr=0.1", "++seeds=3"], "++seeds=3: adds a key 'seeds' that nothing reads (did you mean seed?)"),
     ("train", ["~seed"], "~seed: removes the top-level key 'seed', which the tool reads; set it instead (seed=...)"),
     ("test", ["checkpoint=x", "+batchsize=2"], "adds a key 'batchsize' that nothing reads (did you mean batch_size"),
+    # + adds a key to a section whose schema lacks it: refused where the config is composed, its one check
+    ("train", ["+data.flipp=on"], "data.flipp: no such key; the keys there: name, source, root"),
+    ("train", ["+data.train_transform.sizee=3"], "data.train_transform.sizee: no such key (did you mean data.train_"),
     # the typed schema (videoattn.config): the key and the type or range expected
     ("train", ["optim.epochs=abc"], "optim.epochs=abc: expected an integer"),
     ("train", ["num_segments=0"], "num_segments=0: expected a positive integer"),
@@ -59,12 +63,67 @@ def test_check_overrides_reports_what_hydra_would_reject_in_one_line(config, arg
 
 
 @pytest.mark.parametrize("argv", [
-    ["optim.lr=0.1", "+data.extra=1"], ["-m", "model=tsn,se", "optim.lr=0.1,0.2"],
+    ["optim.lr=0.1", "++data.annotations.check_files=false"], ["-m", "model=tsn,se", "optim.lr=0.1,0.2"],
     ["--config-name", "ssv2", "data.root=/x"],
     ["hydra.run.dir=/tmp/x", "hydra/job_logging=disabled"], ["--cfg", "job", "model.dropuot=1"], ["--help"],
 ])  # fmt: skip
 def test_check_overrides_lets_valid_command_lines_and_hydras_own_flags_through(argv):
     check_overrides(CONFIGS, "train", argv)
+
+
+@pytest.mark.parametrize("argv, jobs", [
+    (["model=tsn", "optim.lr=0.1"], [("tsn", 0.1)]),
+    (["-m", "model=tsn,se", "optim.lr=0.1,0.2"], [("tsn", 0.1), ("tsn", 0.2), ("se", 0.1), ("se", 0.2)]),
+])  # fmt: skip
+def test_run_tool_composes_once_per_job_and_runs_the_checked_config(argv, jobs, monkeypatch):
+    """The one load of a Hydra tool: Hydra's compose API called once per job (every combination of
+    a sweep, in the basic sweeper's order), the task given that config, typed by the schema, with no
+    ``hydra`` key; HydraConfig and the job's logging set as @hydra.main sets them."""
+    import logging
+
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from videoattn.compose import run_tool
+    from videoattn.engine.config import TrainConfig
+
+    calls = []
+    compose = hydra.compose
+
+    def counted(*args, **kw):
+        calls.append(kw.get("overrides"))
+        return compose(*args, **kw)
+
+    monkeypatch.setattr(hydra, "compose", counted)
+    seen = []
+
+    def task(cfg):
+        assert OmegaConf.get_type(cfg) is TrainConfig and "hydra" not in cfg
+        assert HydraConfig.get().job.config_name == "train"
+        assert [o for o in HydraConfig.get().overrides.task if o.startswith("optim.lr")] == [f"optim.lr={cfg.optim.lr}"]
+        seen.append((cfg.model.name, cfg.optim.lr))
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        run_tool(task, config_dir=CONFIGS, config_name="train", argv=argv)
+        assert [h.formatter._fmt for h in root.handlers if isinstance(h, logging.StreamHandler)] == ["%(message)s"]
+    finally:  # the job logging of configs/common.yaml (stdout) replaced pytest's handlers: give them back
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert seen == jobs and len(calls) == len(jobs)
+
+
+def test_run_tool_turns_a_mistake_in_the_task_into_one_line(capsys):
+    from videoattn.compose import run_tool
+
+    def task(cfg):
+        raise ConfigError(f"model.name={cfg.model.name}: not today")
+
+    with pytest.raises(SystemExit) as info:
+        run_tool(task, config_dir=CONFIGS, config_name="train", argv=["model=tsn", "hydra/job_logging=none"])
+    assert info.value.code == 2 and one_error_line(capsys) == "error: model.name=tsn: not today"
 
 
 @pytest.mark.parametrize(
@@ -204,3 +263,17 @@ def test_every_override_quoted_in_the_readmes_works_as_written(tiny_demo):
         if override.startswith("data.") and not override.startswith(("data.source=", "data.root=")):
             dataset = build_dataset({**data, "root": str(tiny_demo / "ssv2")}, "val", mode="val", num_segments=2)
             assert dataset[0][0].shape[0] == 2, override
+
+
+def test_the_generic_config_machinery_imports_no_section():
+    """videoattn.config holds validate / errors / keyword schemas only: each section's schema sits
+    beside its class (data/, engine/), so importing it imports neither (a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, videoattn.config; "
+        "print(sorted(m for m in sys.modules if m.startswith(('videoattn.data', 'videoattn.engine', 'torch'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

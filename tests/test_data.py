@@ -343,7 +343,7 @@ def test_a_flipped_clockwise_clip_gets_the_counterclockwise_label(tmp_path):
     clockwise turns counterclockwise and is labelled so (unflipped draws keep their label)."""
     from PIL import Image
 
-    from videoattn.data.build import build_dataset
+    from videoattn.data.build import build_dataset, normalize_data_config
 
     classes = ["Doing other things", "Turning Hand Clockwise", "Turning Hand Counterclockwise"]
     (tmp_path / "jester-v1-labels.csv").write_text("\n".join(classes) + "\n")
@@ -359,7 +359,7 @@ def test_a_flipped_clockwise_clip_gets_the_counterclockwise_label(tmp_path):
         "backend": "frames",
         "train_transform": {"size": 64, "scales": [1.0], "flip": "auto"},
     }
-    ds = build_dataset(cfg, "train", mode="train", num_segments=8)
+    ds = build_dataset(normalize_data_config(cfg), "train", mode="train", num_segments=8)
     assert ds.transform.flip == "swap"
     cw, ccw = classes.index("Turning Hand Clockwise"), classes.index("Turning Hand Counterclockwise")
     labels = set()
@@ -374,10 +374,13 @@ def test_a_flipped_clockwise_clip_gets_the_counterclockwise_label(tmp_path):
     unpaired = {**cfg, "root": str(tmp_path)}
     (tmp_path / "jester-v1-labels.csv").write_text("Doing other things\nTurning Hand Clockwise\n")
     with pytest.raises(ValueError, match="flip: auto would flip clips of 'Turning Hand Clockwise', whose mirror image"):
-        build_dataset(unpaired, "train", mode="train", num_segments=8)
+        build_dataset(normalize_data_config(unpaired), "train", mode="train", num_segments=8)
     assert (
         build_dataset(
-            {**unpaired, "train_transform": {"size": 64, "flip": "off"}}, "train", mode="train", num_segments=8
+            normalize_data_config({**unpaired, "train_transform": {"size": 64, "flip": "off"}}),
+            "train",
+            mode="train",
+            num_segments=8,
         ).transform.flip
         == "off"
     )

@@ -99,25 +99,36 @@ def test_data_config_flip_rules(tmp_path):
     cfg = _ssv2(
         tmp_path, ["Pushing something from left to right", "Pushing something from right to left", "Dropping something"]
     )
-    ds = build_dataset(cfg, "train", mode="train", num_segments=4)
+    ds = build_dataset(normalize_data_config(cfg), "train", mode="train", num_segments=4)
     assert ds.classes[0] == "Dropping something"  # sorted names
     assert ds.transform.flip == "swap" and ds.transform.flip_map == [0, 2, 1]
     with pytest.raises(ValueError, match="flip: on would mirror"):
-        build_dataset({**cfg, "train_transform": {"flip": "on"}}, "train", mode="train", num_segments=4)
+        build_dataset(
+            normalize_data_config({**cfg, "train_transform": {"flip": "on"}}), "train", mode="train", num_segments=4
+        )
     with pytest.raises(ValueError, match="ten-crop"):
-        build_dataset({**cfg, "test": {"num_crops": 10}}, "train", mode="test", num_segments=4)
+        build_dataset(normalize_data_config({**cfg, "test": {"num_crops": 10}}), "train", mode="test", num_segments=4)
     with pytest.raises(ValueError, match="test.twice_sample=true takes exactly 2 clips.*num_clips=1"):
-        build_dataset({**cfg, "test": {"num_clips": 1, "twice_sample": True}}, "train", mode="test", num_segments=4)
+        build_dataset(
+            normalize_data_config({**cfg, "test": {"num_clips": 1, "twice_sample": True}}),
+            "train",
+            mode="test",
+            num_segments=4,
+        )
     with pytest.raises(
         ValueError, match=r"data.train_transform.sizee: no such key \(did you mean data.train_transform.size"
     ):
-        build_dataset({**cfg, "train_transform": {"sizee": 3}}, "train", mode="train", num_segments=4)
+        build_dataset(
+            normalize_data_config({**cfg, "train_transform": {"sizee": 3}}), "train", mode="train", num_segments=4
+        )
     with pytest.raises(ValueError, match=r"data.sampling.strid: no such key \(did you mean data.sampling.stride"):
-        build_dataset({**cfg, "sampling": {"strid": 3}}, "train", mode="val", num_segments=4)
+        build_dataset(normalize_data_config({**cfg, "sampling": {"strid": 3}}), "train", mode="val", num_segments=4)
     with pytest.raises(ValueError, match=r"data.test.num_clip: no such key \(did you mean data.test.num_clips"):
-        build_dataset({**cfg, "test": {"num_clip": 3}}, "train", mode="test", num_segments=4)
+        build_dataset(normalize_data_config({**cfg, "test": {"num_clip": 3}}), "train", mode="test", num_segments=4)
     with pytest.raises(ValueError, match="'video_dri' is not a keyword of the load_ssv2 parser .*video_dir"):
-        build_dataset({**cfg, "annotations": {"video_dri": "x"}}, "train", mode="val", num_segments=4)
+        build_dataset(
+            normalize_data_config({**cfg, "annotations": {"video_dri": "x"}}), "train", mode="val", num_segments=4
+        )
     with pytest.raises(ValueError, match=r"data.sourc: no such key \(did you mean data.source"):
         normalize_data_config({"sourc": "ssv2"})
     with pytest.raises(ValueError, match="set `root`"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from cli import TINY_RUN
 
-from videoattn.cli import check_overrides
+from videoattn.compose import check_overrides
 from videoattn.engine.fit import fit
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

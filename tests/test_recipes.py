@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from cli import REPO
 
-from videoattn.cli import check_overrides
+from videoattn.compose import check_overrides
 
 CONFIGS = REPO / "configs"
 

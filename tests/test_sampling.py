@@ -299,7 +299,7 @@ def test_dense_stride_defaults_to_the_official_64_over_t():
 
 
 def test_the_config_schema_and_stored_settings():
-    from videoattn.config import SamplingConfig
+    from videoattn.data.sampling import SamplingConfig
 
     defaults = {f.name: f.default for f in dataclasses.fields(SamplingConfig)}
     assert defaults == {

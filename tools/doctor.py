@@ -29,12 +29,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from videoattn.cli import ArgumentParser, check_overrides, user_errors
-from videoattn.config import check_config
+from videoattn.cli import ArgumentParser
+from videoattn.compose import run_tool
 from videoattn.data.build import (
     build_dataset,
     check_shared_memory,
@@ -65,7 +64,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Hydra's own flags that pass through to it (the doctor composes one config: no -m / --multirun)
 HYDRA_FLAGS = {"--config-name", "-cn", "--config-dir", "-cd", "--config-path", "-cp"}
 HYDRA_PRINTS = {"--cfg", "-c", "--resolve", "--package", "-p", "--info", "-i", "--hydra-help"}
-ARGS = argparse.Namespace()  # the doctor's own flags, read by main()
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -107,10 +105,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, rest
 
 
-@hydra.main(config_path="../configs", config_name="train", version_base=None)
-def main(cfg: DictConfig) -> None:
-    with user_errors():
-        doctor(cfg, ARGS)
+def main() -> None:
+    """The doctor's flags, then the config composed once from the rest (as tools/train.py composes it)."""
+    args, hydra_argv = parse_args(sys.argv[1:])
+    run_tool(lambda cfg: doctor(cfg, args), config_dir=CONFIGS, config_name="train", argv=hydra_argv)
 
 
 def doctor(cfg: DictConfig, args: argparse.Namespace) -> dict[str, Any]:
@@ -125,7 +123,6 @@ def doctor(cfg: DictConfig, args: argparse.Namespace) -> dict[str, Any]:
         print(line, file=out, flush=True)
 
     # ---------------------------------------------------------------- the config, as tools/train.py reads it
-    check_config(cfg)
     device = select_device(cfg.device)  # device=auto on a CUDA build without a usable GPU says why
     configure_backends(device, tf32=cfg.tf32, deterministic=cfg.deterministic)
     if device.type == "cpu" and cfg.malloc_cache:
@@ -289,7 +286,4 @@ def doctor(cfg: DictConfig, args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    ARGS, hydra_argv = parse_args(sys.argv[1:])
-    sys.argv = [sys.argv[0], *hydra_argv]
-    check_overrides(CONFIGS, "train")
     main()

@@ -32,15 +32,13 @@ import json
 import logging
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from videoattn.checkpoint import check_classes, model_folder_of, refuse_overwrite, trust_checkpoints
-from videoattn.cli import check_overrides, user_errors
-from videoattn.config import check_config
+from videoattn.compose import run_tool
 from videoattn.data.build import (
     build_dataset,
     check_shared_memory,
@@ -62,14 +60,18 @@ log = logging.getLogger("test")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@hydra.main(config_path="../configs", config_name="test", version_base=None)
-def main(cfg: DictConfig) -> float:
-    with user_errors(), trust_checkpoints(cfg.trust_checkpoint, how="trust_checkpoint=true"):
+def main() -> None:
+    """Compose the config once from the command line (a mistake: one line, exit 2), then test."""
+    run_tool(run, config_dir=CONFIGS, config_name="test", refuse=REFUSED)
+
+
+def run(cfg: DictConfig) -> float:
+    """Test with ``cfg``, the checked config (:func:`videoattn.compose.run_tool`)."""
+    with trust_checkpoints(cfg.trust_checkpoint, how="trust_checkpoint=true"):
         return test(cfg)
 
 
 def test(cfg: DictConfig) -> float:
-    check_config(cfg)  # the typed schema (videoattn.config.TestConfig): keys, types, ranges
     # device=auto on a CUDA build without a usable GPU says why; a rank stuck for dist_timeout ends the job
     world = init_distributed(cfg.device, timeout_s=cfg.dist_timeout)
     configure_backends(world.device, tf32=cfg.tf32)
@@ -345,5 +347,4 @@ REFUSED = {  # overrides that cannot apply to a trained model: test.py would run
 }
 
 if __name__ == "__main__":
-    check_overrides(CONFIGS, "test", refuse=REFUSED)
     main()

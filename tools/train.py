@@ -21,22 +21,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
-from videoattn.cli import check_overrides, user_errors
+from videoattn.compose import run_tool
 from videoattn.engine.fit import fit
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@hydra.main(config_path="../configs", config_name="train", version_base=None)
-def main(cfg: DictConfig) -> float:
-    """Train with the composed config; a user's mistake or an interruption is one line (videoattn.cli)."""
-    with user_errors():
-        return fit(cfg)
+def main() -> None:
+    """Compose the config once from the command line (a mistake: one line, exit 2), then train
+    (a user's mistake or an interruption: one line; ``-m``: each job of the sweep in turn)."""
+    run_tool(fit, config_dir=CONFIGS, config_name="train")
 
 
 if __name__ == "__main__":
-    check_overrides(CONFIGS, "train")
     main()

@@ -9,35 +9,26 @@ is printed as ``error: <message>`` on stderr and the process exits with code 2. 
 is a bug and keeps its traceback. ``VIDEOATTN_DEBUG=1`` (or Hydra's ``HYDRA_FULL_ERROR=1``, or
 ``--debug`` in the argparse tools) shows the traceback of user errors too.
 
-Hydra tools also call :func:`check_overrides` before ``main()``: it composes the config from
-the command line as Hydra will, so that an unknown key, an unknown config group option, a
-malformed override or a required value left out is reported in one line (Hydra itself prints
-a multi-line report and exits with code 1).
+A Hydra tool's ``main`` is :func:`videoattn.compose.run_tool`: the config composed once from the
+command line, its mistakes in one line, the tool run inside :func:`user_errors`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import errno
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
-from .config import check_config, describe_error
 from .errors import UserError
-
-if TYPE_CHECKING:
-    from omegaconf import DictConfig
 
 __all__ = [
     "ArgumentParser",
     "add_device_arguments",
     "add_trust_argument",
-    "check_overrides",
     "debug_enabled",
     "fail",
     "stop",
@@ -211,239 +202,3 @@ def add_trust_argument(parser: argparse.ArgumentParser, *, what: str = "--checkp
         "ones (numpy scalars, argparse.Namespace): a full unpickle, which runs any code the file carries; only "
         "for a file whose source you trust (a warning names it). Default: such a file is refused",
     )
-
-
-# ----------------------------------------------------------------------------- Hydra command lines
-_VALUE_FLAGS = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd"}
-_SKIP_FLAGS = {
-    "--help",
-    "-h",
-    "--hydra-help",
-    "--cfg",
-    "-c",
-    "--info",
-    "-i",
-    "--version",
-    "--shell-completion",
-    "-sc",
-    "--resolve",
-    "--package",
-    "-p",
-    "--experimental-rerun",
-}
-
-
-def check_overrides(
-    config_dir: str | os.PathLike,
-    config_name: str,
-    argv: Sequence[str] | None = None,
-    *,
-    refuse: Mapping[str, str] | None = None,
-) -> DictConfig | None:
-    """Compose the config of a Hydra tool from ``argv`` (default ``sys.argv[1:]``) and exit with
-    one line and code 2 if Hydra would reject it, if a required value (``???``) is left out, or
-    if ``+key=value`` adds a top-level key (nothing reads those: the sections ``model``, ``data``,
-    ``optim`` check their own keys). ``refuse`` maps keys (and their sub-keys) that the tool
-    cannot apply to the reason, given when an override names one. Sweeps (``-m model=tsn,se``)
-    are checked value by value. Hydra's own flags that print instead of running (``--help``,
-    ``--cfg``, ...) skip the check. The schemas and the registry's model configs are registered
-    with Hydra first (:func:`videoattn.config.register_configs`), for this check and the tool's
-    own composition. Returns the composed config (of the first sweep value), or None where the
-    check was skipped."""
-    from .config import register_configs
-
-    register_configs(config_dir)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    overrides, multirun, config_dirs = [], False, [str(config_dir)]
-    it = iter(argv)
-    for arg in it:
-        flag, _, inline = arg.partition("=")
-        if flag in _SKIP_FLAGS or (flag.startswith("-") and flag not in _VALUE_FLAGS | {"-m", "--multirun"}):
-            return None  # Hydra prints something else, or reports the unknown flag itself
-        if flag in ("-m", "--multirun"):
-            multirun = True
-        elif flag in _VALUE_FLAGS:
-            value = inline or next(it, "")
-            if flag in ("--config-name", "-cn"):
-                config_name = value
-            elif flag in ("--config-dir", "-cd"):
-                config_dirs.append(value)
-            else:
-                return None  # another primary config folder: let Hydra resolve it
-        else:
-            overrides.append(arg)
-    with user_errors():
-        _refused(overrides, refuse or {})
-        composed = [_compose(config_dirs, config_name, variant) for variant in _variants(overrides, multirun)]
-    return composed[0]
-
-
-def _refused(overrides: list[str], refuse: Mapping[str, str]) -> None:
-    for o in overrides:
-        key = o.lstrip("+~").partition("=")[0]
-        for name, reason in refuse.items():
-            if key == name or key.startswith(name + "."):
-                fail(f"{o}: {reason}")
-
-
-def _variants(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """The override lists to compose: as given; with ``-m``, every sweep value at least once."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    if not multirun:
-        return [overrides]
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as err:
-        fail(_first_lines(err))
-    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line] for o in parsed]
-    keys = [o.get_key_element() + "=" if o.is_sweep_override() else "" for o in parsed]
-    variants = [[k + v[0] for k, v in zip(keys, values, strict=True)]]
-    for i, vals in enumerate(values):
-        for v in vals[1:]:
-            variants.append([*variants[0][:i], keys[i] + v, *variants[0][i + 1 :]])
-    return variants
-
-
-def _compose(config_dirs: list[str], config_name: str, overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException, MissingConfigException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    def attempt(ovr: list[str]):
-        GlobalHydra.instance().clear()
-        searchpath = [f"file://{Path(d).resolve()}" for d in config_dirs[1:]]
-        with initialize_config_dir(config_dir=str(Path(config_dirs[0]).resolve()), version_base=None):
-            return compose(
-                config_name, overrides=[*ovr, *([f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else [])]
-            )
-
-    try:
-        cfg = attempt(overrides)
-    except MissingConfigException as err:
-        fail(_missing_config(err, config_name, overrides))
-    except (HydraException, OmegaConfBaseException) as err:
-        typed = _validation_cause(err)
-        fail(
-            describe_error(typed) if typed is not None else _override_error(err, overrides, lambda rest: attempt(rest))
-        )
-    finally:
-        GlobalHydra.instance().clear()
-    _added_top_level_keys(cfg, overrides, attempt)
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        fail(
-            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: pass "
-            + " ".join(f"{k}=..." for k in missing)
-            + f" on the command line (see configs/{config_name}.yaml)"
-        )
-    check_config(cfg)  # the schema's range checks (num_segments >= 1, ...)
-    return cfg
-
-
-def _validation_cause(err: BaseException):
-    """The OmegaConf type error (a value that does not convert to its key's type) behind a
-    Hydra composition error, if that is what it is."""
-    from omegaconf.errors import ValidationError
-
-    while err is not None:
-        if isinstance(err, ValidationError) and getattr(err, "full_key", None):
-            return err
-        err = err.__cause__ or err.__context__
-    return None
-
-
-def _added_top_level_keys(cfg, overrides: list[str], attempt) -> None:
-    """Fail on ``+key=value`` that adds a top-level key (the tool would run without reading it)
-    and on ``~key`` that deletes one (the tool reads every one of them)."""
-    for o in overrides:
-        key = o.lstrip("~").partition("=")[0]
-        if o.startswith("~") and "." not in key:
-            fail(f"{o}: removes the top-level key {key!r}, which the tool reads; set it instead ({key}=...)")
-    added = [o for o in overrides if o.startswith("+") and "." not in o.lstrip("+").partition("=")[0]]
-    if not added:
-        return
-    from omegaconf import OmegaConf
-
-    try:
-        base = attempt([o for o in overrides if o not in added])
-    except Exception:  # noqa: BLE001 (the rest does not compose without them: nothing to compare)
-        return
-    leaves = _leaf_paths(OmegaConf.to_container(base, resolve=False))
-    for o in added:
-        key = o.lstrip("+").partition("=")[0]
-        if key in base or key == "hydra":
-            continue
-        names = {p.rsplit(".", 1)[-1]: p for p in leaves}
-        close = [names[c] for c in difflib.get_close_matches(key, list(names), n=3)]
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        fail(f"{o}: adds a key {key!r} that nothing reads{hint}; the config's keys are listed by --cfg job")
-
-
-def _leaf_paths(node, prefix: str = "") -> list[str]:
-    if isinstance(node, dict):
-        return [p for k, v in node.items() if k != "hydra" for p in _leaf_paths(v, f"{prefix}{k}.")]
-    return [prefix[:-1]]
-
-
-def _first_lines(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    cause = err.__cause__
-    extra = str(cause).strip().splitlines()[:1] if cause is not None else []
-    return "; ".join(line.strip() for line in [*text[:2], *extra] if line.strip())
-
-
-def _missing_config(err: BaseException, config_name: str, overrides: list[str]) -> str:
-    options = getattr(err, "options", None) or []
-    group = None
-    for o in overrides:
-        key, _, value = o.lstrip("+~").partition("=")
-        if f"'{key}/{value}'" in str(err):
-            group = (key, value)
-            break
-    if group is None:
-        return _first_lines(err)
-    key, value = group
-    close = difflib.get_close_matches(value, options, n=3)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return f"{key}={value}: no such {key} config{hint}; available: {', '.join(options)}"
-
-
-def _override_error(err: BaseException, overrides: list[str], attempt) -> str:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-    from omegaconf import OmegaConf
-
-    if isinstance(err, OverrideParseException):
-        parser = OverridesParser.create()
-        for o in overrides:
-            try:
-                parser.parse_overrides([o])
-            except OverrideParseException as one:
-                return (
-                    f"{o}: not a valid override ({str(one).splitlines()[0]}); write key=value, +key=value to add a key"
-                )
-        return _first_lines(err)
-    cause = str(err.__cause__ or "")
-    for i, o in enumerate(overrides):
-        key = o.lstrip("+~").partition("=")[0]
-        if f"'{key}'" not in str(err):
-            continue
-        if "not in struct" not in cause and " not in '" not in cause:  # a dict config's key / a schema's
-            return f"{o}: {_first_lines(err)}"
-        try:  # where the key leaves the config, and the names there
-            cfg = attempt(overrides[:i] + overrides[i + 1 :])
-        except Exception:  # the rest does not compose either: report the first problem only
-            return f"{o}: the config has no key {key!r}"
-        parts, node, depth = key.split("."), cfg, 0
-        while depth < len(parts) - 1 and OmegaConf.is_dict(node) and parts[depth] in node:
-            node, depth = node[parts[depth]], depth + 1
-        names = list(node.keys()) if OmegaConf.is_dict(node) else []
-        close = difflib.get_close_matches(parts[depth], names, n=3)
-        where = ".".join(parts[:depth])
-        hint = f" (did you mean {', '.join(f'{where}.{c}' if where else c for c in close)}?)" if close else ""
-        return f"{o}: the config has no key {'.'.join(parts[: depth + 1])!r}{hint}"
-    return _first_lines(err)

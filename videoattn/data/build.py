@@ -1,5 +1,6 @@
-"""``build_dataset(cfg, split, mode, num_segments)``: a :class:`VideoDataset` from the plain
-``data`` config (``configs/data/*.yaml``), validated key by key."""
+"""``build_dataset(cfg, split, mode, num_segments)``: a :class:`VideoDataset` from the ``data``
+config (``configs/data/*.yaml``), its schema (:class:`DataConfig`) checked once, by
+:func:`normalize_data_config`."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import difflib
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
 from torch import Tensor
 
-from ..config import DataConfig, to_plain, validate
+from ..config import choice, require, validate
 from ..errors import ConfigError, MissingFileError
 from .annotations import (
     Annotations,
@@ -22,18 +25,49 @@ from .annotations import (
     unpaired_mirrored_classes,
 )
 from .dataset import VideoDataset
-from .sampling import Sampling
-from .transforms import EvalTransform, TrainTransform
+from .protocols import TestProtocol
+from .sampling import Sampling, SamplingConfig
+from .transforms import EvalTransform, EvalTransformConfig, TrainTransform, TrainTransformConfig
+from .video import BACKENDS
 
 log = logging.getLogger(__name__)
 
 TEST_CROPS = {1: "center", 3: "three", 10: "ten"}
 
 
+@dataclass
+class DataConfig:
+    """``data``: a dataset in one of the supported annotation formats (see data/README.md)."""
+
+    name: str | None = None  # a label for run names and tables
+    source: str | None = None  # ssv2 | ssv1 | jester | kinetics | list (required)
+    # dataset root (read, never written); null with demo: true = the built-in demo dataset. Required
+    # (???) in the schema, so that a data config's own ``root: ???`` stays required when composed over it
+    root: str | None = "???"
+    demo: bool = False  # root: null means the built-in demo dataset, written on first use
+    annotations: dict[str, Any] = field(default_factory=dict)  # keywords of the format's parser (video_dir, ...)
+    splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "val": "val", "test": "val"})
+    on_error: str = "raise"  # malformed annotation lines / missing videos: raise | skip
+    backend: str = "auto"  # auto | torchcodec | decord | pyav | frames
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    train_transform: TrainTransformConfig = field(default_factory=TrainTransformConfig)
+    eval_transform: EvalTransformConfig = field(default_factory=EvalTransformConfig)
+    test: TestProtocol = field(default_factory=TestProtocol)
+    max_retries: int = 10
+    order_dependent: list[str] = field(default_factory=list)  # classes that need temporal order, reported apart
+
+    def __post_init__(self) -> None:
+        choice("data.on_error", self.on_error, ("raise", "skip"))
+        choice("data.backend", self.backend, BACKENDS)
+        require(self.max_retries >= 0, "data.max_retries", self.max_retries, "an integer >= 0")
+
+
 def normalize_data_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the config against :class:`~videoattn.config.DataConfig` (keys, types, ranges; the
+    """Check the config against :class:`DataConfig` (keys, types, ranges; the
     transforms' and the sampler's keys are their classes' keywords) and fill in the defaults."""
-    out = validate(DataConfig, {"root": None, **to_plain(cfg)}, section="data")  # no root: the demo's, with demo: true
+    if not OmegaConf.is_config(cfg):  # plain data: no root means the demo's, with demo: true
+        cfg = {"root": None, **cfg}
+    out = validate(DataConfig, cfg, section="data")
     if not out["source"]:
         raise ConfigError("data config: `source` is required (ssv2 | ssv1 | jester | kinetics | list)")
     if not out["root"] and not out["demo"]:
@@ -126,8 +160,8 @@ def build_dataset(
     cfg: Mapping[str, Any], split: str, *, mode: str, num_segments: int, seed: int = 0, report: str | Path | None = None
 ) -> VideoDataset:
     """The dataset of ``split`` in ``mode`` (``train``: augmentation; ``val``: one centre view;
-    ``test``: the ``test`` protocol's ``num_clips x num_crops`` views)."""
-    cfg = normalize_data_config(cfg)
+    ``test``: the ``test`` protocol's ``num_clips x num_crops`` views). ``cfg`` is the checked
+    ``data`` config (:func:`normalize_data_config`), taken as it is."""
     ann = load_split(cfg, split)
     sampling_kw = dict(cfg["sampling"])
     if mode == "test":

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import require
 from ..errors import ConfigError
 
 
@@ -127,3 +128,23 @@ def resolve_views(
             + (" (the official full-resolution views are, by design)" if test.get("num_crops") == 3 else "")
         )
     return out, notes
+
+
+@dataclass
+class TestProtocol:
+    """``data.test``: the views of a test video (named sets of them: :mod:`videoattn.data.protocols`)."""
+
+    num_clips: int = 1
+    num_crops: int = 1  # 1 (centre) | 3 (TSM's three crops along the long side) | 10
+    twice_sample: bool = False  # TSM's 2 clips: the segments' centres and starts
+    # the views' crop and short side; null: eval_transform's (for 3 crops: squares of the short side,
+    # the official "full resolution")
+    size: int | None = None
+    resize: int | None = None
+
+    def __post_init__(self) -> None:
+        require(self.num_clips >= 1, "data.test.num_clips", self.num_clips, "a positive integer")
+        require(self.num_crops in (1, 3, 10), "data.test.num_crops", self.num_crops, "1, 3 or 10")
+        for key in ("size", "resize"):
+            value = getattr(self, key)
+            require(value is None or value >= 1, f"data.test.{key}", value, "a positive integer or null")

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..config import keyword_schema
 from ..errors import ConfigError
 
 SAMPLING_MODES = ("segment", "dense")
@@ -524,3 +525,7 @@ class Sampling:
             rules=self.rules,
             short=self.short,
         )
+
+
+# ``data.sampling``'s schema: Sampling's keywords (num_segments is the top-level one; the test views: data.test)
+SamplingConfig = keyword_schema(Sampling, name="SamplingConfig", exclude=("num_segments", "num_clips", "twice_sample"))

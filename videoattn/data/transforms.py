@@ -24,6 +24,7 @@ import torch
 import torchvision.transforms.v2.functional as F
 from torch import Tensor
 
+from ..config import keyword_schema
 from ..errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -276,3 +277,15 @@ class EvalTransform:
 
     def __repr__(self) -> str:
         return f"EvalTransform(size={self.size}, resize={self.resize}, crops={self.crops!r})"
+
+
+# ``data.train_transform`` / ``data.eval_transform``'s schemas: the transforms' keywords. flip: auto in a
+# config (a flip that swaps mirrored classes, decided from the class names); normalize: false: batches
+# travel as uint8 (a quarter of the bytes through shared memory and PCIe) and are normalised on the
+# device, bit for bit the host's normalisation
+TrainTransformConfig = keyword_schema(
+    TrainTransform, name="TrainTransformConfig", exclude=("flip_map",), defaults={"flip": "auto", "normalize": False}
+)
+EvalTransformConfig = keyword_schema(
+    EvalTransform, name="EvalTransformConfig", exclude=("crops",), defaults={"normalize": False}
+)

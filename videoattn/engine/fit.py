@@ -50,7 +50,6 @@ from ..checkpoint import (
     make_checkpoint,
     trust_checkpoints,
 )
-from ..config import check_config
 from ..data.build import (
     build_dataset,
     check_shared_memory,
@@ -90,13 +89,13 @@ log = logging.getLogger("train")  # the name train.log and the console have alwa
 
 
 def fit(cfg: DictConfig) -> float:
-    """Train the model of ``cfg`` (the composed config of ``configs/train.yaml`` or a sibling) and
+    """Train the model of ``cfg`` (the config of ``configs/train.yaml`` or a sibling, composed and
+    checked once: :func:`videoattn.compose.run_tool` / :func:`~videoattn.compose.check_overrides`) and
     return the best val top-1 (-1.0 when no epoch was validated). User errors raise
     :class:`~videoattn.errors.UserError`, a stop request
     :class:`~videoattn.engine.interrupt.Interrupted` (the tools turn both into one line)."""
     with trust_checkpoints(cfg.trust_checkpoint, how="trust_checkpoint=true"), contextlib.ExitStack() as held:
         # ---------------------------------------------------------------- config and processes
-        check_config(cfg)  # the typed schema (videoattn.config.TrainConfig): keys, types, ranges
         # device=auto on a CUDA build without a usable GPU says why; a rank stuck for dist_timeout ends the job
         world = init_distributed(cfg.device, timeout_s=cfg.dist_timeout)
         configure_backends(world.device, tf32=cfg.tf32, deterministic=cfg.deterministic)  # before the first kernel

@@ -38,6 +38,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -45,7 +46,7 @@ from torch import nn
 
 from ..attention import no_weight_decay_names
 from ..attention.action import Action
-from ..config import OptimConfig, validate
+from ..config import choice, require, validate
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -68,20 +69,85 @@ OFFICIAL_GROUPS = {  # name: (lr_mult, decay_mult), in the official code's order
 CUSTOM_OPS: tuple[type[nn.Module], ...] = (Action,)
 
 
+@dataclass
+class OptimConfig:
+    """``optim``: the optimiser and schedule (see :mod:`videoattn.engine.optim`)."""
+
+    name: str = "sgd"  # sgd | adamw
+    lr: float = 0.01  # for base_batch_size clips per step; scaled linearly to the global batch
+    base_batch_size: int = 64
+    # gradient accumulation: each update is the mean gradient of `accumulate` batches (the global batch,
+    # for the lr scaling, is batch_size x processes x accumulate); BatchNorm statistics per batch
+    accumulate: int = 1
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 5e-4  # per group: weight_decay * the group's decay_mult
+    # parameter groups (videoattn.engine.optim): official = the official TSN / TSM / TAM / ACTION-Net
+    # groups (first conv; other conv weights; biases lr x2, no decay; norms no decay; every Linear x5,
+    # its bias x10, when fc_lr5); uniform = decay on conv / linear weights only, lr x1 (fc: fc_lr_mult)
+    groups: str = "uniform"  # official | uniform
+    # official only: the official flag for a NEW classifier (ImageNet -> SSv2, Kinetics -> UCF101: true);
+    # auto = true unless the classifier is kept from a checkpoint of the same dataset
+    fc_lr5: Any = "auto"  # true | false | auto
+    fc_lr_mult: float = 1.0  # uniform only: lr multiplier of the classifier fc (official: fc_lr5 instead)
+    epochs: int = 50
+    schedule: str = "step"  # step | cosine | constant
+    milestones: list[int] = field(default_factory=lambda: [20, 40])  # epochs (step schedule)
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    warmup_factor: float = 0.1  # lr at the start of warm-up, relative to lr
+    min_lr_factor: float = 0.0  # cosine floor, relative to lr
+    clip_grad_norm: float | None = 20.0  # TSM / TAM --gd 20; null disables
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        choice("optim.name", self.name, ("sgd", "adamw"))
+        choice("optim.schedule", self.schedule, ("step", "cosine", "constant"))
+        require(self.lr > 0, "optim.lr", self.lr, "a positive number")
+        require(self.epochs >= 1, "optim.epochs", self.epochs, "a positive integer")
+        require(self.base_batch_size >= 1, "optim.base_batch_size", self.base_batch_size, "a positive integer")
+        require(self.accumulate >= 1, "optim.accumulate", self.accumulate, "a positive integer")
+        require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a number >= 0")
+        require(self.fc_lr_mult > 0, "optim.fc_lr_mult", self.fc_lr_mult, "a positive number")
+        choice("optim.groups", self.groups, ("official", "uniform"))
+        require(
+            isinstance(self.fc_lr5, bool) or self.fc_lr5 == "auto", "optim.fc_lr5", self.fc_lr5, "true, false or auto"
+        )
+        require(self.warmup_epochs >= 0, "optim.warmup_epochs", self.warmup_epochs, "a number >= 0")
+        require(0.0 <= self.label_smoothing < 1.0, "optim.label_smoothing", self.label_smoothing, "a number in [0, 1)")
+        require(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "optim.betas",
+            self.betas,
+            "two numbers in [0, 1)",
+        )
+        require(
+            self.clip_grad_norm is None or self.clip_grad_norm > 0,
+            "optim.clip_grad_norm",
+            self.clip_grad_norm,
+            "a positive number or null",
+        )
+        # a value changed where it would be ignored (APPLIES_WITH: keys that only some settings read)
+        defaults = {
+            f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            for f in dataclasses.fields(self)
+        }
+        current = dataclasses.asdict(self)
+        for key, (setting, applies) in APPLIES_WITH.items():
+            if current[key] != defaults[key] and not applies(current):
+                raise ConfigError(
+                    f"optim.{key}={current[key]!r} has no effect with {setting} (here name={self.name}, "
+                    f"schedule={self.schedule}, warmup_epochs={self.warmup_epochs}, groups={self.groups}); "
+                    f"leave it at its default {defaults[key]!r} or change the setting it belongs to"
+                )
+
+
 def normalize_optim_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the config against :class:`~videoattn.config.OptimConfig` (keys, types, ranges),
-    fill in the defaults, and refuse a setting the chosen optimiser / schedule / group policy
-    would ignore."""
-    out = validate(OptimConfig, cfg, section="optim")
-    defaults = dataclasses.asdict(OptimConfig())
-    for key, (setting, applies) in APPLIES_WITH.items():  # a value changed where it would be ignored
-        if out[key] != defaults[key] and not applies(out):
-            raise ConfigError(
-                f"optim.{key}={out[key]!r} has no effect with {setting} (here name={out['name']}, "
-                f"schedule={out['schedule']}, warmup_epochs={out['warmup_epochs']}, groups={out['groups']}); "
-                f"leave it at its default {defaults[key]!r} or change the setting it belongs to"
-            )
-    return out
+    """``cfg`` checked against :class:`OptimConfig` (keys, types, ranges, and no setting that the
+    chosen optimiser / schedule / group policy would ignore), with the defaults filled in; a
+    config composed against the schema (the tools') was checked there and is taken as it is."""
+    return validate(OptimConfig, cfg, section="optim")
 
 
 APPLIES_WITH = {  # keys that only some settings read
