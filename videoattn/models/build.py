@@ -1,5 +1,6 @@
 """``build_model(cfg)``: a VideoClassifier from plain config data (a dict, or Hydra's resolved
-``cfg.model``), and the loading of pretrained / checkpoint weights into it."""
+``cfg.model``), and the loading of pretrained / checkpoint weights into it: the one place that
+fits weights into a model (:mod:`videoattn.checkpoint` reads and writes the files only)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from typing import Any
 import torch
 
 from ..attention import get_spec
-from ..checkpoint import as_checkpoint, describe, load_checkpoint, load_model_state, read_torch_file
-from ..config import ModelConfig, validate
+from ..checkpoint import as_checkpoint, describe, load_checkpoint, read_torch_file
 from ..errors import CheckpointError, ConfigError, MissingFileError
+from ..schema import validate
 from .classifier import VideoClassifier
+from .config import ModelConfig
 from .inserts import parse_inserts
 from .mobilenet import MobileNetV2Trunk
 from .resnet import ARCHS, build_resnet, inserted_prefixes, unique_names
@@ -28,7 +30,7 @@ REQUIRED = ("arch", "num_classes", "num_segments")
 
 
 def normalize_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the config against :class:`~videoattn.config.ModelConfig` (keys, types, ranges) and
+    """Check the config against :class:`~videoattn.models.config.ModelConfig` (keys, types, ranges) and
     fill in the defaults; the result is what checkpoints store."""
     out = validate(ModelConfig, cfg, section="model")
     missing = [k for k in REQUIRED if out.get(k) is None]
@@ -41,7 +43,7 @@ def normalize_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None) -> VideoClassifier:
-    """Build the classifier described by ``cfg`` (see :class:`~videoattn.config.ModelConfig`), and load
+    """Build the classifier described by ``cfg`` (see :class:`~videoattn.models.config.ModelConfig`), and load
     ``cfg["pretrained"]`` into it (:func:`load_pretrained`; ``classes``, the dataset's class
     names, decide whether a pretrained checkpoint's classifier is kept). The normalised config
     is kept as ``model.config``.
@@ -90,6 +92,31 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], *, path: str | Path = "checkp
         raise CheckpointError(f"{path}: its model config cannot be built here ({err})") from err
     load_model_state(model, ckpt, path=path)
     return model.eval()
+
+
+def load_model_state(model: torch.nn.Module, ckpt: Mapping[str, Any], *, path: str | Path = "checkpoint") -> None:
+    """Load ``ckpt["model"]`` strictly into ``model``, with an error naming what differs when
+    the checkpoint was made with another model config."""
+    own = getattr(model, "config", None)
+    theirs = ckpt.get("model_config")
+    if own is not None and theirs is not None:
+        diff = {
+            k: (theirs.get(k), own.get(k))
+            for k in set(own) | set(theirs)
+            if k != "pretrained" and own.get(k) != theirs.get(k)
+        }
+        if diff:
+            text = "; ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise CheckpointError(
+                f"{path} was made with another model config ({text}); build the model from the "
+                "checkpoint's model_config"
+            )
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not fit this model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
 
 
 def load_model(path: str | Path, *, trust: bool | None = None) -> tuple[VideoClassifier, dict[str, Any]]:
