@@ -6,6 +6,7 @@ mix frames of the same clip only; static modules act on every frame alone.
 
 from .encnet import se_loss
 from .registry import (
+    FIXED_SLOTS,
     SLOTS,
     AttentionSpec,
     accepted_hparams,
@@ -19,6 +20,7 @@ from .registry import (
 from .shift import causal_temporal_shift, temporal_shift
 
 __all__ = [
+    "FIXED_SLOTS",
     "SLOTS",
     "AttentionSpec",
     "accepted_hparams",
