@@ -107,3 +107,52 @@ def test_each_module_imports_first():
         [sys.executable, "-c", _IMPORT_EACH, *names], capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ----------------------------------------------------------------------------- the registry is the modules' contract
+# the code that builds, loads, trains and runs models; the converters of official checkpoints (models/convert.py)
+# and their recognition (checkpoint.py) name the official sources (tsm, tam, action) by nature
+CONTRACT_CODE = ("models", "engine", "deploy", "explain.py", "summary.py", "cli.py", "config.py", "schema.py")
+OFFICIAL_SOURCES = ("models/convert.py",)
+# known before the backbone contract: the official parameter groups keep ACTION-Net's layers apart
+KNOWN = {("engine/optim.py", "Action")}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    kinds = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, kinds) and node.body and isinstance(node.body[0], ast.Expr)
+    }
+
+
+def module_names_outside_the_registry() -> list[tuple[str, int, str]]:
+    """``(file, line, name)`` for each registry name (a string in code, docstrings aside) or
+    registered class (a name, an import) in the contract code (:data:`CONTRACT_CODE`)."""
+    from videoattn.attention.registry import _REGISTRY
+
+    names = set(_REGISTRY)
+    classes = {spec.cls.__name__ for spec in _REGISTRY.values()}
+    files = [p for part in CONTRACT_CODE for p in sorted((PACKAGE / part).rglob("*.py")) or [PACKAGE / part]]
+    found = []
+    for path in files:
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel in OFFICIAL_SOURCES:
+            continue
+        tree = ast.parse(path.read_text())
+        docs = _docstrings(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value in names and id(node) not in docs:
+                found.append((rel, node.lineno, node.value))
+            elif isinstance(node, ast.Name) and node.id in classes:
+                found.append((rel, node.lineno, node.id))
+            elif isinstance(node, ast.ImportFrom):
+                found += [(rel, node.lineno, a.name) for a in node.names if a.name in classes]
+    return found
+
+
+def test_no_module_is_named_outside_the_registry_and_the_backbone_files():
+    """The grep of the module contract (issue 14), for every registry row, the stem / conv ones included."""
+    found = module_names_outside_the_registry()
+    assert {(f, n) for f, _, n in found} == KNOWN, [x for x in found if (x[0], x[2]) not in KNOWN]  # KNOWN: seen
