@@ -19,6 +19,8 @@ outside this package never names a module. What a row can say:
   replaces go, by name prefix: ``{"conv.": "", "bn.": "bn."}`` puts the replaced conv's
   ``weight`` at the module's ``weight`` and the replaced BN's tensors under its ``bn``; the
   pretrained loader applies it (:func:`videoattn.models.load_pretrained`);
+- ``no_weight_decay``: the module's own parameter names the optimiser never decays (GCT's
+  ``beta``, as its official recipe);
 - ``stage_defaults``: hyper-parameters that depend on the stage (1-4) a module sits in
   (FcaNet's DCT size, GSoP's stride-2 first stage), below what the insert sets;
 - ``from_model``: model settings the module takes as hyper-parameters unless the insert sets
@@ -100,6 +102,7 @@ class AttentionSpec:
     from_model: tuple[str, ...] = ()
     frames_per_segment: int = 1
     pretrained_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    no_weight_decay: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -138,6 +141,7 @@ def _spec(
     from_model=(),
     frames_per_segment=1,
     pretrained_map=None,
+    no_weight_decay=(),
     **defaults,
 ) -> AttentionSpec:
     return AttentionSpec(
@@ -154,6 +158,7 @@ def _spec(
         tuple(from_model),
         frames_per_segment,
         MappingProxyType(dict(pretrained_map or {})),
+        tuple(no_weight_decay),
     )
 
 
@@ -225,6 +230,7 @@ _REGISTRY: dict[str, AttentionSpec] = {
             "Gated Channel Transformation for Visual Recognition",
             "1909.11519",
             "CVPR 2020",
+            no_weight_decay=("beta",),
         ),
         _spec(
             "fca",
@@ -371,14 +377,15 @@ def build_attention(
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:
-    """Full parameter names that modules inside ``model`` exclude from weight decay (a module
-    declares them with a ``no_weight_decay()`` method returning its local names, e.g. GCT's
-    ``beta``)."""
+    """Full parameter names of the registered modules inside ``model`` that their rows exclude
+    from weight decay (``no_weight_decay``: local names, e.g. GCT's ``beta``)."""
+    by_class: dict[type[nn.Module], set[str]] = {}
+    for spec in _REGISTRY.values():
+        by_class.setdefault(spec.cls, set()).update(spec.no_weight_decay)
     names: set[str] = set()
     for prefix, module in model.named_modules():
-        fn = getattr(module, "no_weight_decay", None)
-        if callable(fn):
-            names |= {f"{prefix}.{n}" if prefix else n for n in fn()}
+        for n in by_class.get(type(module), ()):
+            names.add(f"{prefix}.{n}" if prefix else n)
     return names
 
 
