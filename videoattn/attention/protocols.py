@@ -46,6 +46,14 @@ class AuxHeadModule(Protocol):
     def aux_loss(self, aux: Tensor, labels: Tensor) -> Tensor: ...
 
 
+@runtime_checkable
+class FusesConv(Protocol):
+    """A block-slot module that may compute ``conv(self(x))`` itself (TSM's in-place shift around
+    conv1 at inference), or decline with None; a backbone offers its input slot's conv to it."""
+
+    def conv_after(self, x: Tensor, conv: nn.Module) -> Tensor | None: ...
+
+
 class ConvModule(Protocol):
     """In place of a block's spatial conv and its BN (TAda2D's TAdaConv): ``(N*T, Cin, H, W) ->
     (N*T, Cout, H/stride, W/stride)``, the normalised output before the block's ReLU."""

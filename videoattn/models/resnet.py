@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
+from ..attention import FusesConv
 from .inserts import Insert
 from .placement import (
     BLOCK_SLOTS,
@@ -76,6 +77,8 @@ class _SlotsMixin:
     def _init_slots(self, slots: dict[str, nn.Module | None]) -> None:
         for slot in BLOCK_SLOTS:
             setattr(self, f"att_{slot}", slots.get(slot))
+        ins = self.att_input  # a lone input module that can fuse itself with conv1 (FusesConv)
+        self._fuses_conv1 = ins is not None and len(ins) == 1 and isinstance(ins[0], FusesConv)
         self.att_conv = slots.get("conv")
         if self.att_conv is not None:  # the module takes the place of the spatial conv and its BN
             for layer in dict(self.att_conv.site.replaces).values():
@@ -85,15 +88,14 @@ class _SlotsMixin:
         raise NotImplementedError
 
     def _conv1_of_input(self, x: Tensor) -> Tensor:
-        """``conv1(input slot(x))``. A lone insert with a ``conv_after(x, conv)`` method may
-        compute that itself (TSM: shift in place, convolve, undo; no shifted copy of ``x``)
-        or decline with None."""
+        """``conv1(input slot(x))``. A lone insert that fuses with a conv
+        (:class:`~videoattn.attention.FusesConv`) may compute that itself (TSM: shift in place,
+        convolve, undo; no shifted copy of ``x``) or decline with None."""
         ins = self.att_input
         if ins is None:
             return self.conv1(x)
-        if len(ins) == 1 and not ins._forward_hooks and not ins._forward_pre_hooks:
-            conv_after = getattr(ins[0], "conv_after", None)
-            out = None if conv_after is None else conv_after(x, self.conv1)
+        if self._fuses_conv1 and not ins._forward_hooks and not ins._forward_pre_hooks:
+            out = ins[0].conv_after(x, self.conv1)
             if out is not None:
                 return out
         return self.conv1(ins(x))
