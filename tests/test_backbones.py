@@ -227,3 +227,30 @@ def test_site_protocols_are_checked_when_the_table_is_built():
         registry._spec("bad", OneChannelArg, True, "input", "p", None, "v", pretrained_map={"conv.": ""})
     with pytest.raises(TypeError, match="stem modules, and only they"):
         registry._spec("bad", DiffStem, True, "input", "p", None, "v", scope="stem")
+
+
+def copy_first_stage(module, state_dict):
+    """A row's ``pretrained_init``: the stem module's branch starts from the pretrained stage 1."""
+    mine = {k.removeprefix("layer1."): v for k, v in state_dict.items() if k.startswith("layer1.")}
+    module.branch.load_state_dict(mine)
+    return [f"branch.{k}" for k in mine]
+
+
+def test_a_stem_row_sets_its_module_from_the_pretrained_backbone(monkeypatch, tmp_path):
+    row = registry._spec(
+        "diffstem", DiffStem, True, "stem", "p", None, "v", scope="stem", frames_per_segment=2,
+        pretrained_init=copy_first_stage,
+    )  # fmt: skip
+    monkeypatch.setattr(registry, "_REGISTRY", {**registry._REGISTRY, "diffstem": row})
+    torch.manual_seed(0)
+    plain = build_model(model_cfg()).backbone
+    torch.save(plain.state_dict(), tmp_path / "imagenet.pth")
+    model = build_model(model_cfg(inserts=["diffstem"], pretrained=str(tmp_path / "imagenet.pth")))
+    branch = model.backbone.att_stem.diffstem.branch
+    for key, value in plain.layer1.state_dict().items():
+        torch.testing.assert_close(branch.state_dict()[key], value, rtol=0, atol=0)
+    report = model.pretrained_report
+    assert report.not_initialised == ["backbone.att_stem.diffstem.gate", "fc.weight", "fc.bias"]
+    assert any("set from these weights" in n for n in report.notes)
+    with pytest.raises(TypeError, match="pretrained_init is for conv and stem modules"):
+        registry._spec("bad", PlainConv, True, "input", "p", None, "v", pretrained_init=copy_first_stage)

@@ -19,6 +19,11 @@ outside this package never names a module. What a row can say:
   replaces go, by name prefix: ``{"conv.": "", "bn.": "bn."}`` puts the replaced conv's
   ``weight`` at the module's ``weight`` and the replaced BN's tensors under its ``bn``; the
   pretrained loader applies it (:func:`videoattn.models.load_pretrained`);
+- ``pretrained_init`` (``conv`` and ``stem`` modules): ``fn(module, state_dict) -> names``,
+  called by the pretrained loader after the backbone's weights are in, with the plain backbone's
+  state_dict (torchvision's names), to initialise the module's own tensors from them (TDN's
+  ``conv1_5`` from the ImageNet ``conv1`` averaged over RGB); returns the local names it set,
+  which the load report counts as initialised;
 - ``no_weight_decay``: the module's own parameter names the optimiser never decays (GCT's
   ``beta``, as its official recipe);
 - ``stage_defaults``: hyper-parameters that depend on the stage (1-4) a module sits in
@@ -41,12 +46,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .action import Action
@@ -103,6 +108,7 @@ class AttentionSpec:
     frames_per_segment: int = 1
     pretrained_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     no_weight_decay: tuple[str, ...] = ()
+    pretrained_init: Callable[[nn.Module, Mapping[str, Tensor]], Sequence[str]] | None = None
 
     @property
     def kind(self) -> str:
@@ -126,6 +132,8 @@ class AttentionSpec:
             self.scope != "conv" or not all(k.startswith(("conv.", "bn.")) for k in self.pretrained_map)
         ):
             raise TypeError(f"{self.name}: pretrained_map is for conv modules, from names under 'conv.' / 'bn.'")
+        if self.pretrained_init is not None and self.scope not in FIXED_SLOTS:
+            raise TypeError(f"{self.name}: pretrained_init is for conv and stem modules")
 
 
 def _spec(
@@ -142,6 +150,7 @@ def _spec(
     frames_per_segment=1,
     pretrained_map=None,
     no_weight_decay=(),
+    pretrained_init=None,
     **defaults,
 ) -> AttentionSpec:
     return AttentionSpec(
@@ -159,6 +168,7 @@ def _spec(
         frames_per_segment,
         MappingProxyType(dict(pretrained_map or {})),
         tuple(no_weight_decay),
+        pretrained_init,
     )
 
 

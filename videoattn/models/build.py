@@ -20,7 +20,7 @@ from .backbones import build_backbone, get_backbone
 from .classifier import VideoClassifier
 from .config import ModelConfig
 from .inserts import parse_inserts
-from .placement import check_inserts, inserted_prefixes, pretrained_renames, unique_names
+from .placement import check_inserts, inserted_prefixes, pretrained_inits, pretrained_renames, unique_names
 
 log = logging.getLogger(__name__)
 
@@ -217,14 +217,19 @@ def load_pretrained(
             raise CheckpointError(f"pretrained weights {pretrained}: {describe(obj, pretrained)}")
         sd = read_state_dict(pretrained, obj=obj)
     ignored = sorted(k for k in sd if k.startswith(_TV_HEADS))  # the 1000-class classifier
-    sd = {k: v for k, v in sd.items() if not k.startswith(_TV_HEADS)}
-    sd, moved = _rename(sd, pretrained_renames(model.backbone))  # replaced layers -> the conv modules
+    plain = {k: v for k, v in sd.items() if not k.startswith(_TV_HEADS)}  # the plain backbone's, torchvision's names
+    sd, moved = _rename(plain, pretrained_renames(model.backbone))  # replaced layers -> the conv modules
     own = model.backbone.state_dict()
     prefixes = tuple(inserted_prefixes(model.backbone))
     _check_fit(own, sd, lambda k: k.startswith(prefixes), source=source, arch=arch)
-    missing = sorted(k for k in own if k not in sd)
     model.backbone.load_state_dict(sd, strict=False)
+    derived = []  # tensors of stem / conv modules their rows set from the plain weights
+    with torch.no_grad():
+        for prefix, module, init in pretrained_inits(model.backbone):
+            derived += [prefix + n for n in init(module, plain)]
+    missing = sorted(k for k in own if k not in sd and k not in derived)
     notes = [f"{moved} tensors of the layers that conv modules replace loaded into them"] if moved else []
+    notes += [f"{len(derived)} tensors of stem / conv modules set from these weights by their rows"] if derived else []
     report = LoadReport(source, len(sd), [f"backbone.{k}" for k in missing] + ["fc.weight", "fc.bias"], ignored, notes)
     log.info(report.summary())
     return report

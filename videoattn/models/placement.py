@@ -40,8 +40,10 @@ class Site:
 
     ``stage`` (1-4) and ``block`` (0-based among the ``num_blocks`` blocks of the stage that
     offer sites) select it for an insert (:meth:`Insert.applies`); ``slot`` is its kind (see the
-    module docstring); ``channels`` the channels of the module's input, ``layout`` the layout of
-    that input (``"NT,C,H,W"``: the backbone's frames, the T frames of a clip contiguous). A
+    module docstring); ``channels`` the channels of the module's input (a ``stem`` site: the
+    stem's output channels, what the module is built for), ``layout`` the layout of that input
+    (``"NT,C,H,W"``: the backbone's frames, the T frames of a clip contiguous; the stem's
+    ``"NT,F*3,H,W"``: F frames per segment on the channels). A
     ``conv`` site also has ``out_channels`` and ``stride`` (of the replaced conv), and
     ``replaces``: the local names of the layers the module replaces by role (``("conv",
     "conv2"), ("bn", "bn2")``), under ``path``, the block's name in the backbone
@@ -244,4 +246,14 @@ def pretrained_renames(backbone: nn.Module) -> list[tuple[str, str]]:
                 role, _, rest = theirs.partition(".")
                 if role in layers:
                     out.append((f"{m.site.path}.{layers[role]}.{rest}", f"{name}.{m.name}.{ours}"))
+    return out
+
+
+def pretrained_inits(backbone: nn.Module) -> list[tuple[str, nn.Module, Callable[..., Sequence[str]]]]:
+    """``(state-dict prefix, module, fn)`` for each ``conv`` / ``stem`` module of ``backbone``
+    whose row initialises it from the plain backbone's pretrained weights (``pretrained_init``)."""
+    out = []
+    for name, m in backbone.named_modules():
+        if isinstance(m, Replacement) and (init := get_spec(m.name).pretrained_init) is not None:
+            out.append((f"{name}.{m.name}.", m.module, init))
     return out
