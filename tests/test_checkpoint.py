@@ -19,7 +19,6 @@ from videoattn.checkpoint import (
     add_classes_command,
     check_classes,
     load_checkpoint,
-    load_model_state,
     make_checkpoint,
     pickled_globals,
     read_torch_file,
@@ -30,7 +29,7 @@ from videoattn.checkpoint import (
 )
 from videoattn.data.annotations import read_class_names
 from videoattn.errors import CheckpointError, ConfigError, DataError, MissingFileError, UserError
-from videoattn.models import build_model, load_model, load_pretrained
+from videoattn.models import build_model, load_model, load_model_state, load_pretrained
 from videoattn.models.convert import convert_checkpoint, num_segments_from_path
 
 TINY = {"arch": "resnet18", "layers": [1, 1, 1, 1], "widths": [8, 16, 32, 64], "num_classes": 3, "num_segments": 4}

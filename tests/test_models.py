@@ -321,7 +321,7 @@ def test_mobilenet_v2_is_tsm_online_layout_and_loads_torchvision_weights(tmp_pat
     ]
     with pytest.raises(ValueError, match="slots"):
         build_model({"arch": "mobilenet_v2", "num_classes": 5, "num_segments": T, "inserts": ["tam"]})
-    with pytest.raises(ValueError, match="ResNet stages"):
+    with pytest.raises(ValueError, match="stages whose blocks share its state"):
         build_model({"arch": "mobilenet_v2", "num_classes": 5, "num_segments": T, "inserts": ["dia"]})
 
 

@@ -89,10 +89,10 @@ __all__ = [
     "check_classes",
     "check_torch_file",
     "describe",
+    "detect_source",
     "input_paths",
     "load_checkpoint",
     "load_model_folder",
-    "load_model_state",
     "make_checkpoint",
     "model_folder_of",
     "pickled_globals",
@@ -676,8 +676,6 @@ def describe(obj: Any, path: str | os.PathLike) -> str:
     path = Path(path)
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if isinstance(sd, dict) and sd and all(isinstance(v, torch.Tensor) for v in sd.values()):
-        from .models.convert import detect_source  # lazy: the models package imports this module
-
         source = detect_source({k.removeprefix("module."): v for k, v in sd.items()})
         if source != "unknown":
             return (
@@ -689,6 +687,20 @@ def describe(obj: Any, path: str | os.PathLike) -> str:
             f"model.pretrained={path}"
         )
     return "not a videoattn checkpoint (tools write them with tools/train.py or tools/convert_checkpoint.py)"
+
+
+def detect_source(sd: Mapping[str, torch.Tensor]) -> str:
+    """Which official implementation's layout a (``module.``-stripped) state_dict has: ``tsm``,
+    ``tam``, ``action`` or ``unknown`` (recognising a file; :mod:`videoattn.models.convert`
+    converts it)."""
+    keys = list(sd)
+    if any(".tam." in k for k in keys):
+        return "tam"
+    if any(".action_shift." in k for k in keys):
+        return "action"
+    if any(k.endswith(".conv1.net.weight") for k in keys):
+        return "tsm"
+    return "unknown"
 
 
 def check_classes(
@@ -717,28 +729,3 @@ def check_classes(
         f"difference at index {first}: {a} in the checkpoint, {b} in the dataset; use the dataset the model was "
         "trained on (for a converted checkpoint: convert it again with --classes <that dataset's label file>)"
     )
-
-
-def load_model_state(model: nn.Module, ckpt: Mapping[str, Any], *, path: str | os.PathLike = "checkpoint") -> None:
-    """Load ``ckpt["model"]`` strictly into ``model``, with an error naming what differs when
-    the checkpoint was made with another model config."""
-    own = getattr(model, "config", None)
-    theirs = ckpt.get("model_config")
-    if own is not None and theirs is not None:
-        diff = {
-            k: (theirs.get(k), own.get(k))
-            for k in set(own) | set(theirs)
-            if k != "pretrained" and own.get(k) != theirs.get(k)
-        }
-        if diff:
-            text = "; ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in sorted(diff.items()))
-            raise CheckpointError(
-                f"{path} was made with another model config ({text}); build the model from the "
-                "checkpoint's model_config"
-            )
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path} does not fit this model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
-        )

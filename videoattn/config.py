@@ -1,6 +1,7 @@
 """The typed config: one schema for every section, used by the library and by Hydra alike.
 
-Each section is a dataclass: :class:`ModelConfig` (``model``), :class:`DataConfig` (``data``,
+Each section is a dataclass: :class:`~videoattn.models.config.ModelConfig` (``model``, next to the
+model builder), :class:`DataConfig` (``data``,
 with the transforms' and the sampler's keywords as schemas generated from their signatures),
 :class:`OptimConfig` (``optim``), and the tools' top levels :class:`TrainConfig` /
 :class:`TestConfig`. A key the schema lacks fails with its name and the close matches, a value
@@ -18,34 +19,20 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
-import difflib
 import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Union
 
 from .errors import ConfigError
-
-
-def to_plain(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """A dict from a dict or an OmegaConf ``DictConfig`` (Hydra's ``cfg.data``), resolved."""
-    if hasattr(cfg, "items") and not isinstance(cfg, dict):
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(cfg, resolve=True)
-    return dict(cfg)
-
-
-def require(ok: bool, key: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}={value!r}: expected {expected}")
-
-
-def choice(key: str, value: Any, choices: Sequence[str]) -> None:
-    require(value in choices, key, value, f"one of {', '.join(map(str, choices))}")
+from .schema import _no_such_key, describe_error
+from .schema import choice as choice  # re-exported: the schemas beside their classes use them
+from .schema import require as require
+from .schema import to_plain as to_plain
+from .schema import validate as validate
 
 
 # ----------------------------------------------------------------------------- schemas from signatures
@@ -84,58 +71,7 @@ def keyword_schema(
     return dataclasses.make_dataclass(name, fields_)
 
 
-# ----------------------------------------------------------------------------- the sections
-@dataclass
-class ModelConfig:
-    """``model``: a VideoClassifier (see :func:`videoattn.models.build_model`)."""
-
-    name: str | None = None  # a label for tables and checkpoints ("tsm", "action", ...)
-    arch: str | None = None  # resnet18 | resnet34 | resnet50 | resnet101 | mobilenet_v2 (required)
-    num_classes: int | None = None  # required; the tools take it from the dataset
-    num_segments: int | None = None  # required; the tools take it from the top-level num_segments
-    dropout: float = 0.5
-    partial_bn: bool = False
-    pretrained: str | None = None  # imagenet | imagenet_v2 | a state_dict file | a checkpoint to fine-tune
-    inserts: list[Any] = field(default_factory=list)  # {name, slot?, stages?, every?, blocks?, kwargs?} or a name
-    layers: list[int] | None = None  # blocks per stage (small networks)
-    widths: list[int] | None = None  # channels per stage
-
-    def __post_init__(self) -> None:
-        for key in ("num_classes", "num_segments"):
-            value = getattr(self, key)
-            require(value is None or value >= 1, f"model.{key}", value, "a positive integer")
-        require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "a probability in [0, 1)")
-        for key in ("layers", "widths"):
-            value = getattr(self, key)
-            require(
-                value is None or (len(value) == 4 and all(v >= 1 for v in value)),
-                f"model.{key}",
-                value,
-                "4 positive integers (one per stage) or null",
-            )
-
-
-# ----------------------------------------------------------------------------- checking plain data
-def validate(schema: type, cfg: Mapping[str, Any], *, section: str) -> dict[str, Any]:
-    """``cfg`` checked against ``schema`` and completed with its defaults, as plain data. An
-    unknown key, a wrong type or a value out of range fails naming the key (``section.key``).
-    A config composed against ``schema`` (a section of the tools' config, checked once where it
-    was composed: :func:`videoattn.compose.compose_jobs`) is trusted: only made plain data."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
-
-    if OmegaConf.is_config(cfg) and OmegaConf.get_type(cfg) is schema:
-        return to_plain(cfg)
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(to_plain(cfg)))
-        return dataclasses.asdict(OmegaConf.to_object(merged))
-    except MissingMandatoryValue as err:
-        key = f"{section}.{err.full_key}" if section else err.full_key
-        raise ConfigError(f"{key} is required: set it ({key}=...)") from None
-    except OmegaConfBaseException as err:
-        raise ConfigError(describe_error(err, section=section)) from None
-
-
+# ----------------------------------------------------------------------------- the composed config
 def check_config(cfg: Any) -> None:
     """The schema's checks on a composed Hydra config, the one check of a tool's config: its types
     were checked by the composition; a key that ``+key=value`` added to a section whose schema
@@ -163,40 +99,6 @@ def _no_added_keys(node: Any, path: str = "") -> None:
         child = node._get_node(key)
         if isinstance(child, DictConfig) and names is not None:  # the sections of a schema, not free dicts
             _no_added_keys(child, f"{path}{key}.")
-
-
-def _no_such_key(full: str, names: list[str]) -> str:
-    where, _, leaf = full.rpartition(".")
-    close = [f"{where}.{c}" if where else c for c in difflib.get_close_matches(leaf, names, n=3)]
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return f"{full}: no such key{hint}; the keys there: {', '.join(names)}" if names else f"{full}: no such key"
-
-
-def describe_error(err: BaseException, *, section: str = "") -> str:
-    """One line for an OmegaConf validation error: the key, the value and what was expected."""
-    key = getattr(err, "full_key", None) or ""
-    full = f"{section}.{key}" if section and key else (key or section)
-    msg = str(getattr(err, "msg", None) or str(err)).splitlines()[0]
-    if "not in" in msg and ("struct" in msg or "Key" in msg):
-        parent = getattr(err, "object_type", None)
-        return _no_such_key(
-            full, [f.name for f in dataclasses.fields(parent)] if dataclasses.is_dataclass(parent) else []
-        )
-    if "could not be converted to" in msg or "is not a valid" in msg:
-        value = msg.split("'")[1] if "'" in msg else "?"
-        expected = msg.rsplit("converted to ", 1)[-1] if "converted to" in msg else msg.split("is not a valid ", 1)[1]
-        expected = expected.split(" (")[0].strip(" .")
-        names = {
-            "Integer": "an integer",
-            "Float": "a number",
-            "Boolean": "true or false",
-            "bool": "true or false",
-            "String": "a string",
-        }
-        return f"{full}={value}: expected {names.get(expected, expected)}"
-    if "cannot be assigned None" in msg or "is not Optional" in msg or "Incompatible value 'None'" in msg:
-        return f"{full}=null: expected a value (this key cannot be null)"
-    return f"{full}: {msg}"
 
 
 # ----------------------------------------------------------------------------- Hydra

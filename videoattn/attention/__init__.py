@@ -5,7 +5,9 @@ mix frames of the same clip only; static modules act on every frame alone.
 """
 
 from .encnet import se_loss
+from .protocols import FusesConv
 from .registry import (
+    FIXED_SLOTS,
     SLOTS,
     AttentionSpec,
     accepted_hparams,
@@ -19,6 +21,8 @@ from .registry import (
 from .shift import causal_temporal_shift, temporal_shift
 
 __all__ = [
+    "FIXED_SLOTS",
+    "FusesConv",
     "SLOTS",
     "AttentionSpec",
     "accepted_hparams",

@@ -14,8 +14,8 @@ class GCT(nn.Module):
     - channel normalisation ``CN``: divide by the root mean square (l2) or mean abs (l1) of
       the scaled embeddings over channels;
     - ``alpha`` = 1, ``gamma`` = 0 and ``beta`` = 0 at init, so GCT is exactly the identity
-      at init. The official recipe applies no weight decay to ``beta``: it is listed by
-      :meth:`no_weight_decay` for the optimiser's parameter groups.
+      at init. The official recipe applies no weight decay to ``beta``: its registry row lists
+      it (``no_weight_decay``) for the optimiser's parameter groups.
     """
 
     def __init__(self, channels: int, *, mode: str = "l2", eps: float = 1e-5, after_relu: bool = False) -> None:
@@ -28,10 +28,6 @@ class GCT(nn.Module):
         self.alpha = nn.Parameter(torch.ones(1, channels, 1, 1))
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
-
-    @staticmethod
-    def no_weight_decay() -> set[str]:
-        return {"beta"}
 
     def gate(self, x: Tensor) -> Tensor:
         """``(B, C, H, W) -> (B, C, 1, 1)`` in (0, 2)."""

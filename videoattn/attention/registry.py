@@ -5,10 +5,27 @@ the only way the models build an excitation module by name; ``list_attention()``
 names. A registry row is a module's whole contract with the rest of the toolkit; the code
 outside this package never names a module. What a row can say:
 
-- ``scope``: ``block`` (an instance per residual block: ``forward(x) -> y``, same shape),
-  ``stage`` (one instance per backbone stage whose state runs through the blocks the insert
-  selects: ``step(x, state) -> (y, state)``, ``state=None`` at the first of them; DIANet) or
-  ``head`` (after the last stage, on the last feature map);
+- ``scope``, the site the module takes: ``block`` (an instance per residual block:
+  ``forward(x) -> y``, same shape), ``stage`` (one instance per backbone stage whose state runs
+  through the blocks the insert selects: ``step(x, state) -> (y, state)``, ``state=None`` at
+  the first of them; DIANet), ``head`` (after the last stage, on the last feature map),
+  ``conv`` (in place of a block's spatial conv and its BN) or ``stem`` (in place of the stem
+  and the first stage); each scope's constructor and call are a ``typing.Protocol`` of
+  :mod:`videoattn.attention.protocols`, checked when the table is built;
+- ``frames_per_segment``: the frames of each segment the module needs (a stem module only;
+  default 1); the model reports the largest (``VideoClassifier.frames_per_segment``), the data
+  side reads it there;
+- ``pretrained_map`` (``conv`` modules): where the pretrained weights of the layers the module
+  replaces go, by name prefix: ``{"conv.": "", "bn.": "bn."}`` puts the replaced conv's
+  ``weight`` at the module's ``weight`` and the replaced BN's tensors under its ``bn``; the
+  pretrained loader applies it (:func:`videoattn.models.load_pretrained`);
+- ``pretrained_init`` (``conv`` and ``stem`` modules): ``fn(module, state_dict) -> names``,
+  called by the pretrained loader after the backbone's weights are in, with the plain backbone's
+  state_dict (torchvision's names), to initialise the module's own tensors from them (TDN's
+  ``conv1_5`` from the ImageNet ``conv1`` averaged over RGB); returns the local names it set,
+  which the load report counts as initialised;
+- ``no_weight_decay``: the module's own parameter names the optimiser never decays (GCT's
+  ``beta``, as its official recipe);
 - ``stage_defaults``: hyper-parameters that depend on the stage (1-4) a module sits in
   (FcaNet's DCT size, GSoP's stride-2 first stage), below what the insert sets;
 - ``from_model``: model settings the module takes as hyper-parameters unless the insert sets
@@ -29,12 +46,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .action import Action
@@ -45,6 +62,7 @@ from .encnet import EncModule
 from .fca import FcaAttention
 from .gct import GCT
 from .gsop import GSoP
+from .protocols import SITE_ARGUMENTS, AuxHeadModule, check_site_protocol
 from .rcan import RCANChannelAttention
 from .scse import SCSE, ChannelSE, SpatialSE
 from .se import SqueezeExcitation
@@ -53,8 +71,12 @@ from .soca import SOCA
 from .srm import SRM
 from .tam import TAM
 
-Slot = Literal["input", "after_conv1", "before_last", "output", "head"]
-SLOTS: tuple[str, ...] = ("input", "after_conv1", "before_last", "output")
+Slot = Literal["input", "after_conv1", "before_last", "output", "conv", "stem", "head"]
+SLOTS: tuple[str, ...] = ("input", "after_conv1", "before_last", "output")  # the per-block slots
+FIXED_SLOTS = {  # sites whose modules take no other (besides head): scope = slot
+    "conv": "in place of a block's spatial conv and its BN",
+    "stem": "in place of the stem and the first stage",
+}
 
 
 @dataclass(frozen=True)
@@ -62,13 +84,14 @@ class AttentionSpec:
     """What the toolkit knows about one registered module.
 
     ``temporal`` modules take ``num_segments`` and mix frames of a clip; static ones act on each
-    frame alone. ``slot`` is the default insertion slot in a residual block (``head`` for
-    modules that sit after the last stage). ``scope`` says which hook the model gives it:
+    frame alone. ``slot`` is the default insertion slot in a residual block (``head``, ``conv``
+    or ``stem`` for modules at those sites). ``scope`` says which hook the model gives it:
     ``block`` (an instance per block), ``stage`` (one instance shared by the blocks of a stage,
-    carrying state: DIANet) or ``head``. ``defaults`` are fixed hyper-parameters that make an
-    ablation variant of a shared class (``action_ste`` = ``Action(paths=("ste",))``);
+    carrying state: DIANet), ``head``, ``conv`` or ``stem`` (see the module docstring).
+    ``defaults`` are fixed hyper-parameters that make an ablation variant of a shared class
+    (``action_ste`` = ``Action(paths=("ste",))``);
     ``stage_defaults(stage)`` and ``from_model`` are defaults the insert's kwargs override (see
-    the module docstring).
+    the module docstring). ``frames_per_segment`` and ``pretrained_map``: the module docstring.
     """
 
     name: str
@@ -78,10 +101,14 @@ class AttentionSpec:
     paper: str
     arxiv: str | None
     venue: str
-    scope: Literal["block", "stage", "head"] = "block"
+    scope: Literal["block", "stage", "head", "conv", "stem"] = "block"
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     stage_defaults: Callable[[int], Mapping[str, Any]] | None = None
     from_model: tuple[str, ...] = ()
+    frames_per_segment: int = 1
+    pretrained_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    no_weight_decay: tuple[str, ...] = ()
+    pretrained_init: Callable[[nn.Module, Mapping[str, Tensor]], Sequence[str]] | None = None
 
     @property
     def kind(self) -> str:
@@ -90,19 +117,41 @@ class AttentionSpec:
     @property
     def aux_loss(self) -> bool:
         """Whether the module adds an auxiliary loss (``forward_with_aux`` / ``aux_loss``)."""
-        return callable(getattr(self.cls, "aux_loss", None))
+        return issubclass(self.cls, AuxHeadModule)
 
     def __post_init__(self) -> None:
-        if self.scope == "stage" and not callable(getattr(self.cls, "step", None)):
-            raise TypeError(f"{self.name}: a stage-scoped module needs step(x, state) -> (y, state)")
-        if self.aux_loss and (self.scope != "head" or not callable(getattr(self.cls, "forward_with_aux", None))):
-            raise TypeError(f"{self.name}: an auxiliary loss is for head modules with forward_with_aux(x)")
-        if (self.scope == "head") != (self.slot == "head"):
-            raise TypeError(f"{self.name}: head modules, and only they, take the slot 'head'")
+        check_site_protocol(self.name, self.cls, self.scope, aux=self.aux_loss)
+        for fixed in ("head", *FIXED_SLOTS):
+            if (self.scope == fixed) != (self.slot == fixed):
+                raise TypeError(f"{self.name}: {fixed} modules, and only they, take the slot {fixed!r}")
+        if not isinstance(self.frames_per_segment, int) or self.frames_per_segment < 1:
+            raise TypeError(f"{self.name}: frames_per_segment must be an integer >= 1")
+        if self.frames_per_segment > 1 and self.scope != "stem":
+            raise TypeError(f"{self.name}: only a stem module sees the frames, so only it can need several per segment")
+        if self.pretrained_map and (
+            self.scope != "conv" or not all(k.startswith(("conv.", "bn.")) for k in self.pretrained_map)
+        ):
+            raise TypeError(f"{self.name}: pretrained_map is for conv modules, from names under 'conv.' / 'bn.'")
+        if self.pretrained_init is not None and self.scope not in FIXED_SLOTS:
+            raise TypeError(f"{self.name}: pretrained_init is for conv and stem modules")
 
 
 def _spec(
-    name, cls, temporal, slot, paper, arxiv, venue, scope="block", stage_defaults=None, from_model=(), **defaults
+    name,
+    cls,
+    temporal,
+    slot,
+    paper,
+    arxiv,
+    venue,
+    scope="block",
+    stage_defaults=None,
+    from_model=(),
+    frames_per_segment=1,
+    pretrained_map=None,
+    no_weight_decay=(),
+    pretrained_init=None,
+    **defaults,
 ) -> AttentionSpec:
     return AttentionSpec(
         name,
@@ -116,6 +165,10 @@ def _spec(
         MappingProxyType(defaults),
         stage_defaults,
         tuple(from_model),
+        frames_per_segment,
+        MappingProxyType(dict(pretrained_map or {})),
+        tuple(no_weight_decay),
+        pretrained_init,
     )
 
 
@@ -187,6 +240,7 @@ _REGISTRY: dict[str, AttentionSpec] = {
             "Gated Channel Transformation for Visual Recognition",
             "1909.11519",
             "CVPR 2020",
+            no_weight_decay=("beta",),
         ),
         _spec(
             "fca",
@@ -267,14 +321,12 @@ def get_spec(name: str) -> AttentionSpec:
 
 
 def accepted_hparams(name: str) -> list[str]:
-    """Keyword hyper-parameters ``name`` accepts (besides ``channels`` and ``num_segments``)."""
+    """Keyword hyper-parameters ``name`` accepts (besides what its site gives: ``channels``,
+    ``num_segments``; a conv module's ``stride``, a stem module's ``stage``)."""
     spec = get_spec(name)
     params = inspect.signature(spec.cls).parameters
-    return [
-        p
-        for p, v in params.items()
-        if v.kind is inspect.Parameter.KEYWORD_ONLY and p not in ("num_segments", *spec.defaults)
-    ]
+    given = (*SITE_ARGUMENTS[spec.scope], *spec.defaults)
+    return [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY and p not in given]
 
 
 def build_attention(
@@ -284,14 +336,17 @@ def build_attention(
     *,
     stage: int | None = None,
     model: Mapping[str, Any] | None = None,
+    site: Mapping[str, Any] | None = None,
     **hparams: Any,
 ) -> nn.Module:
     """Build the module registered as ``name`` for ``channels`` input channels.
 
     Temporal modules need ``num_segments``; static modules ignore it. ``stage`` (1-4) applies
     the row's stage-dependent defaults, ``model`` (the model's settings, e.g. ``num_classes``)
-    the settings the row takes from the model; ``hparams`` override both. Unknown
-    hyper-parameters raise ``ValueError`` naming the key and the accepted ones.
+    the settings the row takes from the model; ``hparams`` override both. ``site``: what a
+    ``conv`` site gives (``out_channels``, ``stride``) or a ``stem`` site (``first_stage``, a
+    plain copy of the backbone's first stage); see :mod:`videoattn.attention.protocols`.
+    Unknown hyper-parameters raise ``ValueError`` naming the key and the accepted ones.
     """
     spec = get_spec(name)
     if channels < 1:
@@ -309,7 +364,7 @@ def build_attention(
         if model is not None and model.get(key) is not None:
             implied[key] = model[key]
     kwargs = {**spec.defaults, **implied, **hparams}
-    if spec.temporal:
+    if "num_segments" in SITE_ARGUMENTS[spec.scope] and (spec.temporal or spec.scope in FIXED_SLOTS):
         if num_segments is None:
             raise ConfigError(
                 f"{name!r} is a temporal module: build it with num_segments=T (the number of "
@@ -318,7 +373,12 @@ def build_attention(
         if num_segments < 1:
             raise ConfigError(f"{name}: num_segments must be >= 1, got {num_segments}")
         kwargs["num_segments"] = num_segments
+    site = dict(site or {})
     try:
+        if spec.scope == "conv":  # cls(in_channels, out_channels, *, stride, num_segments, **hp)
+            return spec.cls(channels, site["out_channels"], stride=site["stride"], **kwargs)
+        if spec.scope == "stem":  # cls(channels=C, num_segments=T, stage=<plain first stage>, **hp)
+            return spec.cls(channels=channels, stage=site["first_stage"], **kwargs)
         return spec.cls(channels, **kwargs)
     except ConfigError:
         raise
@@ -327,14 +387,15 @@ def build_attention(
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:
-    """Full parameter names that modules inside ``model`` exclude from weight decay (a module
-    declares them with a ``no_weight_decay()`` method returning its local names, e.g. GCT's
-    ``beta``)."""
+    """Full parameter names of the registered modules inside ``model`` that their rows exclude
+    from weight decay (``no_weight_decay``: local names, e.g. GCT's ``beta``)."""
+    by_class: dict[type[nn.Module], set[str]] = {}
+    for spec in _REGISTRY.values():
+        by_class.setdefault(spec.cls, set()).update(spec.no_weight_decay)
     names: set[str] = set()
     for prefix, module in model.named_modules():
-        fn = getattr(module, "no_weight_decay", None)
-        if callable(fn):
-            names |= {f"{prefix}.{n}" if prefix else n for n in fn()}
+        for n in by_class.get(type(module), ()):
+            names.add(f"{prefix}.{n}" if prefix else n)
     return names
 
 

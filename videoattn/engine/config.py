@@ -1,6 +1,6 @@
 """The tools' top-level configs: :class:`TrainConfig` (``tools/train.py``, ``configs/train.yaml``
 and its siblings) and :class:`TestConfig` (``tools/test.py``), each made of the sections' own
-schemas (``model``: :class:`~videoattn.config.ModelConfig`, ``data``:
+schemas (``model``: :class:`~videoattn.models.config.ModelConfig`, ``data``:
 :class:`~videoattn.data.build.DataConfig`, ``optim``: :class:`~videoattn.engine.optim.OptimConfig`),
 and their registration with Hydra (:func:`register_configs`).
 """
@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ModelConfig, choice, model_preset, require
+from ..config import choice, model_preset, require
 from ..data.build import DataConfig
+from ..models.config import ModelConfig
 from .optim import OptimConfig
 
 __all__ = ["RunConfig", "TestConfig", "TrainConfig", "register_configs"]

@@ -46,7 +46,6 @@ from ..checkpoint import (
     check_classes,
     check_torch_file,
     load_checkpoint,
-    load_model_state,
     make_checkpoint,
     trust_checkpoints,
 )
@@ -62,7 +61,7 @@ from ..data.dataset import VideoDataset, read_report_entries
 from ..data.transforms import ToDevice
 from ..errors import CheckpointError, ConfigError, DataError
 from ..files import write_atomic
-from ..models import build_model, to_channels_last
+from ..models import build_model, load_model_state, to_channels_last
 from ..summary import count_macs, count_params
 from .checkpoint import restore_rng, restore_scaler, rng_state
 from .device import configure_backends, explain_nondeterministic

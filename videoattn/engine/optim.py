@@ -20,7 +20,7 @@ Parameter groups, by the policy ``optim.groups``:
   ``fc_lr5`` false. A module's own ``nn.Parameter`` (GCT's gates, SRM's ``cfc``, EncNet's
   codewords) has no official rule: refused, use ``uniform`` for such models.
 - ``uniform``: weight decay on conv / linear weights only (never on norm layers, biases, or
-  parameters a module declares in ``no_weight_decay()``, e.g. GCT's ``beta``), lr x1
+  parameters a module's registry row lists in ``no_weight_decay``, e.g. GCT's ``beta``), lr x1
   everywhere but the classifier ``fc``, which gets ``fc_lr_mult``. This is also the rule of
   TAda2D's official code (all lr x1, no decay on BN and biases).
 
@@ -200,8 +200,8 @@ def _group(name: str, params: list[nn.Parameter], lr_mult: float, decay_mult: fl
 
 def uniform_param_groups(model: nn.Module, *, weight_decay: float, fc_lr_mult: float = 1.0) -> list[dict[str, Any]]:
     """Up to four groups: decayed / not decayed x backbone / classifier (``fc``): decay on conv /
-    linear weights only, never on norm layers, biases (any 1-D parameter) or ``no_weight_decay()``
-    parameters; ``lr_mult`` 1, ``fc_lr_mult`` for ``fc.weight`` / ``fc.bias``."""
+    linear weights only, never on norm layers, biases (any 1-D parameter) or the ``no_weight_decay``
+    parameters of the registry rows; ``lr_mult`` 1, ``fc_lr_mult`` for ``fc.weight`` / ``fc.bias``."""
     no_decay: set[str] = set(no_weight_decay_names(model))
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for mname, pname, module, p in _own_parameters(model, frozen_parameter_names(model)):

@@ -1,5 +1,6 @@
 """``build_model(cfg)``: a VideoClassifier from plain config data (a dict, or Hydra's resolved
-``cfg.model``), and the loading of pretrained / checkpoint weights into it."""
+``cfg.model``), and the loading of pretrained / checkpoint weights into it: the one place that
+fits weights into a model (:mod:`videoattn.checkpoint` reads and writes the files only)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,14 @@ from typing import Any
 import torch
 
 from ..attention import get_spec
-from ..checkpoint import as_checkpoint, describe, load_checkpoint, load_model_state, read_torch_file
-from ..config import ModelConfig, validate
+from ..checkpoint import as_checkpoint, describe, load_checkpoint, read_torch_file
 from ..errors import CheckpointError, ConfigError, MissingFileError
+from ..schema import validate
+from .backbones import build_backbone, get_backbone
 from .classifier import VideoClassifier
+from .config import ModelConfig
 from .inserts import parse_inserts
-from .mobilenet import MobileNetV2Trunk
-from .resnet import ARCHS, build_resnet, inserted_prefixes, unique_names
-
-ALL_ARCHS = (*ARCHS, "mobilenet_v2")
+from .placement import check_inserts, inserted_prefixes, pretrained_inits, pretrained_renames, unique_names
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +28,21 @@ REQUIRED = ("arch", "num_classes", "num_segments")
 
 
 def normalize_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the config against :class:`~videoattn.config.ModelConfig` (keys, types, ranges) and
+    """Check the config against :class:`~videoattn.models.config.ModelConfig` (keys, types, ranges) and
     fill in the defaults; the result is what checkpoints store."""
     out = validate(ModelConfig, cfg, section="model")
     missing = [k for k in REQUIRED if out.get(k) is None]
     if missing:
         raise ConfigError(f"model config: missing required key(s) {missing}")
-    if out["arch"] not in ALL_ARCHS:
-        raise ConfigError(f"model.arch={out['arch']!r}: expected one of {', '.join(ALL_ARCHS)}")
-    out["inserts"] = [i.as_dict() for i in parse_inserts(out["inserts"])]
+    spec = get_backbone(out["arch"])
+    inserts = parse_inserts(out["inserts"])
+    check_inserts(inserts, backbone=spec.name, slots=spec.slots, shared_stages=spec.shared_stages)
+    out["inserts"] = [i.as_dict() for i in inserts]
     return out
 
 
 def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None) -> VideoClassifier:
-    """Build the classifier described by ``cfg`` (see :class:`~videoattn.config.ModelConfig`), and load
+    """Build the classifier described by ``cfg`` (see :class:`~videoattn.models.config.ModelConfig`), and load
     ``cfg["pretrained"]`` into it (:func:`load_pretrained`; ``classes``, the dataset's class
     names, decide whether a pretrained checkpoint's classifier is kept). The normalised config
     is kept as ``model.config``.
@@ -52,14 +53,9 @@ def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None)
     cfg = normalize_config(cfg)
     inserts = parse_inserts(cfg["inserts"])
     t = cfg["num_segments"]
-    if cfg["arch"] == "mobilenet_v2":
-        if cfg["layers"] or cfg["widths"]:
-            raise ConfigError("model config: layers / widths apply to ResNets only")
-        backbone = MobileNetV2Trunk(num_segments=t, inserts=inserts)
-    else:
-        backbone = build_resnet(
-            cfg["arch"], num_segments=t, inserts=inserts, layers=cfg["layers"], widths=cfg["widths"]
-        )
+    backbone = build_backbone(
+        cfg["arch"], num_segments=t, inserts=inserts, model=cfg, layers=cfg["layers"], widths=cfg["widths"]
+    )
     head_inserts = [ins for ins in inserts if ins.slot == "head"]
     head_names = unique_names([ins.name for ins in head_inserts])  # a second insert of a name gets "<name>_1"
     model = VideoClassifier(
@@ -74,6 +70,8 @@ def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None)
             for n, ins in zip(head_names, head_inserts, strict=True)
         ],
         aux_heads=[n for n, ins in zip(head_names, head_inserts, strict=True) if get_spec(ins.name).aux_loss],
+        # frames of each segment the data must give (a stem module's need: TDN's 5), on the channels
+        frames_per_segment=max((get_spec(ins.name).frames_per_segment for ins in inserts), default=1),
     )
     model.config = cfg
     # what the weights load left new (the optimiser's official groups give a new classifier lr x5 / x10)
@@ -92,6 +90,31 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], *, path: str | Path = "checkp
     return model.eval()
 
 
+def load_model_state(model: torch.nn.Module, ckpt: Mapping[str, Any], *, path: str | Path = "checkpoint") -> None:
+    """Load ``ckpt["model"]`` strictly into ``model``, with an error naming what differs when
+    the checkpoint was made with another model config."""
+    own = getattr(model, "config", None)
+    theirs = ckpt.get("model_config")
+    if own is not None and theirs is not None:
+        diff = {
+            k: (theirs.get(k), own.get(k))
+            for k in set(own) | set(theirs)
+            if k != "pretrained" and own.get(k) != theirs.get(k)
+        }
+        if diff:
+            text = "; ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise CheckpointError(
+                f"{path} was made with another model config ({text}); build the model from the "
+                "checkpoint's model_config"
+            )
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not fit this model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+
+
 def load_model(path: str | Path, *, trust: bool | None = None) -> tuple[VideoClassifier, dict[str, Any]]:
     """The model of the checkpoint ``path`` (a training run's or a converted one; a ``.pth`` file
     or a model folder) in eval mode, and the checkpoint (its classes, clip settings, origin): what
@@ -102,9 +125,6 @@ def load_model(path: str | Path, *, trust: bool | None = None) -> tuple[VideoCla
 
 
 # ----------------------------------------------------------------------------- pretrained weights
-_TV_WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights",
-               "resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights",
-               "mobilenet_v2": "MobileNet_V2_Weights"}  # fmt: skip
 _TV_HEADS = ("fc.", "classifier.")  # torchvision's 1000-class classifiers (ResNet, MobileNetV2)
 _TV_VERSIONS = {"imagenet": "IMAGENET1K_V1", "imagenet_v2": "IMAGENET1K_V2"}
 
@@ -135,7 +155,10 @@ def imagenet_state_dict(arch: str, version: str = "imagenet") -> dict[str, torch
 
     if version not in _TV_VERSIONS:
         raise ConfigError(f"pretrained: {version!r} is not one of {sorted(_TV_VERSIONS)} or a file path")
-    weights = get_weight(f"{_TV_WEIGHTS[arch]}.{_TV_VERSIONS[version]}")
+    enum = get_backbone(arch).weights
+    if enum is None:
+        raise ConfigError(f"pretrained={version}: the {arch} backbone has no ImageNet weights; set a file path or null")
+    weights = get_weight(f"{enum}.{_TV_VERSIONS[version]}")
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     try:
         return weights.get_state_dict(progress=False)
@@ -194,15 +217,34 @@ def load_pretrained(
             raise CheckpointError(f"pretrained weights {pretrained}: {describe(obj, pretrained)}")
         sd = read_state_dict(pretrained, obj=obj)
     ignored = sorted(k for k in sd if k.startswith(_TV_HEADS))  # the 1000-class classifier
-    sd = {k: v for k, v in sd.items() if not k.startswith(_TV_HEADS)}
+    plain = {k: v for k, v in sd.items() if not k.startswith(_TV_HEADS)}  # the plain backbone's, torchvision's names
+    sd, moved = _rename(plain, pretrained_renames(model.backbone))  # replaced layers -> the conv modules
     own = model.backbone.state_dict()
     prefixes = tuple(inserted_prefixes(model.backbone))
     _check_fit(own, sd, lambda k: k.startswith(prefixes), source=source, arch=arch)
-    missing = sorted(k for k in own if k not in sd)
     model.backbone.load_state_dict(sd, strict=False)
-    report = LoadReport(source, len(sd), [f"backbone.{k}" for k in missing] + ["fc.weight", "fc.bias"], ignored)
+    derived = []  # tensors of stem / conv modules their rows set from the plain weights
+    with torch.no_grad():
+        for prefix, module, init in pretrained_inits(model.backbone):
+            derived += [prefix + n for n in init(module, plain)]
+    missing = sorted(k for k in own if k not in sd and k not in derived)
+    notes = [f"{moved} tensors of the layers that conv modules replace loaded into them"] if moved else []
+    notes += [f"{len(derived)} tensors of stem / conv modules set from these weights by their rows"] if derived else []
+    report = LoadReport(source, len(sd), [f"backbone.{k}" for k in missing] + ["fc.weight", "fc.bias"], ignored, notes)
     log.info(report.summary())
     return report
+
+
+def _rename(sd: Mapping[str, torch.Tensor], renames: Sequence[tuple[str, str]]) -> tuple[dict[str, torch.Tensor], int]:
+    """``sd`` with each key under a ``theirs`` prefix moved under ``ours``, and how many moved."""
+    out, moved = {}, 0
+    for key, value in sd.items():
+        for theirs, ours in renames:
+            if key.startswith(theirs):
+                key, moved = ours + key.removeprefix(theirs), moved + 1
+                break
+        out[key] = value
+    return out, moved
 
 
 def _check_fit(

@@ -22,7 +22,9 @@ class VideoClassifier(nn.Module):
     T, in the order of the official TSN code (``fc`` initialised N(0, 0.001), bias 0, as there).
     ``partial_bn`` freezes every BatchNorm2d of the backbone but the first one in training (TSN's
     partial BN). Multi-view test input ``(N, V, T, 3, H, W)`` is averaged by the evaluation code,
-    not here.
+    not here. ``frames_per_segment`` (``F``, what a stem module needs: TDN's 5): each segment
+    brings F consecutive frames on the channels, ``(N, T, F*3, H, W)`` (frame-major, then RGB);
+    the data side reads it here (1: one frame per segment).
     """
 
     def __init__(
@@ -36,9 +38,11 @@ class VideoClassifier(nn.Module):
         partial_bn: bool = False,
         head: Sequence[tuple[str, nn.Module]] = (),
         aux_heads: Sequence[str] = (),
+        frames_per_segment: int = 1,
     ) -> None:
         super().__init__()
         self.num_segments = num_segments
+        self.frames_per_segment = frames_per_segment
         self.num_classes = num_classes
         self.partial_bn = partial_bn
         self.backbone = backbone
@@ -54,7 +58,8 @@ class VideoClassifier(nn.Module):
         nn.init.zeros_(self.fc.bias)
 
     def check_input(self, x: Tensor) -> None:
-        if x.dim() != 5 or x.shape[1] != self.num_segments or x.shape[2] != 3:
+        c = 3 * self.frames_per_segment
+        if x.dim() != 5 or x.shape[1] != self.num_segments or x.shape[2] != c:
             shape = tuple(x.shape)
             hint = ""
             if x.dim() == 6:
@@ -62,12 +67,14 @@ class VideoClassifier(nn.Module):
                     " Multi-view input (N, V, T, 3, H, W): fold the views into the batch and average the view logits"
                     " in the evaluation code."
                 )
-            elif x.dim() == 5 and x.shape[2] == 3:
+            elif x.dim() == 5 and x.shape[2] == c:
                 hint = (
                     f" The clip has T={x.shape[1]} frames; sample num_segments={self.num_segments} frames per clip"
                     " or rebuild the model with that T."
                 )
-            raise ValueError(f"VideoClassifier expects (N, T={self.num_segments}, 3, H, W), got {shape}.{hint}")
+            elif x.dim() == 5 and self.frames_per_segment > 1:
+                hint = f" This model takes {self.frames_per_segment} frames per segment, stacked on the channels."
+            raise ValueError(f"VideoClassifier expects (N, T={self.num_segments}, {c}, H, W), got {shape}.{hint}")
 
     def classify_frames(self, frames: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Per-frame logits ``(B, K)`` of backbone frames ``(B, 3, H, W)`` (``B = N*T`` in the

@@ -36,6 +36,7 @@ from ..checkpoint import (
     add_classes_command,
     as_checkpoint,
     describe,
+    detect_source,
     make_checkpoint,
     model_folder_of,
     read_torch_file,
@@ -44,6 +45,7 @@ from ..checkpoint import (
     save_model_folder,
 )
 from ..errors import CheckpointError, ConfigError, DataError
+from .build import build_model
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +57,6 @@ _BLOCK = re.compile(r"^layer(\d)\.(\d+)\.")
 
 def _strip(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in sd.items()}
-
-
-def detect_source(sd: Mapping[str, torch.Tensor]) -> str:
-    """Which official implementation a (``module.``-stripped) state_dict comes from."""
-    keys = list(sd)
-    if any(".tam." in k for k in keys):
-        return "tam"
-    if any(".action_shift." in k for k in keys):
-        return "action"
-    if any(k.endswith(".conv1.net.weight") for k in keys):
-        return "tsm"
-    return "unknown"
 
 
 def _convert_key(key: str, source: str) -> str | None:
@@ -288,8 +278,6 @@ def convert_checkpoint(
 
     ``src`` may also be a videoattn checkpoint (a file or a model folder): it is written to
     ``dst`` with ``classes``, or in the other ``format``."""
-    from .build import build_model
-
     src, dst = Path(src), Path(dst)
     _check_destination(src, dst, format)
     obj = read_torch_file(src, trust=trust)

@@ -3,8 +3,10 @@
 An insert is ``{name, slot?, stages?, every?, blocks?, kwargs?}``:
 
 - ``name``: a registry name (``videoattn.attention.list_attention()``);
-- ``slot``: ``input`` | ``after_conv1`` | ``before_last`` | ``output`` | ``head``; default the
-  module's registry slot;
+- ``slot``: ``input`` | ``after_conv1`` | ``before_last`` | ``output`` (per-block slots),
+  ``conv`` (in place of a block's spatial conv and BN), ``stem`` (in place of the stem and the
+  first stage) | ``head``; default the module's registry slot (a ``conv`` / ``stem`` / ``head``
+  module has no other);
 - ``stages``: backbone stages (1-4) that get it, default all;
 - ``every``: every k-th block of a stage (block index % k == 0), default 1 (TSM and
   ACTION use 2 on ResNet-101, as their official code does);
@@ -22,10 +24,10 @@ from typing import Any
 
 from torch import nn
 
-from ..attention import SLOTS, accepted_hparams, build_attention, get_spec
+from ..attention import FIXED_SLOTS, SLOTS, accepted_hparams, build_attention, get_spec
 from ..errors import ConfigError
 
-ALL_SLOTS = (*SLOTS, "head")
+ALL_SLOTS = (*SLOTS, "conv", "stem", "head")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,12 @@ class Insert:
             raise ConfigError(f"{where}: slot {slot!r} of {name!r} is not one of {ALL_SLOTS}")
         if reg.scope == "head" and slot != "head":
             raise ConfigError(f"{where}: {name!r} is a head module (after the last stage); use slot 'head'")
+        if reg.scope in FIXED_SLOTS and slot != reg.scope:
+            raise ConfigError(
+                f"{where}: {name!r} sits at the {reg.scope!r} site ({FIXED_SLOTS[reg.scope]}), not {slot!r}"
+            )
+        if reg.scope not in FIXED_SLOTS and slot in FIXED_SLOTS:
+            raise ConfigError(f"{where}: {name!r} is not a module for the {slot!r} site ({FIXED_SLOTS[slot]})")
         if reg.scope == "stage" and slot != "output":
             raise ConfigError(
                 f"{where}: {name!r} is shared across the blocks of a stage and gates the 'output' slot only"
@@ -89,11 +97,18 @@ class Insert:
         return block % self.every == 0
 
     def build(
-        self, channels: int, *, num_segments: int, stage: int | None = None, model: Mapping[str, Any] | None = None
+        self,
+        channels: int,
+        *,
+        num_segments: int,
+        stage: int | None = None,
+        model: Mapping[str, Any] | None = None,
+        site: Mapping[str, Any] | None = None,
     ) -> nn.Module:
-        """The module for one place (in stage ``stage``; ``model``: the model's settings): the
-        insert's kwargs over the registry row's stage and model defaults."""
-        return build_attention(self.name, channels, num_segments, stage=stage, model=model, **self.kwargs)
+        """The module for one place (in stage ``stage``; ``model``: the model's settings; ``site``:
+        what a ``conv`` / ``stem`` site gives its constructor): the insert's kwargs over the
+        registry row's stage and model defaults."""
+        return build_attention(self.name, channels, num_segments, stage=stage, model=model, site=site, **self.kwargs)
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "slot": self.slot, "stages": list(self.stages), "every": self.every}

@@ -10,15 +10,14 @@ The trunk maps ``(N*T, 3, H, W)`` to ``(N*T, 1280, H/32, W/32)``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 from torchvision.models.mobilenetv2 import InvertedResidual, MobileNetV2
 
-from ..attention import get_spec
-from ..errors import ConfigError
 from .inserts import Insert
-from .resnet import Inserts, _named
+from .placement import Inserts, Site, place, slot_container
 
 MOBILENET_SLOTS = ("input", "output")
 
@@ -44,39 +43,57 @@ class SlotInvertedResidual(InvertedResidual):
 
 
 class MobileNetV2Trunk(nn.Module):
-    """``features`` of torchvision's MobileNetV2 (no classifier), with the inserts attached."""
+    """``features`` of torchvision's MobileNetV2 (no classifier), with the inserts attached at
+    the sites of its residual blocks (:func:`videoattn.models.placement.place`)."""
 
-    def __init__(self, *, num_segments: int, inserts: Sequence[Insert] = (), width_mult: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        num_segments: int,
+        inserts: Sequence[Insert] = (),
+        width_mult: float = 1.0,
+        model: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         net = MobileNetV2(width_mult=width_mult, block=SlotInvertedResidual)  # torchvision init
         self.features = net.features
         self.num_features = net.last_channel
         self.num_segments = num_segments
         blocks = [(i, m) for i, m in enumerate(self.features) if isinstance(m, SlotInvertedResidual)]
-        stride, stage_of = 2, {}
+        stride, self._stage_of = 2, {}
         for i, m in blocks:
             stride *= m.stride
-            stage_of[i] = max(1, min(4, stride.bit_length() - 2))  # /2,/4 -> 1, /8 -> 2, /16 -> 3, /32 -> 4
-        for ins in inserts:
-            spec = get_spec(ins.name)
-            if spec.scope == "stage":
-                raise ConfigError(
-                    f"{ins.name!r} needs ResNet stages (a state shared by their blocks); not available in mobilenet_v2"
-                )
-            if ins.slot not in (*MOBILENET_SLOTS, "head"):
-                raise ConfigError(
-                    f"mobilenet_v2 blocks have the slots {MOBILENET_SLOTS}, not {ins.slot!r} ({ins.name})"
-                )
+            self._stage_of[i] = max(1, min(4, stride.bit_length() - 2))  # /2,/4 -> 1, /8 -> 2, /16 -> 3, /32 -> 4
+        sites: list[Site] = []
         for stage in (1, 2, 3, 4):
-            in_stage = [(i, m) for i, m in blocks if stage_of[i] == stage and m.use_res_connect]
-            for j, (_, m) in enumerate(in_stage):
-                slots: dict[str, list] = {}
-                for ins in inserts:
-                    if ins.slot != "head" and ins.applies(stage, j, len(in_stage)):
-                        module = ins.build(m.out_channels, stage=stage, num_segments=num_segments)
-                        slots.setdefault(ins.slot, []).append((ins.name, module))
-                m.att_input = _named(slots.get("input", []))
-                m.att_output = _named(slots.get("output", []))
+            in_stage = [(i, m) for i, m in blocks if self._stage_of[i] == stage and m.use_res_connect]
+            for j, (i, m) in enumerate(in_stage):
+                n, path = len(in_stage), f"features.{i}"
+                here = [Site(stage, j, n, slot, m.out_channels, path=path) for slot in MOBILENET_SLOTS]
+                placed = place(inserts, here, num_segments=num_segments, model=model)
+                m.att_input = slot_container(placed, "input")
+                m.att_output = slot_container(placed, "output")
+                sites += here
+        self.sites = tuple(sites)
+
+    def stem(self, x: Tensor) -> Tensor:
+        """The first conv-BN-ReLU6: ``(N*T, 3, H, W) -> (N*T, 32, H/2, W/2)``."""
+        return self.features[0](x)
+
+    @property
+    def stages(self) -> tuple[Callable[[Tensor], Tensor], ...]:
+        """The blocks of each stage (by output stride), the last conv in stage 4, as callables."""
+        last = len(self.features) - 1
+        stage_of = {**self._stage_of, last: 4}
+        members = [[self.features[i] for i in sorted(stage_of) if stage_of[i] == s] for s in (1, 2, 3, 4)]
+        return tuple(nn.Sequential(*m).forward for m in members)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)  # (N*T, 3, H, W) -> (N*T, 1280, H/32, W/32)
+
+
+def build_mobilenet_v2(
+    *, num_segments: int, inserts: Sequence[Insert] = (), model: dict[str, Any] | None = None
+) -> MobileNetV2Trunk:
+    """The table's builder of ``mobilenet_v2`` (it takes no ``layers`` / ``widths``)."""
+    return MobileNetV2Trunk(num_segments=num_segments, inserts=inserts, model=model)
