@@ -156,7 +156,7 @@ class WandbTracker(Tracker):
                 id=run_id,
                 resume="allow" if run_id else None,
                 dir=str(run_dir),
-                config=dict(config),
+                config=dict(config) if run_id is None else None,  # a resumed run keeps the config it started with
             )
         except Exception as err:  # noqa: BLE001 (not logged in, no network, a bad setting: one line)
             text = " ".join(str(err).split())[:200]
@@ -325,9 +325,9 @@ def open_trackers(
                     start_step=start_step,
                 )
             )
-        ids = {t.name: t.run_id for t in opened.trackers if t.run_id}
-        if ids or stored:
-            write_atomic(ids_path, json.dumps({**stored, **ids}, indent=2) + "\n")
+        ids = {**stored, **{t.name: t.run_id for t in opened.trackers if t.run_id}}
+        if ids != stored:  # new tracker runs (rank 0 only: the other ranks open none)
+            write_atomic(ids_path, json.dumps(ids, indent=2) + "\n")
         for t in opened.trackers:
             if t.run_id and stored.get(t.name) == t.run_id:
                 log.info("%s: continuing the tracker run %s", t.name, t.run_id)
