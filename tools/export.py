@@ -1,4 +1,4 @@
-"""Export a checkpoint to ONNX, checked against PyTorch in onnxruntime.
+"""Export a checkpoint to ONNX, checked against PyTorch in onnxruntime, or as a shareable model folder.
 
     uv sync --extra deploy                                   # onnx, onnxscript, onnxruntime
     uv run python tools/export.py --checkpoint runs/demo/tsm/best.pth --out tsm.onnx
@@ -23,6 +23,16 @@ what the installed onnx knows, it would silently write 18); ``--out`` is never t
 onnxruntime, each carrying its own states. A model that cannot stream is refused, naming its
 modules.
 
+``--format folder`` writes the model another person loads in one line instead (no extra needed):
+``--out`` becomes a folder holding ``model.safetensors``, ``config.json`` (model config, classes,
+sampling, preprocessing, test views, recipe and the measured metrics: the run's best val top-1 /
+top-5 and the numbers of each ``tools/test.py`` metrics.json given with ``--metrics``, or else found
+in the test folders beside the checkpoint) and a model card ``README.md`` (Hugging Face Hub
+format). See :mod:`videoattn.share`::
+
+    uv run python tools/export.py --format folder --checkpoint runs/demo/tsm/best.pth --out tsm_demo
+    python -c 'import torch; m = torch.hub.load(".", "model", checkpoint="tsm_demo", source="local")'
+
 The export itself does not depend on a device: the model is traced on the CPU, and the file is
 checked in onnxruntime on the CPU. ``--device`` is where the PyTorch reference of that check
 runs: ``cpu`` (the default: the numerics closest to onnxruntime's CPU kernels), or ``cuda`` to
@@ -42,7 +52,7 @@ from pathlib import Path
 
 import torch
 
-from videoattn.checkpoint import refuse_overwrite, trust_checkpoints
+from videoattn.checkpoint import CONFIG_FILE, load_checkpoint, refuse_overwrite, trust_checkpoints
 from videoattn.cli import ArgumentParser, add_device_arguments, add_trust_argument, user_errors
 from videoattn.data.transforms import EvalTransform
 from videoattn.deploy.onnx import DEFAULT_OPSET, ExportError, export_onnx, export_streaming_step, require_deploy
@@ -50,6 +60,7 @@ from videoattn.engine.device import configure_backends, select_device
 from videoattn.errors import ConfigError, MissingFileError
 from videoattn.files import temp_path
 from videoattn.models import StreamingModel, load_model
+from videoattn.share import find_test_metrics, write_shareable_folder
 
 MIN_OPSET = 18  # torch.onnx's dynamo exporter: its own operators are opset 18; it converts up, never down
 MIN_SIZE = 32  # the networks downsample by 32: a smaller crop leaves the last stage no pixel of its own
@@ -61,7 +72,24 @@ def main() -> int:
         "--checkpoint", required=True, help="a videoattn checkpoint (a run's or a converted one; .pth or model folder)"
     )
     add_trust_argument(p)
-    p.add_argument("--out", required=True, type=Path, help="the .onnx file to write (not the checkpoint)")
+    p.add_argument(
+        "--out", required=True, type=Path, help="the .onnx file (--format folder: the folder) to write; not an input"
+    )
+    p.add_argument(
+        "--format",
+        choices=("onnx", "folder"),
+        default="onnx",
+        help="onnx (default): an ONNX graph checked in onnxruntime; folder: the shareable model folder "
+        "(model.safetensors, config.json, model card README.md)",
+    )
+    p.add_argument(
+        "--metrics",
+        type=Path,
+        action="append",
+        default=[],
+        help="--format folder: a tools/test.py metrics.json of this checkpoint, for config.json and the card "
+        "(repeatable; default: those found in the test folders beside the checkpoint)",
+    )
     p.add_argument(
         "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET} to the installed onnx's newest"
     )
@@ -87,7 +115,37 @@ def main() -> int:
     )
     args = p.parse_args()
     with user_errors(), trust_checkpoints(args.trust_checkpoint):
-        return export(args)
+        return export_folder(args, p) if args.format == "folder" else export(args)
+
+
+ONNX_FLAGS = ("streaming", "size", "opset", "tolerance", "seed", "device", "tf32")  # settings of the ONNX export
+
+
+def export_folder(args, parser: ArgumentParser) -> int:
+    """``--format folder``: the shareable model folder (videoattn.share); an ONNX setting given is refused."""
+    for dest in ONNX_FLAGS:
+        if hasattr(args, dest) and getattr(args, dest) != parser.get_default(dest):
+            flag = "--" + dest.replace("_", "-")
+            raise ConfigError(f"{flag} is an ONNX export setting; it does not apply to --format folder")
+    for metrics in args.metrics:
+        refuse_overwrite(args.out, {"--metrics": metrics}, flag="--out")
+    refuse_overwrite(args.out, {"--checkpoint": args.checkpoint}, flag="--out")
+    if args.out.exists() and not (args.out / CONFIG_FILE).is_file() and any(args.out.iterdir()):
+        raise ConfigError(f"--out {args.out}: a folder that holds other files; give a new folder for the model")
+    if not Path(args.checkpoint).exists():
+        raise MissingFileError(f"checkpoint not found: {args.checkpoint}")
+    ckpt = load_checkpoint(args.checkpoint)
+    tests = args.metrics or find_test_metrics(args.checkpoint)
+    entries = write_shareable_folder(ckpt, args.out, tests=tests)
+    cfg, val = ckpt["model_config"], entries["metrics"]["val"]
+    measured = [f"val top-1 {val['top1']:.4f}"] if val and val.get("top1") is not None else []
+    measured += [f"{t.get('split', 'test')} top-1 {t['top1']:.4f} ({t['file']})" for t in entries["metrics"]["test"]]
+    print(
+        f"wrote {args.out} (model.safetensors, config.json, README.md): {cfg.get('name') or cfg['arch']}, "
+        f"{cfg['num_classes']} classes, T={cfg['num_segments']}; {'; '.join(measured) or 'no measured metrics'}; "
+        f'load it with torch.hub.load(REPO, "model", checkpoint="{args.out}", source="local")'
+    )
+    return 0
 
 
 def _check_args(args) -> None:
@@ -116,6 +174,8 @@ def _check_args(args) -> None:
 
 
 def export(args) -> int:
+    if args.metrics:
+        raise ConfigError("--metrics is for --format folder (the ONNX file's metadata holds no metrics)")
     require_deploy()  # before loading anything
     _check_args(args)
     if not Path(args.checkpoint).exists():

@@ -384,10 +384,19 @@ def _json_plain(value: Any, where: str) -> Any:
     raise CheckpointError(f"the checkpoint's {where} holds a {type(value).__name__}, which a model folder cannot store")
 
 
-def save_model_folder(ckpt: Mapping[str, Any], folder: str | os.PathLike) -> Path:
+def save_model_folder(
+    ckpt: Mapping[str, Any],
+    folder: str | os.PathLike,
+    *,
+    extra: Mapping[str, Any] | None = None,
+    files: Mapping[str, str] | None = None,
+) -> Path:
     """Write the pickle-free form of a checkpoint (see the module docstring): ``folder/model.safetensors``
     then ``folder/config.json`` (the commit point, holding the weights' SHA-256: a kill between the
-    two leaves a folder that reads as a mismatch, never as a mix of two models)."""
+    two leaves a folder that reads as a mismatch, never as a mix of two models). ``extra``: more
+    entries of ``config.json`` (plain data; :mod:`videoattn.share` adds the preprocessing and the
+    measured metrics); ``files``: text files (name -> text, e.g. the model card ``README.md``)
+    written before ``config.json``."""
     from safetensors.torch import save as safetensors_bytes
 
     missing = [k for k in ("format", *_REQUIRED) if k not in ckpt]
@@ -418,9 +427,12 @@ def save_model_folder(ckpt: Mapping[str, Any], folder: str | os.PathLike) -> Pat
         "weights_sha256": hashlib.sha256(data).hexdigest(),
         **{k: ckpt[k] for k in _REQUIRED if k != "model"},
         **{k: ckpt[k] for k in _SHARED_EXTRA if k in ckpt},
+        **(extra or {}),
     }
     text = json.dumps(_json_plain(contract, "config"), indent=2, allow_nan=False) + "\n"
     write_atomic(folder / WEIGHTS_FILE, data)
+    for name, body in (files or {}).items():
+        write_atomic(folder / name, body)
     write_atomic(config_path, text)
     return folder
 

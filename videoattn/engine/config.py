@@ -70,7 +70,8 @@ class TrainConfig(RunConfig):
     eval_every: int = 1
     log_every: int = 10
     max_steps_per_epoch: int | None = None
-    tensorboard: bool = True
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard", "csv"])  # videoattn.engine.trackers
+    tensorboard: bool | None = None  # the older switch: false drops tensorboard from loggers, true adds it
     progress: bool = True
     run_dir: str = "runs/${data.name}/${model.name}"
     recipe: str | None = None  # the official script the run follows (configs/recipe/*.yaml), logged

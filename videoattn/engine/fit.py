@@ -25,6 +25,7 @@ rank left waiting ends every rank in one line after ``dist_timeout`` seconds.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import sys
@@ -81,6 +82,7 @@ from .memory import cache_freed_memory
 from .optim import build_optimizer, build_scheduler, load_optimizer_state, normalize_optim_config
 from .resume import check_resumed_settings
 from .run_folder import Results, RunFolder, RunFolderError, best_epoch
+from .trackers import Trackers, open_trackers, resolve_loggers
 
 __all__ = ["fit"]
 
@@ -95,6 +97,7 @@ def fit(cfg: DictConfig) -> float:
     :class:`~videoattn.engine.interrupt.Interrupted` (the tools turn both into one line)."""
     with trust_checkpoints(cfg.trust_checkpoint, how="trust_checkpoint=true"), contextlib.ExitStack() as held:
         # ---------------------------------------------------------------- config and processes
+        loggers = resolve_loggers(cfg.loggers, tensorboard=cfg.tensorboard)  # a tracker not installed: one line
         # device=auto on a CUDA build without a usable GPU says why; a rank stuck for dist_timeout ends the job
         world = init_distributed(cfg.device, timeout_s=cfg.dist_timeout)
         configure_backends(world.device, tf32=cfg.tf32, deterministic=cfg.deterministic)  # before the first kernel
@@ -108,7 +111,7 @@ def fit(cfg: DictConfig) -> float:
             check_torch_file(cfg.model.pretrained, what="model.pretrained")  # before the data: fail in seconds
 
         # ---------------------------------------------------------------- run folder: ours, and where the run starts
-        folder = RunFolder(cfg.run_dir, keep_last=cfg.keep_last)
+        folder = RunFolder(cfg.run_dir, keep_last=cfg.keep_last, metrics_csv="csv" in loggers)
         if world.main:
             held.enter_context(folder.buffer_logs())  # the records of the start, for train.log once the folder is ours
 
@@ -177,9 +180,11 @@ def fit(cfg: DictConfig) -> float:
                 global_batch,
                 optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"]),
             )
-        tb = None
-        if world.main and cfg.tensorboard:
-            tb = _tensorboard(folder.path, purge_step=run.start_epoch * data.steps_per_epoch + 1)
+        trackers = held.enter_context(
+            open_trackers(loggers if world.main else [], run_dir=folder.path, resumed=run.start_epoch > 0,
+                          config=OmegaConf.to_container(cfg, resolve=True),
+                          start_step=run.start_epoch * data.steps_per_epoch)
+        )  # fmt: skip
 
         # ---------------------------------------------------------------- epochs
         guard = NonFiniteGuard(world)  # a non-finite loss skips its update; several in a row stop the run
@@ -191,7 +196,9 @@ def fit(cfg: DictConfig) -> float:
             data.train_set.set_epoch(epoch)
             net.train()
             with (
-                _progress(epoch, epochs, steps, global_batch, show=show_bar, tb=tb, optimizer=optimizer) as on_log,
+                _progress(
+                    epoch, epochs, steps, global_batch, show=show_bar, track=trackers, optimizer=optimizer
+                ) as on_log,
                 _nondeterministic_explained(),  # deterministic=true and an op without a deterministic kernel
             ):
                 stats = train_one_epoch(
@@ -223,7 +230,7 @@ def fit(cfg: DictConfig) -> float:
             if world.main:
                 _save(folder, model, results, run, states, epoch=epoch, improved=improved, cfg=cfg, data_cfg=data_cfg,
                       classes=data.classes, optimizer=optimizer, scheduler=scheduler, scaler=scaler)  # fmt: skip
-                _log_epoch(row, epoch=epoch, epochs=epochs, improved=improved, tb=tb, data=data, folder=folder)
+                _log_epoch(row, epoch=epoch, epochs=epochs, improved=improved, track=trackers, data=data, folder=folder)
             barrier(world)
             if epoch + 1 < epochs:
                 stop.agreed(world, f"after epoch {epoch + 1}")  # a safe point: its checkpoint is written
@@ -233,8 +240,7 @@ def fit(cfg: DictConfig) -> float:
             _check_replicas(model, world)
         if world.main:
             _log_summary(run, data=data, folder=folder)
-            if tb is not None:
-                tb.close()
+            trackers.finish(json.loads(folder.results.read_text()) if folder.results.exists() else None)
         shutdown(world)
         return run.best_top1
 
@@ -413,11 +419,11 @@ def _progress(
     global_batch: int,
     *,
     show: bool,
-    tb: Any,
+    track: Trackers,
     optimizer: torch.optim.Optimizer,
 ) -> Iterator[Callable[[int, dict[str, float], StepTimer], None]]:
     """The ``on_log`` of :func:`train_one_epoch` for one epoch: the progress bar (``show``: rank 0
-    on a terminal; log records print above it while it is shown) and TensorBoard's training
+    on a terminal; log records print above it while it is shown) and the trackers' training
     curves. The bar is closed on any exit, so that an error line starts a line of its own."""
     with (
         tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not show, dynamic_ncols=True, leave=False) as bar,
@@ -439,10 +445,8 @@ def _progress(
                     refresh=False,
                 )
                 bar.update(step + 1 - bar.n)  # tqdm redraws at most 10 times a second
-            if tb is not None:
-                global_step = epoch * steps + step + 1
-                tb.add_scalar("train/loss", sums["loss_sum"] / clips, global_step)
-                tb.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
+            train = {"train/loss": sums["loss_sum"] / clips, "train/lr": optimizer.param_groups[0]["lr"]}
+            track.log_step(train, step=epoch * steps + step + 1)
 
         yield on_log
 
@@ -545,14 +549,11 @@ def _save(
 
 
 def _log_epoch(
-    row: dict[str, Any], *, epoch: int, epochs: int, improved: bool, tb: Any, data: _Data, folder: RunFolder
+    row: dict[str, Any], *, epoch: int, epochs: int, improved: bool, track: Trackers, data: _Data, folder: RunFolder
 ) -> None:
-    """Rank 0: the epoch line (stdout and train.log), its figures in TensorBoard, and a warning when
+    """Rank 0: the epoch line (stdout and train.log), its figures in the trackers, and a warning when
     the validation could not read every video."""
-    if tb is not None:
-        for k, v in row.items():
-            if k != "epoch":
-                tb.add_scalar(f"epoch/{k}", v, epoch + 1)
+    track.log_epoch(row, epoch=epoch + 1, step=(epoch + 1) * data.steps_per_epoch)
     text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
     log.info("epoch %d/%d: %s%s", epoch + 1, epochs, text, " (best)" if improved else "")
     if row["val_unreadable"]:
@@ -639,13 +640,6 @@ def _macs(model: nn.Module, t: int, data_cfg: dict) -> float:
     size = data_cfg["train_transform"].get("size", 224)
     with torch.no_grad():
         return count_macs(model, torch.zeros(1, t, 3, size, size))
-
-
-def _tensorboard(run_dir: Path, *, purge_step: int) -> Any:
-    """TensorBoard's writer; a resumed run drops the points a killed one wrote beyond the checkpoint."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(run_dir / "tb"), purge_step=purge_step if purge_step > 1 else None)
 
 
 def _hms(seconds: float) -> str:

@@ -33,6 +33,7 @@ RESUME_MAY_CHANGE = (
     "progress",
     "device",
     "tensorboard",
+    "loggers",
     "log_every",
     "malloc_cache",
     "tf32",

@@ -18,7 +18,7 @@
 ``bad_files.jsonl`` the unreadable videos and skipped annotation lines, with their split
 ``train.log``       the run's log (rank 0), appended to by every run in the folder: its start
                     (kept in memory until the folder is the run's), every epoch line and the result
-``config.yaml``, ``tb/``
+``config.yaml``, ``tb/``, ``trackers.json`` (the W&B / MLflow run ids: videoattn.engine.trackers)
 ``*.unreadable``,   set aside, never deleted by a resume: a checkpoint that could not be read, a
 ``best.epochN.pth`` ``best.pth`` from beyond the point a run resumed from
 ==================  ===============================================================================
@@ -96,13 +96,15 @@ def best_epoch(ckpt: Mapping[str, Any]) -> int | None:
 
 class RunFolder:
     """The files of one training run in ``path`` (see the module docstring); ``keep_last``
-    checkpoints are kept (``last.pth`` and the ``keep_last - 1`` before it)."""
+    checkpoints are kept (``last.pth`` and the ``keep_last - 1`` before it); ``metrics_csv``:
+    whether ``metrics.csv`` is written (the ``csv`` of ``loggers``)."""
 
-    def __init__(self, path: str | os.PathLike, *, keep_last: int = 2) -> None:
+    def __init__(self, path: str | os.PathLike, *, keep_last: int = 2, metrics_csv: bool = True) -> None:
         if not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 1:
             raise ConfigError(f"keep_last={keep_last!r}: the number of last checkpoints to keep, an integer >= 1")
         self.path = Path(path)
         self.keep_last = keep_last
+        self.metrics_csv = metrics_csv  # loggers' csv: metrics.csv written with each checkpoint
         self._lock_fd: int | None = None
         self._created = False
         self._replace, self._unreadable, self._source = False, [], None  # decided by resume_point
@@ -372,7 +374,15 @@ class RunFolder:
         removed = self.run_files()
         older = [p for _, p in reversed(self._numbered()) if p != self.last]
         extra = [*self.path.glob("best.epoch*.pth"), *self.path.glob("*.unreadable")]
-        for p in [*extra, *older, self.best, self.metrics, self.results, self.report, self.path / "config.yaml"]:
+        files = [
+            self.best,
+            self.metrics,
+            self.results,
+            self.report,
+            self.path / "config.yaml",
+            self.path / "trackers.json",
+        ]
+        for p in [*extra, *older, *files]:
             p.unlink(missing_ok=True)
         shutil.rmtree(self.path / "tb", ignore_errors=True)
         self.last.unlink(missing_ok=True)
@@ -387,7 +397,8 @@ class RunFolder:
         save_checkpoint(ckpt, self.last)
         if improved:
             save_checkpoint(ckpt, self.best)
-        self.write_metrics(ckpt["history"])
+        if self.metrics_csv:
+            self.write_metrics(ckpt["history"])
         self.write_results(results)
 
     def _rotate(self) -> None:
@@ -426,11 +437,12 @@ class RunFolder:
         epoch, want = ckpt["epoch"], best_epoch(ckpt)
         rows = _csv_epochs(self.metrics)
         expected = [row["epoch"] for row in ckpt["history"]]
-        if rows != expected:
+        if rows != expected and self.metrics_csv:
             log.warning(
                 "metrics.csv had the rows of epochs %s; rewritten from %s (epochs %s)", rows, source.name, expected
             )
-        self.write_metrics(ckpt["history"])
+        if self.metrics_csv:
+            self.write_metrics(ckpt["history"])
         have = _peek_epoch(self.best)
         if have is not None and have == want:
             return
