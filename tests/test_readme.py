@@ -57,3 +57,60 @@ def test_the_readme_check_fails_on_a_drifted_table(modules_tool, tmp_path, monke
     assert modules_tool.update_readme(path, check=False) == 0
     assert path.read_text() == text.replace("| old |", "| a |")
     assert modules_tool.update_readme(path, check=True) == 0
+
+
+def test_the_readme_says_what_the_default_install_downloads_and_how_to_avoid_it():
+    """The lock's torch pulls the NVIDIA CUDA libraries on Linux (what the README warns about);
+    the README's CPU path installs PyTorch's CPU wheels, which pyproject's requirements accept
+    (no local version such as +cu132 pinned, no CUDA package required by the project itself)."""
+    import tomllib
+
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    torches = [p for p in lock["package"] if p["name"] == "torch"]
+    assert torches
+    for torch_pkg in torches:
+        cuda = [d for d in torch_pkg["dependencies"] if d["name"].startswith("nvidia-")]
+        assert cuda and all("sys_platform == 'linux'" in d.get("marker", "") for d in cuda)
+    requirements = project["dependencies"] + [r for rs in project["optional-dependencies"].values() for r in rs]
+    assert not [r for r in requirements if r.startswith(("nvidia-", "triton"))]
+    for name in ("torch", "torchvision"):
+        (req,) = [r for r in project["dependencies"] if r.split(">")[0].split("=")[0].strip() == name]
+        assert "+" not in req, f"{req}: a local version would refuse the CPU wheels"
+    text = README.read_text()
+    assert "uv pip install --torch-backend cpu -e . --group dev" in text
+    assert "uv run --no-sync python tools/train.py" in text
+    sizes = _cuda_wheels_gb(lock, python="cp311")
+    assert f"torch {sizes['torch']:.2f} GB, the CUDA libraries and triton {sizes['cuda']:.2f} GB" in text
+
+
+def _cuda_wheels_gb(lock: dict, *, python: str) -> dict[str, float]:
+    """GB of the Linux x86_64 wheels of the lock's newest torch and of the CUDA packages it pulls."""
+    by_name: dict[str, list[dict]] = {}
+    for p in lock["package"]:
+        by_name.setdefault(p["name"], []).append(p)
+
+    def wheel_size(p: dict) -> int:
+        for w in p.get("wheels", []):
+            url = w["url"]
+            if "x86_64" in url and "manylinux" in url and (python in url or "py3-none" in url):
+                return w["size"]
+        return 0
+
+    def entry(dep: dict) -> dict:
+        options = by_name[dep["name"]]
+        return next(p for p in options if p["version"] == dep.get("version", options[0]["version"]))
+
+    torch_pkg = max(by_name["torch"], key=lambda p: tuple(int(x) for x in p["version"].split(".")[:3]))
+    cuda = ("nvidia-", "cuda-", "triton")
+    seen: dict[str, int] = {}
+    todo = [d for d in torch_pkg["dependencies"] if d["name"].startswith(cuda)]
+    while todo:
+        dep = todo.pop()
+        p = entry(dep)
+        more = list(p.get("dependencies", []))
+        for extra in dep.get("extra", []):  # cuda-toolkit[cublas, ...]: the libraries are its extras
+            more += p.get("optional-dependencies", {}).get(extra, [])
+        seen.setdefault(p["name"], wheel_size(p))
+        todo += [d for d in more if d["name"].startswith(cuda) and d["name"] not in seen]
+    return {"torch": wheel_size(torch_pkg) / 1e9, "cuda": sum(seen.values()) / 1e9}
