@@ -2,7 +2,7 @@
 configs and write a Markdown table and a bar chart.
 
     uv run python tools/ablate.py --short      # tsn se tsm action, the demo's short schedule: about 10 min on 2 cores
-    uv run python tools/ablate.py              # tsn se tsm action tam, 30 epochs each: about 40 min on 2 cores
+    uv run python tools/ablate.py              # tsn se tsm action tam, 30 epochs each: about 30 min on 2 cores
     uv run python tools/ablate.py --models tsn,tsm --runs runs/demo_6ep -- optim.epochs=6
     uv run python tools/ablate.py --collect runs/demo     # after `tools/train.py -m model=tsn,se,tsm`
 
