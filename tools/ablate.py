@@ -80,17 +80,18 @@ class Clock(logging.Handler):
     def __init__(self, epochs_total: int) -> None:
         super().__init__(logging.INFO)
         self.epochs_total, self.epochs_done, self.seconds = epochs_total, 0, 0.0
-        self.model, self.t0 = "", time.perf_counter()
+        self.model, self.t0, self.first = "", time.perf_counter(), 0
 
     def start(self, model: str) -> None:
-        self.model, self.t0 = model, time.perf_counter()
+        self.model, self.t0, self.first = model, time.perf_counter(), 0  # first: the first epoch of this start
 
     def emit(self, record: logging.LogRecord) -> None:
         match = re.match(r"epoch (\d+)/(\d+): ", record.getMessage())
         if not match or record.levelno < logging.INFO:
             return
         epoch, epochs = int(match[1]), int(match[2])
-        per_epoch = (time.perf_counter() - self.t0) / epoch  # includes this run's start-up
+        self.first = self.first or epoch  # a resumed run starts later than epoch 1
+        per_epoch = (time.perf_counter() - self.t0) / (epoch - self.first + 1)  # includes this run's start-up
         left_run = per_epoch * (epochs - epoch)
         left_all = left_run + per_epoch * (self.epochs_total - self.epochs_done - epochs)
         print(f"[{self.model}] epoch {epoch}/{epochs}, ~{_dur(left_run)} left in this run, ~{_dur(left_all)} in all",
