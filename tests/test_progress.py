@@ -22,7 +22,8 @@ def test_off_a_terminal_one_line_per_ten_percent_and_the_last_one(total):
     assert "\r" not in out.getvalue() and 1 <= len(lines) <= 10
     percents = [int(line.split(": ")[1].split("%")[0]) for line in lines]
     assert percents == sorted(set(percents)) and percents[-1] == 100
-    assert lines[-1].startswith(f"test: 100% ({total}/{total} batch") and "left" not in lines[-1]
+    assert lines[-1].startswith(f"test: 100% ({total}/{total} {'batch' if total == 1 else 'batches'})")
+    assert "left" not in lines[-1]
     assert all("s left" in line for line in lines[:-1])
 
 

@@ -63,12 +63,12 @@ log = logging.getLogger("test")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@hydra.main(config_path="../configs", config_name="test", version_base=None)
 def plural(n: int, word: str) -> str:
     """``1 view``, ``2 views``."""
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+@hydra.main(config_path="../configs", config_name="test", version_base=None)
 def main(cfg: DictConfig) -> float:
     with user_errors(), trust_checkpoints(cfg.trust_checkpoint, how="trust_checkpoint=true"):
         return test(cfg)

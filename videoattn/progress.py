@@ -55,7 +55,9 @@ class Progress:
         """``desc: 40% (48/120 videos), 12s, ~18s left``."""
         elapsed = time.perf_counter() - self.start
         left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-        unit = self.unit if self.total == 1 else f"{self.unit}s"
+        unit = (
+            self.unit if self.total == 1 else self.unit + ("es" if self.unit.endswith(("s", "x", "ch", "sh")) else "s")
+        )
         end = "" if self.done >= self.total else f", ~{left:.0f}s left"
         return f"{self.desc}: {100 * self.done // self.total}% ({self.done}/{self.total} {unit}), {elapsed:.0f}s{end}"
 
