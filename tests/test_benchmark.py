@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from videoattn.benchmark import timing
 from videoattn.benchmark.loader import backends, full_decode
 from videoattn.benchmark.models import Mode, bench_models, build
 from videoattn.benchmark.streaming import DEFAULT_STREAM_MODES, bench_streaming, stream_modes
@@ -57,7 +59,8 @@ def test_bench_models_reports_every_variant(bench):
     assert "### Forward (eval), batch 2" in md and "### Train step, batch 1" in md and "`action` | bf16" in md
 
 
-def test_command_line_writes_json_and_markdown(bench, tmp_path, capsys):
+def test_command_line_writes_json_and_markdown(bench, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="videoattn.benchmark")
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     bench.main([
         "--models", "tsn", "--arch", "resnet18", "--segments", "2", "--size", "32",
@@ -69,6 +72,25 @@ def test_command_line_writes_json_and_markdown(bench, tmp_path, capsys):
     assert results["environment"]["device"] == results["settings"]["device"] == "cpu"
     assert [r["model"] for r in results["forward"]] == ["torchvision_tsn", "tsn"]
     assert out_md.read_text() in capsys.readouterr().out
+    assert results["environment"]["cpu_bf16"] in out_md.read_text()  # the CPU's bf16 support, in the table
+    progress = caplog.messages  # each section's start and end, the rounds' estimates, what bf16 does here
+    assert progress.count("section 1/1 models: start") == 1 and any(
+        m.startswith("section 1/1 models: done in") for m in progress
+    )
+    assert any("rounds, at most about" in m for m in progress) and any(m.endswith("s left") for m in progress)
+    assert any(m.startswith("CPU bf16 instructions: ") for m in progress)
+
+
+@pytest.mark.parametrize(
+    ("flags", "found"),
+    [("fpu avx512f avx512_bf16 amx_bf16 amx_tile", "avx512_bf16 amx_bf16"), ("fpu avx2 avx512f", "none")],
+)
+def test_the_cpu_bf16_support_is_read_from_the_cpu_flags(flags, found, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: X\nflags\t\t: {flags}\n")
+    support = timing.cpu_bf16(cpuinfo)
+    assert support.startswith(f"{found} (torch: ")
+    assert ("emulated" in timing.bf16_note(support)) == (found == "none")
 
 
 def test_bad_mode_and_unknown_model_are_clear_errors(bench):

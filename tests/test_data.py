@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import types
 
 import numpy as np
@@ -407,11 +408,19 @@ def test_eval_views():
 @pytest.mark.parametrize("backend", ["torchcodec", "decord", "pyav", "frames", "auto"])
 def test_loader_options_recycle_the_workers_of_a_backend_that_keeps_memory_per_file(backend, monkeypatch):
     monkeypatch.setattr(video_mod, "auto_backend", lambda: "torchcodec")  # what auto resolves to, here
-    kw = loader_options(backend, workers=3, pin_memory=True)
+    kw = loader_options(backend, workers=3, pin_memory=True, cpus=8)
     recycled = (video_mod.auto_backend() if backend == "auto" else backend) in RECYCLE_WORKERS
     assert kw == {"num_workers": 3, "pin_memory": True, "persistent_workers": not recycled, "prefetch_factor": 2}
-    explicit = loader_options(backend, workers=3, pin_memory=False, persistent=True, prefetch=4)
+    explicit = loader_options(backend, workers=3, pin_memory=False, persistent=True, prefetch=4, cpus=8)
     assert (explicit["persistent_workers"], explicit["prefetch_factor"]) == (True, 4)  # what the user set wins
+
+
+def test_loader_options_cap_the_workers_to_the_cpus_with_one_line(caplog):
+    caplog.set_level(logging.INFO, logger="videoattn.data.build")
+    assert loader_options("pyav", workers=8, pin_memory=False, cpus=2)["num_workers"] == 2
+    assert caplog.messages == ["workers=8: this machine gives the process 2 CPUs; using 2 DataLoader workers"]
+    assert loader_options("pyav", workers=2, pin_memory=False, cpus=2)["num_workers"] == 2
+    assert len(caplog.messages) == 1  # nothing to say when they fit
 
 
 def test_loader_options_without_workers_refuse_worker_settings_rather_than_ignore_them():

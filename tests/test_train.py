@@ -235,10 +235,13 @@ def test_infer_prints_top5_and_draws_the_explanation(trained, dataset):
 
 
 def test_ablate_collects_runs_into_a_table_and_a_chart(trained, tmp_path):
-    out = run(["tools/ablate.py", "--models", "tsn,tsm", "--collect", str(trained), "--out", str(tmp_path)])
+    argv = ["tools/ablate.py", "--models", "tsn,tsm", "--collect", str(trained), "--out", str(tmp_path)]
+    mixed = run(argv)  # a 1-epoch and a 3-epoch run: not comparable
+    assert mixed.returncode == 2 and "runs of different lengths (epochs: tsn 1, tsm 3)" in mixed.stderr
+    out = run([*argv, "--allow-mixed"])
     assert out.returncode == 0, out.stderr[-3000:]
     table = (tmp_path / "ablation.md").read_text()
-    assert "| tsn | none |" in table and "| tsm | temporal |" in table and "order-dependent" in table
+    assert "| tsn | none | 1 |" in table and "| tsm | temporal | 3 |" in table and "order-dependent" in table
     assert (tmp_path / "ablation.png").stat().st_size > 5000
 
 

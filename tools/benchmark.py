@@ -34,6 +34,7 @@ import json
 import logging
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ from videoattn.benchmark.streaming import (  # noqa: E402
     bench_streaming,
     streaming_markdown,
 )
-from videoattn.benchmark.timing import log  # noqa: E402
+from videoattn.benchmark.timing import bf16_note, cpu_bf16, log  # noqa: E402
 from videoattn.checkpoint import refuse_overwrite, same_path, trust_checkpoints  # noqa: E402
 from videoattn.cli import ArgumentParser, add_device_arguments, add_trust_argument, user_errors  # noqa: E402
 from videoattn.engine.device import select_device  # noqa: E402
@@ -213,13 +214,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     elif args.device == "cuda":
         raise ConfigError("--device cuda: the loader and index sections measure the host; add models or streaming "
                           "to --sections")  # fmt: skip
-    results: dict[str, Any] = bench_models(args, checkpoints=checkpoints) if "models" in args.sections else {}
-    if "loader" in args.sections:
-        results["data_loader"] = bench_data(args)
-    if "index" in args.sections:
-        results["index"] = bench_index(args)
-    if "streaming" in args.sections:
-        results["streaming"] = bench_streaming(args, arch=arch)
+    if getattr(args.device, "type", "cpu") == "cpu":  # what bf16 does here: hardware or emulated
+        log(bf16_note(cpu_bf16()))
+    sections: dict[str, Callable[[], Any]] = {
+        "models": lambda: bench_models(args, checkpoints=checkpoints),
+        "loader": lambda: bench_data(args),
+        "index": lambda: bench_index(args),
+        "streaming": lambda: bench_streaming(args, arch=arch),
+    }
+    results: dict[str, Any] = {}
+    todo = [name for name in SECTIONS if name in args.sections]
+    for i, name in enumerate(todo, 1):  # each section's start and end; the rounds estimate what is left
+        log(f"section {i}/{len(todo)} {name}: start")
+        t0 = time.perf_counter()
+        out = sections[name]()
+        if name == "models":
+            results.update(out)
+        else:
+            results[{"loader": "data_loader"}.get(name, name)] = out
+        log(f"section {i}/{len(todo)} {name}: done in {time.perf_counter() - t0:.0f}s")
     md = to_markdown(results)
     print(md)
     if args.markdown:

@@ -58,7 +58,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from videoattn.cli import ArgumentParser, user_errors
 from videoattn.data.annotations import Annotations, load_annotations
@@ -80,6 +79,7 @@ from videoattn.data.video import DecodeError, read_clip
 from videoattn.errors import ConfigError, DataError, MissingFileError
 from videoattn.files import remove_temp_files, write_atomic
 from videoattn.processes import die_with_parent
+from videoattn.progress import Progress as ProgressBar
 
 Job = tuple[str, str, str, str, dict]  # source, destination, mode, backend, the mode's keywords
 Result = tuple[str, int, str]  # the path to list, its decodable frames (0: bad), the reason it is bad
@@ -203,7 +203,7 @@ def run_jobs(jobs: Sequence[Job], workers: int, done: list[Result], *, desc: str
     results to ``done`` in the jobs' order (so that an interrupted caller knows how far it got).
     On any exception (an interruption, a failed write) the pool is stopped at once: the jobs not
     started are cancelled and the workers killed (what they were writing is a temporary file)."""
-    with tqdm(total=len(jobs), desc=desc, unit="video", file=sys.stderr, dynamic_ncols=True) as bar:
+    with ProgressBar(len(jobs), desc=desc, unit="video") as bar:  # a bar on a terminal, else a line per 10%
         if workers == 0:
             for job in jobs:
                 done.append(prepare_one(job))

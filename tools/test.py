@@ -55,9 +55,15 @@ from videoattn.engine.memory import cache_freed_memory
 from videoattn.errors import DataError, MissingFileError
 from videoattn.files import write_atomic
 from videoattn.models import load_model
+from videoattn.progress import track
 
 log = logging.getLogger("test")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 view``, ``2 views``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def main() -> None:
@@ -124,21 +130,21 @@ def test(cfg: DictConfig) -> float:
         for note in notes:
             log.info("note: %s", note)
         log.info(
-            "%s: %d videos of %s/%s, %d views each (%d clips x %d crops)",
+            "%s: %d videos of %s/%s, %s each (%s x %s)",
             cfg.checkpoint,
             len(dataset),
             data_cfg["name"],
             cfg.split,
-            views,
-            test["num_clips"],
-            test["num_crops"],
+            plural(views, "view"),
+            plural(test["num_clips"], "clip"),
+            plural(test["num_crops"], "crop"),
         )
     norm = (dataset.transform.mean, dataset.transform.std)  # for uint8 batches (normalize: false)
     with StopRequests().installed() as stop:  # Ctrl-C / SIGTERM: one line, exit 130 / 143, nothing written
         try:
             result = evaluate(
                 runner,
-                loader,
+                track(loader, total=len(loader), desc="test", unit="batch", enabled=world.main),  # 10% lines off a tty
                 num_classes=len(classes),
                 world=world,
                 precision=cfg.precision,

@@ -6,8 +6,9 @@ of them, the gain ``||y|| / ||x||``
 
 - per frame, ``(T,)``: how the module re-weights the frames of the clip (temporal modules:
   TSM's shift moves channels across frames, ACTION's and TAM's gates change over T);
-- per channel, ``(C,)``: the channel-gate statistics of static modules (SE, ECA, ...: the
-  sigmoid gates themselves when the module is a pure channel gate).
+- per channel, ``(C,)``: for static modules (SE, ECA, ...) their channel gates (the sigmoid
+  gates themselves when the module is a pure channel gate); for temporal ones what mixing the
+  frames did to each channel (TSM: the shifted channels hold their neighbours' features).
 
 and :func:`summarize` averages them per stage. :func:`plot_explanation` draws the sampled
 frames, the top-k prediction and these gains into one figure.
@@ -106,6 +107,7 @@ def plot_explanation(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
 
     t = frames.shape[0]
     stats = summarize(traces)
@@ -126,12 +128,14 @@ def plot_explanation(
     modules = sorted({tr.modules for tr in traces})
     if stats:
         gains = torch.stack([v["frame_gain"] for v in stats.values()]).numpy()  # (stages, T)
-        im = heat.imshow(gains, aspect="auto", cmap="viridis")
+        # diverging around 1: red amplified, blue attenuated, white unchanged
+        norm = TwoSlopeNorm(vcenter=1.0, vmin=min(float(gains.min()), 0.99), vmax=max(float(gains.max()), 1.01))
+        im = heat.imshow(gains, aspect="auto", cmap="coolwarm", norm=norm)
         heat.set_yticks(range(len(stats)), [f"stage {s}" for s in stats])
         heat.set_xticks(range(t))
         heat.set_xlabel("frame t")
         heat.set_title(f"per-frame gain ||out|| / ||in|| of {', '.join(modules)}")
-        row_plots.colorbar(im, ax=heat)
+        row_plots.colorbar(im, ax=heat, label="gain: > 1 amplified, < 1 attenuated")
     else:
         heat.text(0.5, 0.5, "no excitation modules (TSN)", ha="center", va="center")
         heat.axis("off")
@@ -139,8 +143,14 @@ def plot_explanation(
     if stats:
         ax.boxplot([v["channel_gain"].numpy() for v in stats.values()], showfliers=False)
         ax.set_xticks(range(1, len(stats) + 1), [f"stage {s}" for s in stats])
+        ax.axhspan(1.0, ax.get_ylim()[1], color="tab:red", alpha=0.08, label="> 1: channel amplified")
+        ax.axhspan(ax.get_ylim()[0], 1.0, color="tab:blue", alpha=0.08, label="< 1: channel attenuated")
+        ax.axhline(1.0, color="0.3", linewidth=0.8, linestyle="--", label="1: unchanged")
         ax.set_ylabel("per-channel gain")
-        ax.set_title("channel-gate statistics (mean |out| / mean |in| per channel)")
+        ax.legend(loc="upper right", fontsize=8)
+        # a gate's gains for a static module (SE, ECA, ...); what a temporal module's mixing of frames leaves per
+        # channel (TSM: the shifted channels now hold the neighbours' features)
+        ax.set_title(f"per-channel gain mean |out| / mean |in| of {', '.join(modules)}, per stage (box: quartiles)")
     else:
         ax.axis("off")
     fig.suptitle(title)

@@ -454,7 +454,8 @@ def _math(settings: dict[str, Any]) -> str:
 def models_markdown(results: dict[str, Any]) -> str:
     env, st = results["environment"], results["settings"]
     cuda = env["device"].startswith("cuda")
-    where = env.get("device_name", f"{env['processor']}, {env['threads']} threads")
+    bf16 = f", bf16 instructions: {env['cpu_bf16']}" if "cpu_bf16" in env else ""
+    where = env.get("device_name", f"{env['processor']}{bf16}, {env['threads']} threads")
     lines = [
         f"## Benchmark: {st['arch']}, T={st['segments']}, {st['size']}x{st['size']}, {st['num_classes']} classes",
         "",

@@ -89,8 +89,14 @@ def dataset_root(cfg: Mapping[str, Any]) -> Path:
         return root
     from .synthetic import default_demo_root, ensure_demo_dataset
 
-    log.info("demo dataset: %s (data.root=null; written on first use)", default_demo_root() / cfg["source"])
+    root = default_demo_root() / cfg["source"]
+    if root not in _ANNOUNCED:  # once per process, not once per split
+        _ANNOUNCED.add(root)
+        log.info("demo dataset: %s (data.root=null; written on first use)", root)
     return ensure_demo_dataset(None) / cfg["source"]
+
+
+_ANNOUNCED: set[Path] = set()  # the demo folders already named in the log
 
 
 def load_split(cfg: Mapping[str, Any], split: str) -> Annotations:
@@ -219,11 +225,26 @@ def build_dataset(
 RECYCLE_WORKERS = frozenset({"torchcodec"})
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, as PyTorch's DataLoader counts them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def loader_options(
-    backend: str, *, workers: int, pin_memory: bool, persistent: bool | None = None, prefetch: int | None = None
+    backend: str,
+    *,
+    workers: int,
+    pin_memory: bool,
+    persistent: bool | None = None,
+    prefetch: int | None = None,
+    cpus: int | None = None,
 ) -> dict[str, Any]:
     """The ``DataLoader`` keywords for ``workers`` processes reading with ``backend`` (``auto``
-    resolved to the backend it picks): persistent workers unless the backend is in
+    resolved to the backend it picks), at most one per CPU (``cpus``, default :func:`usable_cpus`;
+    more only compete for them: capped, with one line saying so): persistent workers unless the backend is in
     :data:`RECYCLE_WORKERS`, ``prefetch`` batches in flight per worker (PyTorch's 2 by default:
     one batch decoding while one waits covers a step's variance; more only holds memory).
     ``persistent`` / ``prefetch`` set explicitly win; with ``workers=0`` they are an error, not
@@ -235,6 +256,10 @@ def loader_options(
             if value is not None:
                 raise ConfigError(f"{key}={value}: DataLoader workers only; it needs workers >= 1 (workers=0)")
         return {"num_workers": 0, "pin_memory": pin_memory}
+    cpus = usable_cpus() if cpus is None else cpus
+    if workers > cpus:
+        log.info("workers=%d: this machine gives the process %d CPUs; using %d DataLoader workers", workers, cpus, cpus)
+        workers = cpus
     backend = auto_backend() if backend == "auto" else backend
     return {
         "num_workers": workers,
