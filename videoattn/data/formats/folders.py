@@ -115,7 +115,7 @@ def _list_folders(root: Path) -> tuple[list[_Video], list[str]]:
     return videos, classes
 
 
-def _list_csv(file: Path, problems: _Problems) -> list[_Video]:
+def _list_csv(file: Path, problems: _Problems, *, check_files: bool = True) -> list[_Video]:
     """The rows of a CSV (``,``) or TSV (``.tsv``, or tabs in the first line) of
     ``path,label[,split]`` (a header naming these columns is optional); relative paths are
     relative to the file's folder."""
@@ -160,7 +160,7 @@ def _list_csv(file: Path, problems: _Problems) -> list[_Video]:
         if key in seen:
             problems.report(file, line, f"duplicated path {cells[0]!r} (first at line {seen[key]}); remove one of them")
             continue
-        if not path.exists():
+        if check_files and not path.exists():
             problems.report(file, line, f"video {path} not found (paths are relative to {base})")
             continue
         seen[key] = line
@@ -365,6 +365,7 @@ def load_folders(
     split: str,
     *,
     on_error: OnError = "raise",
+    check_files: bool = True,
     csv: PathLike | None = None,
     split_file: PathLike | None = None,
     val_fraction: float = 0.2,
@@ -381,6 +382,9 @@ def load_folders(
     (``ROOT/.videoattn_checks.json``, or beside ``split_file`` when the root is read-only), so a
     rerun opens none. Classes are the sorted folder names (labels of the CSV); a class with fewer
     than 2 good videos is refused by name.
+
+    ``check_files=False`` opens no video (an unreadable one then fails when read, and is replaced
+    by another as ``data.max_retries`` allows).
 
     Without a split column the split is stratified: ``val_fraction`` of each class (at least one
     video) to val, chosen by a hash of ``split_seed`` and each video's relative path: the same on
@@ -400,14 +404,17 @@ def load_folders(
         csv_file = csv_file if csv_file.is_absolute() else root / csv_file
         if not csv_file.is_file():
             raise MissingFileError(f"data.annotations.csv={csv}: no such file ({csv_file})")
-        videos = _list_csv(csv_file, problems)
+        videos = _list_csv(csv_file, problems, check_files=check_files)
         source: Path = csv_file
     else:
         videos, _ = _list_folders(root)
         source = root
     file = _abs(split_file) if split_file is not None else None
     cache = _cache_file(root, file)
-    frames, bad, fresh = _check_all(videos, cache=cache, backend="auto", workers=check_workers)
+    if check_files:
+        frames, bad, fresh = _check_all(videos, cache=cache, backend="auto", workers=check_workers)
+    else:  # ++data.annotations.check_files=false: every video listed is taken, unopened
+        frames, bad, fresh = {v.key: 0 for v in videos}, {}, set()
     skipped = [Skipped(str(v.path), 0, f"unreadable video: {bad[v.key]}") for v in videos if v.key in bad]
     if bad:
         listed = [v for v in videos if v.key in fresh and v.key in bad]
