@@ -228,7 +228,7 @@ def _progress(done: int, total: int, start: float, *, tty: bool, last: list[floa
         if done == total:
             sys.stderr.write("\n")
         sys.stderr.flush()
-    elif done == total or now - last[0] >= 10:
+    elif done < total and now - last[0] >= 10:  # the end: the summary line of the check
         last[0] = now
         log.info("checking videos: %d/%d (%.0f s)", done, total, now - start)
 
@@ -360,6 +360,16 @@ def _split_of(labels: dict[str, str], *, file: Path | None, val_fraction: float,
 # --------------------------------------------------------------------------------------------
 
 
+def _refuse_tiny(classes: Sequence[str], counts: Counter, source: Path, *, what: str) -> None:
+    tiny = [c for c in classes if counts[c] < MIN_VIDEOS]
+    if tiny:
+        shown = ", ".join(f"{c!r} ({counts[c]})" for c in tiny[:5]) + (", ..." if len(tiny) > 5 else "")
+        raise DataError(
+            f"{source}: {len(tiny)} classes have fewer than {MIN_VIDEOS} {what}: {shown}; each needs one to train on "
+            "and one to validate: add videos or remove the class"
+        )
+
+
 def load_folders(
     root: PathLike,
     split: str,
@@ -409,6 +419,8 @@ def load_folders(
     else:
         videos, _ = _list_folders(root)
         source = root
+    classes = sorted({v.label for v in videos})
+    _refuse_tiny(classes, Counter(v.label for v in videos), source, what="videos")  # before any is opened
     file = _abs(split_file) if split_file is not None else None
     cache = _cache_file(root, file)
     if check_files:
@@ -428,15 +440,7 @@ def load_folders(
             cache,
         )
     good = [v for v in videos if v.key in frames]
-    counts = Counter(v.label for v in good)
-    classes = sorted({v.label for v in videos})
-    tiny = [c for c in classes if counts[c] < MIN_VIDEOS]
-    if tiny:
-        shown = ", ".join(f"{c!r} ({counts[c]})" for c in tiny[:5]) + (", ..." if len(tiny) > 5 else "")
-        raise DataError(
-            f"{source}: {len(tiny)} classes have fewer than {MIN_VIDEOS} readable videos: {shown}; each needs one to "
-            "train on and one to validate: add videos or remove the class"
-        )
+    _refuse_tiny(classes, Counter(v.label for v in good), source, what="readable videos")
     if any(v.split is not None for v in good):
         where = {v.key: v.split for v in good}
     else:
