@@ -227,3 +227,16 @@ def test_a_rerun_reads_the_checks_and_keeps_the_split(tuned):
     assert "all 37 videos' checks read from" in text and not re.search(r"checked \d+ videos", text)
     assert "skipped 1 unreadable videos of 37" in text  # still said, never silently
     assert json.loads((run_dir / "split.json").read_text()) == json.loads((tuned["run_dir"] / "split.json").read_text())
+
+
+@pytest.mark.parametrize("typed", ["data.root=~/my videos", "data.root=~/it's", "model.pretrained=~/k400.pth"])
+def test_a_path_under_home_works_as_typed(typed, tmp_path, monkeypatch):
+    """``data.root=~/my_videos``: the shell leaves the ``~`` (not an assignment) and Hydra's grammar
+    refuses it; the tools expand it (and quote the path for Hydra)."""
+    from videoattn.compose import check_overrides
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = check_overrides(REPO / "configs", "custom", ["data.root=/videos", typed])
+    key, _, value = typed.partition("=")
+    section, name = key.split(".")
+    assert cfg[section][name] == str(tmp_path / value[2:])
