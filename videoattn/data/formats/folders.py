@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ...errors import ConfigError, DataError, MissingFileError
 from ...files import write_atomic
@@ -218,21 +219,6 @@ def _read_cache(file: Path) -> dict[str, dict]:
     return data["videos"]
 
 
-def _progress(done: int, total: int, start: float, *, tty: bool, last: list[float]) -> None:
-    """A bar on a terminal, a line every 10 s (and at the end) elsewhere: on stderr."""
-    now = time.monotonic()
-    if tty:
-        width = 30
-        filled = width * done // max(total, 1)
-        sys.stderr.write(f"\rchecking videos [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-    elif done < total and now - last[0] >= 10:  # the end: the summary line of the check
-        last[0] = now
-        log.info("checking videos: %d/%d (%.0f s)", done, total, now - start)
-
-
 def _check_all(
     videos: Sequence[_Video], *, cache: Path, backend: str, workers: int | None
 ) -> tuple[dict[str, int], dict[str, str], set[str]]:
@@ -243,15 +229,21 @@ def _check_all(
     stamps = {v.key: _stamp(v.path) for v in videos}
     todo = [v for v in videos if (known.get(v.key) or {}).get("stamp") != stamps[v.key]]
     if todo:
-        start, last = time.monotonic(), [time.monotonic()]
-        tty = sys.stderr.isatty()
+        start = last = time.monotonic()
+        tty = sys.stderr.isatty()  # a bar on a terminal; elsewhere a line every 10 s, then the summary
         threads = workers or min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+        with (
+            ThreadPoolExecutor(max_workers=threads) as pool,
+            tqdm(total=len(todo), desc="checking videos", disable=not tty, leave=False, dynamic_ncols=True) as bar,
+        ):
             futures = [pool.submit(check_video, v.path, backend=backend) for v in todo]
             for i, (video, future) in enumerate(zip(todo, futures, strict=True), start=1):
                 frames, reason = future.result()
                 known[video.key] = {"stamp": stamps[video.key], "frames": frames, "error": reason}
-                _progress(i, len(todo), start, tty=tty, last=last)
+                bar.update()
+                if not tty and time.monotonic() - last >= 10 and i < len(todo):
+                    last = time.monotonic()
+                    log.info("checking videos: %d/%d (%.0f s)", i, len(todo), last - start)
         keep = {v.key for v in videos} | set(known)  # other entries (other CSVs over the same root) kept
         payload = {"version": CACHE_VERSION, "videos": {k: known[k] for k in sorted(keep) if k in known}}
         try:
