@@ -514,7 +514,7 @@ def test_every_format_is_one_row_of_the_table_behind_the_protocol() -> None:
     table is built."""
     from videoattn.data.formats import FORMATS, Format, _table
 
-    assert list(FORMATS) == ["ssv2", "ssv1", "jester", "kinetics", "list"]
+    assert list(FORMATS) == ["ssv2", "ssv1", "jester", "kinetics", "list", "folders"]
     aliases = [a for f in FORMATS.values() for a in f.aliases]
     assert len(aliases) == len(set(aliases)) and not set(aliases) & set(FORMATS)
     for name, fmt in FORMATS.items():

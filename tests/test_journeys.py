@@ -301,6 +301,13 @@ def junk(tmp_path_factory):
     (root / "ssv2").mkdir()
     (root / "ssv2" / "labels.json").write_bytes(noise)
     (root / "tiny_link.onnx").symlink_to(root / "tiny.pth")  # an output name that is the checkpoint
+    from PIL import Image
+
+    for cls, n in (("jump", 2), ("wave", 1)):  # data=folders: "wave" has one video, too few to split
+        for i in range(n):
+            (root / "tiny_class" / cls / f"clip{i}").mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(root / "tiny_class" / cls / f"clip{i}" / "00001.jpg")
+    (root / "tiny_class" / "list.csv").write_text("path,label\njump/clip0,jump\njump/clip1\n")  # line 3: no label
     return {
         "random": root / "random.pth",
         "missing": root / "missing.pth",
@@ -308,6 +315,7 @@ def junk(tmp_path_factory):
         "missing_dir": root / "missing_dir",
         "checkpoint": root / "tiny.pth",
         "checkpoint_link": root / "tiny_link.onnx",
+        "tiny_class": root / "tiny_class",
     }
 
 
@@ -324,6 +332,19 @@ MISTAKES = {
         ("unknown key", ["model.dropuot=0.1"]),
         ("unknown config", ["model=tsmm"]),
         ("missing dataset", ["data.root={missing_dir}", "data.demo=false"]),
+        ("own videos: no root", ["--config-name", "custom"]),
+        ("own videos: missing root", ["--config-name", "custom", "data.root={missing_dir}"]),
+        ("own videos: tiny class", ["--config-name", "custom", "data.root={tiny_class}", "run_dir={missing_dir}/t"]),
+        (
+            "own videos: bad CSV line",
+            [
+                "--config-name",
+                "custom",
+                "data.root={tiny_class}",
+                "data.annotations.csv=list.csv",
+                "run_dir={missing_dir}/c",
+            ],
+        ),
         ("resume not a path", ["resume=true"]),
         ("zero eval_every", ["eval_every=0"]),
         ("not an integer", ["optim.epochs=abc"]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -264,7 +265,11 @@ def test_every_test_command_of_the_readmes_runs_as_written(trained, tiny_demo, t
     from test_cli import documented_overrides
 
     ckpt = trained / "tsm" / "best.pth"
-    roots = {"/data/ssv2": tiny_demo / "ssv2", "/data/k400": tiny_demo / "kinetics"}
+    own = tmp_path / "my_videos"  # data=folders: the demo's Kinetics clips as class folders
+    for clip in (tiny_demo / "kinetics").glob("*/*/*.mp4"):
+        (own / clip.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip, own / clip.parent.name / clip.name)
+    roots = {"/data/ssv2": tiny_demo / "ssv2", "/data/k400": tiny_demo / "kinetics", "~/my_videos": own}
     commands = [argv for tool, argv in documented_overrides()[0] if tool == "test"]
     assert len(commands) >= 8 and any("protocol=tam_uniform2" in a for a in commands)
     seen = set()

@@ -46,6 +46,7 @@ from videoattn.data.build import (
     normalize_data_config,
     order_dependent_indices,
 )
+from videoattn.data.formats import format_of
 from videoattn.data.protocols import resolve_views
 from videoattn.engine.device import configure_backends
 from videoattn.engine.distributed import collective_failure, init_distributed, shutdown
@@ -100,6 +101,7 @@ def test(cfg: DictConfig) -> float:
         normalize_data_config(cfg.data), checkpoint=ckpt["data"], protocol=cfg.protocol, explicit=explicit_keys()
     )
     data_cfg = normalize_data_config(data_cfg)
+    split_file_of_run(data_cfg, Path(cfg.checkpoint))
     test = data_cfg["test"]
     out_dir = Path(cfg.out_dir or default_out_dir(cfg, data_cfg))
     check_out_dir(out_dir, cfg)
@@ -290,6 +292,28 @@ def check_out_dir(out_dir: Path, cfg: DictConfig) -> None:
     refuse_overwrite(out_dir, inputs, flag="out_dir")
     for name in OUTPUTS:
         refuse_overwrite(out_dir / name, inputs, flag="out_dir's file")
+
+
+def split_file_of_run(data_cfg: dict, checkpoint: Path) -> None:
+    """A format that draws its own split (``data=folders``) tests the split of the run that
+    trained the checkpoint: ``split.json`` beside it (the run folder), unless
+    ``data.annotations.split_file`` names one. Without either the split is drawn again from
+    ``split_seed`` / ``val_fraction``: the run's own while the folder has not changed (a warning
+    says so)."""
+    fmt = format_of(data_cfg["source"])
+    if fmt is None or "split_file" not in fmt.keywords or data_cfg["annotations"].get("split_file") is not None:
+        return
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    stored = folder / "split.json"
+    if stored.is_file():
+        data_cfg["annotations"]["split_file"] = str(stored)
+        log.info("the split of the run that trained the checkpoint: %s", stored)
+    else:
+        log.warning(
+            "no split.json beside %s: the split is drawn again (data.annotations.split_seed / val_fraction), the "
+            "run's own only while the folder is unchanged; give data.annotations.split_file=RUN_DIR/split.json",
+            checkpoint,
+        )
 
 
 def read_reference(path: Path) -> dict[str, int]:

@@ -146,10 +146,22 @@ def compose_jobs(
             else:
                 return None  # another primary config folder: let Hydra resolve it
         else:
-            overrides.append(arg)
+            overrides.append(_home(arg))
     with user_errors():
         _refused(overrides, refuse or {})
         return [_compose(config_dirs, config_name, job) for job in _jobs(overrides, multirun)]
+
+
+def _home(override: str) -> str:
+    """``key=~/path`` (which the shell leaves as it is, and Hydra's grammar refuses) with the home
+    folder expanded, quoted for Hydra: ``data.root=~/my_videos`` works as typed."""
+    key, eq, value = override.partition("=")
+    if not eq or not key or not value.startswith("~"):
+        return override
+    path = os.path.expanduser(value)
+    if path == value:  # ~unknown_user: left to Hydra's message
+        return override
+    return f"{key}='" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _refused(overrides: list[str], refuse: Mapping[str, str]) -> None:

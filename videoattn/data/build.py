@@ -40,7 +40,7 @@ class DataConfig:
     """``data``: a dataset in one of the supported annotation formats (see data/README.md)."""
 
     name: str | None = None  # a label for run names and tables
-    source: str | None = None  # ssv2 | ssv1 | jester | kinetics | list (required)
+    source: str | None = None  # ssv2 | ssv1 | jester | kinetics | list | folders (required)
     # dataset root (read, never written); null with demo: true = the built-in demo dataset. Required
     # (???) in the schema, so that a data config's own ``root: ???`` stays required when composed over it
     root: str | None = "???"
@@ -69,7 +69,7 @@ def normalize_data_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         cfg = {"root": None, **cfg}
     out = validate(DataConfig, cfg, section="data")
     if not out["source"]:
-        raise ConfigError("data config: `source` is required (ssv2 | ssv1 | jester | kinetics | list)")
+        raise ConfigError("data config: `source` is required (ssv2 | ssv1 | jester | kinetics | list | folders)")
     if not out["root"] and not out["demo"]:
         raise ConfigError(f"data config {out['name']!r}: set `root` to the dataset folder (data.root=/path/to/dataset)")
     return out

@@ -54,11 +54,13 @@ from ..data.build import (
     build_dataset,
     check_shared_memory,
     dataset_root,
+    load_split,
     loader_options,
     normalize_data_config,
     order_dependent_indices,
 )
 from ..data.dataset import VideoDataset, read_report_entries
+from ..data.formats import format_of
 from ..data.transforms import ToDevice
 from ..errors import CheckpointError, ConfigError, DataError
 from ..files import write_atomic
@@ -264,8 +266,14 @@ def _datasets(cfg: DictConfig, data_cfg: dict, world: World, folder: RunFolder, 
     """The train and val splits (probed: a transform that cannot apply fails before the run), the
     loaders (checked to fit /dev/shm; workers that leave Ctrl-C to the main process) and the
     updates per epoch. The demo data is written on first use, by rank 0."""
+    fmt = format_of(data_cfg["source"])
+    if fmt is not None and "split_file" in fmt.keywords and data_cfg["annotations"].get("split_file") is None:
+        # a format that draws its own split keeps it in the run folder: a resumed run reads it back
+        data_cfg["annotations"]["split_file"] = str((folder.path / "split.json").absolute())
     if world.main:  # the demo data is written on first use, by one process
         dataset_root(data_cfg)
+        if world.distributed:  # the format's caches (video checks, a drawn split) are written once
+            load_split(data_cfg, "train")
     barrier(world)
     t, seed = cfg.num_segments, cfg.seed
     train_set = build_dataset(data_cfg, "train", mode="train", num_segments=t, seed=seed, report=folder.report)

@@ -1,5 +1,6 @@
 """Annotation formats: Something-Something v1/v2, Jester, Kinetics-400 and TSM-style list files,
-one file each (``ssv2.py``, ``ssv1.py``, ``jester.py``, ``kinetics.py``, ``tsm_list.py``), each a
+one file each (``ssv2.py``, ``ssv1.py``, ``jester.py``, ``kinetics.py``, ``tsm_list.py``, ``folders.py``: a user's own
+class folders or CSV), each a
 :class:`~videoattn.data.formats.common.Format` (name, aliases, the files it reads, its parser) in
 the table :data:`FORMATS`, which :func:`load_annotations` reads. A new format is one file and one
 row.
@@ -43,10 +44,10 @@ import os
 from typing import Any
 
 from ...errors import ConfigError
-from . import jester, kinetics, ssv1, ssv2, tsm_list
+from . import folders, jester, kinetics, ssv1, ssv2, tsm_list
 from .common import Annotations, Format
 
-__all__ = ["FORMATS", "Format", "load_annotations"]
+__all__ = ["FORMATS", "Format", "format_of", "load_annotations"]
 
 
 def _table(*formats: Format) -> dict[str, Format]:
@@ -56,8 +57,16 @@ def _table(*formats: Format) -> dict[str, Format]:
     return {f.name: f for f in formats}
 
 
-FORMATS: dict[str, Format] = _table(ssv2.FORMAT, ssv1.FORMAT, jester.FORMAT, kinetics.FORMAT, tsm_list.FORMAT)
+FORMATS: dict[str, Format] = _table(
+    ssv2.FORMAT, ssv1.FORMAT, jester.FORMAT, kinetics.FORMAT, tsm_list.FORMAT, folders.FORMAT
+)
 _ALIASES = {alias: f.name for f in FORMATS.values() for alias in f.aliases}
+
+
+def format_of(source: str) -> Format | None:
+    """The format named ``source`` (or one of its aliases), None when there is none."""
+    key = str(source).strip().lower()
+    return FORMATS.get(_ALIASES.get(key, key))
 
 
 def load_annotations(source: str, root: str | os.PathLike[str], split: str, **kw: Any) -> Annotations:
