@@ -475,6 +475,8 @@ def test_conversion_rejects_wrong_source_wrong_t_and_other_architectures():
     with pytest.raises(ValueError, match="match no supported ResNet"):
         convert_state_dict(tsm, source="tsm", num_segments=8)
     with pytest.raises(ValueError, match="unknown source"):
+        convert_state_dict(tam, source="tsn", num_segments=8)
+    with pytest.raises(ValueError, match="--source tdn, but this checkpoint looks like a TAM checkpoint"):
         convert_state_dict(tam, source="tdn", num_segments=8)
 
 

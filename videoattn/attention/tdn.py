@@ -184,6 +184,10 @@ class TDNLongTerm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.shift(self.mse(x))
 
+    def stream_blocker(self) -> str | None:
+        """Why the module cannot run one frame at a time (:mod:`videoattn.attention.streaming`)."""
+        return "looks at future frames: its excitation takes differences with the next frame, its shift the next frame"
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, num_segments={self.num_segments}, impl={self.impl}"
 
@@ -291,6 +295,10 @@ class TDNShortTerm(nn.Module):
         r = stage(r)  # (N*T, C_1, H/4, W/4)
         m = self.resnext_layer1(m)  # (N*T, C_1, H/8, W/8)
         return self.alpha * r + self.beta * F.interpolate(m, size=r.shape[-2:], mode="nearest")
+
+    def stream_blocker(self) -> str | None:
+        """Why the module cannot run one frame at a time (:mod:`videoattn.attention.streaming`)."""
+        return f"looks at future frames: each segment's {self.frames} frames around its centre frame, on the channels"
 
     def extra_repr(self) -> str:
         return (
