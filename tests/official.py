@@ -21,17 +21,21 @@ import torch
 
 LAYOUTS = Path(__file__).resolve().parent / "data" / "official_state_dicts"
 SOURCES = ("tsm", "tam", "action")
+NEW_SOURCES = ("tdn", "tada2d")  # their own checkpoint containers: save_official_tdn / save_official_tada2d
+_LAYOUT_FILES = {"tada2d": "tada2d_resnet50_8f_174cls.tsv"}  # the others: <source>_resnet50_8seg_174cls.tsv
+_CLASSIFIERS = ("module.new_fc.", "head.out.")
 
 
 def official_state_dict(source: str, seed: int = 0, *, num_classes: int | None = None) -> dict[str, torch.Tensor]:
     """A random state_dict with the official layout of ``source`` (ResNet-50, T=8, 174 classes;
-    ``num_classes`` resizes the classifier ``new_fc``)."""
+    ``num_classes`` resizes the classifier, ``new_fc`` or TAda2D's ``head.out``)."""
     g = torch.Generator().manual_seed(seed)
     sd = {}
-    for row in (LAYOUTS / f"{source}_resnet50_8seg_174cls.tsv").read_text().splitlines()[1:]:
+    layout = _LAYOUT_FILES.get(source, f"{source}_resnet50_8seg_174cls.tsv")
+    for row in (LAYOUTS / layout).read_text().splitlines()[1:]:
         key, shape, dtype = row.split("\t")
         shape = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
-        if num_classes is not None and key.startswith("module.new_fc."):
+        if num_classes is not None and key.startswith(_CLASSIFIERS):
             shape = (num_classes, *shape[1:])
         if dtype == "int64":
             sd[key] = torch.zeros(shape, dtype=torch.int64)
@@ -120,5 +124,29 @@ def save_tada(path: Path) -> Path:
     )  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = json.dumps({"MODEL": {"NAME": "TAda2D"}, "DATA": {"NUM_INPUT_FRAMES": 8}})
+    torch.save({"epoch": 64, "model_state": sd, "optimizer_state": _optimizer_state(0.48), "cfg": cfg}, path)
+    return path
+
+
+def save_official_tdn(path: Path, *, seed: int = 0, num_classes: int | None = None) -> Path:
+    """A whole random TDN checkpoint (``tdn_resnet50_8seg_174cls.tsv``: ``module.`` keys, every
+    FBResNet conv with a bias) in the container of its ``main.py``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sd = collections.OrderedDict(official_state_dict("tdn", seed, num_classes=num_classes))
+    state = {"epoch": 60, "arch": "resnet50", "state_dict": sd, "optimizer": _optimizer_state(), "prec1": 52.3,
+             "best_prec1": 52.3}  # fmt: skip
+    torch.save(state, path)
+    return path
+
+
+def save_official_tada2d(
+    path: Path, *, seed: int = 0, num_classes: int | None = None, dataset: str = "ssv2", frames: int = 8
+) -> Path:
+    """A whole random TAda2D checkpoint (``tada2d_resnet50_8f_174cls.tsv``: 5-D kernels, no prefix)
+    as TAdaConv's ``checkpoint.py`` saves it, ``cfg`` a JSON string naming the dataset and T."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sd = collections.OrderedDict(official_state_dict("tada2d", seed, num_classes=num_classes))
+    cfg = json.dumps({"MODEL": {"NAME": "TAda2D"}, "DATA": {"NUM_INPUT_FRAMES": frames},
+                      "TRAIN": {"DATASET": dataset}, "TEST": {"DATASET": dataset}})  # fmt: skip
     torch.save({"epoch": 64, "model_state": sd, "optimizer_state": _optimizer_state(0.48), "cfg": cfg}, path)
     return path

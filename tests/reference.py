@@ -270,6 +270,56 @@ def dia(m, x):
 
 
 # --------------------------------------------------------------------------- parameter counts
+def nearest(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Legacy nearest upsampling written out: output pixel i takes input pixel floor(i * in / out)."""
+    rows = [math.floor(i * x.shape[-2] / size[0]) for i in range(size[0])]
+    cols = [math.floor(j * x.shape[-1] / size[1]) for j in range(size[1])]
+    return x[..., rows, :][..., :, cols]
+
+
+def tdn_long(mod, x: Tensor) -> Tensor:
+    """TDN's long-term TDM and its learnable shift, frame by frame (eval mode: BN is per sample)."""
+    t = mod.num_segments
+    m = mod.mse
+    n = x.shape[0] // t
+    xs = x.view(n, t, *x.shape[1:])
+    out = torch.empty_like(xs)
+    for v in range(n):
+        b = [m.bn1(m.conv1(xs[v, s : s + 1])) for s in range(t)]  # B_s, (1, C', H, W)
+        k = [m.conv2(b[s]) for s in range(t)]  # K_s
+        for s in range(t):
+            d_plus = k[s + 1] - b[s] if s < t - 1 else torch.zeros_like(b[s])
+            d_minus = k[s - 1] - b[s] if s > 0 else torch.zeros_like(b[s])
+            attn = []
+            for d in (d_plus, d_minus):
+                h, w = d.shape[-2:]
+                pooled = d[..., : h // 2 * 2, : w // 2 * 2]
+                pooled = (
+                    pooled[..., 0::2, 0::2]
+                    + pooled[..., 1::2, 0::2]
+                    + pooled[..., 0::2, 1::2]
+                    + pooled[..., 1::2, 1::2]
+                ) / 4
+                s2 = nearest(m.bn3_smallscale2(m.conv3_smallscale2(pooled)), (h, w))
+                s1 = m.bn3_smallscale4(m.conv3_smallscale4(d))
+                attn.append(torch.sigmoid(m.bn3(m.conv3((d + s2 + s1) / 3))) - 0.5)
+            out[v, s] = (xs[v, s : s + 1] * (1 + attn[0] / 2 + attn[1] / 2))[0]
+    # the learnable shift: out_t = w0 x_{t-1} + w1 x_t + w2 x_{t+1}, per channel, zeros outside
+    w = mod.shift.conv.weight[:, 0]  # (C, 3)
+    shifted = torch.zeros_like(out)
+    for s in range(t):
+        for j, o in enumerate((-1, 0, 1)):
+            if 0 <= s + o < t:
+                shifted[:, s] += w[:, j, None, None] * out[:, s + o]
+    return shifted.reshape_as(x)
+
+
+def _tdn_long(c, reduction=16):
+    """mse: conv1 + bn1, depthwise conv2, conv3 + bn3, two 3x3 convs + BNs; the shift's C x 3."""
+    h = c // reduction
+    return (c * h + 2 * h) + 9 * h + (h * c + 2 * c) + 2 * (9 * h * h + 2 * h) + 3 * c
+
+
 def _action(c, ste=True, ce=True, me=True):
     r = c // 16
     return 3 * c + ste * 27 + ce * (2 * c * r + 3 * r * r) + me * (2 * c * r + 2 * r + 9 * r)
@@ -311,6 +361,7 @@ REFERENCES = {  # one entry per registry name
     "tam": Reference(tam, lambda c, t: _tam_g(t) + _tam_l(c)),
     "tam_local": Reference(tam, lambda c, t: _tam_l(c)),
     "tam_global": Reference(tam, lambda c, t: _tam_g(t)),
+    "tdn_long": Reference(tdn_long, lambda c, t: _tdn_long(c)),
     "se": Reference(se, lambda c, t: _mlp(c, c // 16, bias=False)),
     "cse": Reference(cse, lambda c, t: _mlp(c, c // 2, bias=True)),
     "sse": Reference(sse, lambda c, t: c + 1),

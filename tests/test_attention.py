@@ -8,6 +8,7 @@ import torch
 from torch.func import functional_call
 
 from videoattn.attention import (
+    FIXED_SLOTS,
     build_attention,
     get_spec,
     list_attention,
@@ -19,9 +20,11 @@ from videoattn.attention.dia import DIA
 from videoattn.attention.eca import eca_kernel_size
 from videoattn.attention.encnet import EncModule, se_loss
 
-ALL = list_attention()
-TEMPORAL = list_attention("temporal")
-STATIC = list_attention("static")
+# the modules that map (N*T, C, H, W) to the same shape (block, stage and head sites); the conv-
+# and stem-site rows (TAda2D's, TDN's stem) are tested in test_newmods.py / test_backbones.py
+ALL = [n for n in list_attention() if get_spec(n).scope not in FIXED_SLOTS]
+TEMPORAL = [n for n in list_attention("temporal") if n in ALL]
+STATIC = [n for n in list_attention("static") if n in ALL]
 T = 4  # frames per clip
 C = 32  # channels: divisible by 16 (FcaNet's top16, ACTION's C/16)
 HW = 8

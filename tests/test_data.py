@@ -13,16 +13,18 @@ from videos import bars, decode_bars, write_frame_folder, write_video
 
 from videoattn.data import video as video_mod
 from videoattn.data.annotations import VideoRecord, flip_label_map
-from videoattn.data.build import RECYCLE_WORKERS, loader_options
+from videoattn.data.build import RECYCLE_WORKERS, loader_options, sampling_for_model
 from videoattn.data.dataset import VideoDataset, read_report
 from videoattn.data.sampling import Sampling, segment_sample, segment_test_clips
 from videoattn.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     EvalTransform,
+    ToDevice,
     TrainTransform,
     fixed_offsets,
     multiscale_crop_params,
+    normalize,
     random_resized_crop_params,
 )
 from videoattn.data.video import DecodeError, open_video, read_clip
@@ -463,6 +465,50 @@ def test_dataset_items_in_every_mode(tmp_path):
     assert views.shape == (6, 4, 3, 48, 48) and (label, index, substituted) == (0, 0, False)
     with pytest.raises(TypeError, match="EvalTransform"):
         VideoDataset(recs, sampling=sampling, transform=TrainTransform(), mode="val")
+
+
+@pytest.mark.parametrize("mode", ["train", "val", "test"])
+def test_snippets_of_f_frames_are_stacked_on_the_channels_frame_major(tmp_path, mode):
+    """A model taking F = 5 frames per segment (TDN's stem row): the sampler's T*F indices become
+    (T, F*3, S, S), segment t's channels 3f..3f+2 being its f-th frame (one crop for all)."""
+    path = write_frame_folder(tmp_path / "v", 40, height=64, width=64)  # crops of 64: the whole frame
+    recs = [VideoRecord(path=path, label=0, video_id="v")]
+    sampling = Sampling(**sampling_for_model({"num_clips": 2 if mode == "test" else 1}, 5), num_segments=4)
+    make = {
+        "train": lambda **kw: TrainTransform(size=64, scales=[1.0], **kw),
+        "val": lambda **kw: EvalTransform(size=64, resize=64, **kw),
+    }
+    transform = make.get(mode, make["val"])
+    ds = VideoDataset(recs, sampling=sampling, transform=transform(), mode=mode, backend="frames")
+    raw = VideoDataset(recs, sampling=sampling, transform=transform(normalize=False), mode=mode, backend="frames")
+    indices = {"train": lambda: sampling.train(40, ds.rng(0)), "val": lambda: sampling.val(40)}.get(
+        mode, lambda: sampling.test(40)
+    )()
+    views = ds[0][0] if mode == "test" else ds[0][0][None]  # (V, T, F*3, S, S)
+    assert views.shape[1:] == (4, 15, 64, 64) and views.dtype == torch.float32
+    frames = (raw[0][0] if mode == "test" else raw[0][0][None]).unflatten(2, (5, 3))  # (V, T, 5, 3, S, S) uint8
+    expected = np.asarray(indices).reshape(-1, 4, 5)  # (clips, T, F): the snippet of each segment
+    got = [[[decode_bars(frames[v, t, f]) for f in range(5)] for t in range(4)] for v in range(len(expected))]
+    assert got == expected.tolist()
+    assert np.all(np.diff(expected, axis=-1) == 1)  # consecutive frames within a segment
+
+
+def test_a_model_with_several_frames_per_segment_takes_tdns_sampling_or_says_which_key():
+    assert sampling_for_model({"rules": "tsm"}, 1) == {"rules": "tsm"}
+    assert sampling_for_model({"mode": "segment"}, 5) == {"mode": "segment", "rules": "tdn", "frames_per_segment": 5}
+    with pytest.raises(ConfigError, match="data.sampling.frames_per_segment=3, but the model takes 5"):
+        sampling_for_model({"frames_per_segment": 3}, 5)
+    with pytest.raises(ConfigError, match="data.sampling.rules='tada' samples one frame per segment"):
+        sampling_for_model({"rules": "tada"}, 5)
+
+
+def test_to_device_normalises_every_frame_of_the_stacked_channels():
+    g = torch.Generator().manual_seed(0)
+    batch = torch.randint(0, 256, (2, 3, 15, 8, 8), dtype=torch.uint8, generator=g)  # (N, T, F*3, H, W)
+    got = ToDevice(torch.device("cpu"), (0.45,) * 3, (0.225,) * 3)(batch)
+    want = normalize(batch.unflatten(2, (5, 3)), (0.45,) * 3, (0.225,) * 3).flatten(2, 3)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(got[:, :, 3:6], (batch[:, :, 3:6] / 255.0 - 0.45) / 0.225)
 
 
 def test_train_clips_are_reproducible_per_epoch_and_vary_across_epochs(tmp_path):

@@ -15,7 +15,7 @@ import torch
 from cli import run
 from torch import nn
 
-from videoattn.attention import get_spec, list_attention
+from videoattn.attention import FIXED_SLOTS, get_spec, list_attention
 from videoattn.checkpoint import make_checkpoint, save_checkpoint
 from videoattn.data.transforms import EvalTransform
 from videoattn.data.video import stream_frames
@@ -40,14 +40,18 @@ TINY = {"arch": "resnet18", "layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128],
 
 
 def _group(name: str) -> str:
-    return get_spec(name).kind  # temporal | static (block-, stage- and head-scoped)
+    """temporal | static (block-, stage- and head-scoped), or the site of a stem / conv module
+    (each in a model of its own: a bottleneck ResNet, the stem's frames per segment)."""
+    spec = get_spec(name)
+    return spec.scope if spec.scope in FIXED_SLOTS else spec.kind
 
 
 GROUPS = sorted({_group(n) for n in list_attention()})
 
 
-def _clips(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
-    return torch.randn(n, T, 3, size, size, generator=torch.Generator().manual_seed(seed))  # (N, T, 3, S, S)
+def _clips(n: int, size: int = 32, seed: int = 0, frames: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, T, 3 * frames, size, size, generator=g)  # (N, T, F*3, S, S)
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -57,13 +61,21 @@ def test_every_registry_module_exports_with_onnxruntime_parity(group, tmp_path):
     module would cost the suite a minute and a half."""
     names = [n for n in list_attention() if _group(n) == group]
     inserts = [{"name": n, "stages": [1 + i % 4]} for i, n in enumerate(names)]
-    model = build_model({"num_classes": 5, "num_segments": T, "inserts": inserts, **TINY}).eval()
+    arch = {"arch": "resnet50"} if group in FIXED_SLOTS else {}  # a conv site: a bottleneck's 3x3 + BN
+    model = build_model({"num_classes": 5, "num_segments": T, "inserts": inserts, **TINY, **arch}).eval()
     assert all(any(isinstance(m, get_spec(n).cls) for m in model.modules()) for n in names)  # each one built
     path = tmp_path / f"{group}.onnx"
-    diff = export_onnx(model, path, example=[_clips(2)], check_inputs=[_clips(3, seed=1)], metadata={"group": group})
+    f = model.frames_per_segment
+    diff = export_onnx(
+        model,
+        path,
+        example=[_clips(2, frames=f)],
+        check_inputs=[_clips(3, seed=1, frames=f)],
+        metadata={"group": group},
+    )
     assert diff <= 1e-4, names
     session = OnnxModel.load(path)
-    x = _clips(1, seed=2)  # a third batch size
+    x = _clips(1, seed=2, frames=f)  # a third batch size
     with torch.no_grad():
         ref = model(x).numpy()
     out = session(x)[0]

@@ -198,9 +198,10 @@ def test_models_convert_like_any_module(inserts):
 
 
 # ----------------------------------------------------------------------------- paper form vs fast form
-from videoattn.attention import accepted_hparams, list_attention  # noqa: E402
+from videoattn.attention import accepted_hparams, get_spec, list_attention  # noqa: E402
 
-TWO_FORMS = [n for n in list_attention() if "impl" in accepted_hparams(n)]
+# built alone as (N*T, C, H, W) -> same shape; TAda2D's conv-site module: tests/test_newmods.py
+TWO_FORMS = [n for n in list_attention() if "impl" in accepted_hparams(n) and get_spec(n).scope == "block"]
 
 
 def test_the_optimised_modules_have_a_paper_form():

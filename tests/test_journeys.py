@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from cli import TINY_RUN, run
-from official import SOURCES, save_official
+from official import NEW_SOURCES, SOURCES, save_official, save_official_tada2d, save_official_tdn
 from videos import ssv2_as_frame_folders
 
 from videoattn.data.synthetic import DEMO_CLASSES
@@ -52,6 +53,71 @@ def official(tmp_path_factory):
         )
         for s in SOURCES
     }
+
+
+@pytest.fixture(scope="module")
+def official_new(tmp_path_factory):
+    """Whole random TDN / TAda2D checkpoints (the demo's 12 classes) in their official containers
+    and file names: TDN's best.pth.tar (T only in the folder), TAda2D's .pyth (T and the dataset in
+    its cfg)."""
+    root = tmp_path_factory.mktemp("official_new")
+    return {
+        "tdn": save_official_tdn(root / "TDN_something_segment8" / "best.pth.tar", num_classes=len(DEMO_CLASSES)),
+        "tada2d": save_official_tada2d(
+            root / "tada2d_ssv2" / "checkpoint_epoch_00064.pyth", seed=1, num_classes=len(DEMO_CLASSES)
+        ),
+    }
+
+
+# the official test views each converted checkpoint records: sampling, crops (clips, crops, crop size)
+NEW_VIEWS = {
+    "tdn": ({"mode": "segment", "rules": "tdn", "frames_per_segment": 5}, (1, 1), 224),
+    "tada2d": ({"mode": "segment", "rules": "tada"}, (2, 3), 256),
+}
+ONE_VIEW = ["data.test.num_clips=1", "data.test.num_crops=1", "data.test.twice_sample=false"]
+
+
+@pytest.mark.parametrize("source", NEW_SOURCES)
+def test_an_official_tdn_or_tada2d_checkpoint_through_every_tool(source, official_new, tiny_demo, tmp_path):
+    """Converted (the source read from the weights, the test views recorded), then tools/test.py on
+    the demo, tools/infer.py (PyTorch and onnxruntime) and tools/export.py (ONNX parity), all on
+    the converted ResNet-50 at 48 / 64 px."""
+    ssv2 = tiny_demo / "ssv2"
+    ckpt = tmp_path / f"{source}.pth"
+    argv = ["tools/convert_checkpoint.py", "--src", official_new[source], "--dst", ckpt, "--classes"]
+    out = ok(run([*argv, ssv2 / "labels.json"]))
+    arch = {"tdn": "resnet50", "tada2d": "resnet50_tada"}[source]
+    assert f"wrote {ckpt}: {source} {arch}, 12 classes, T=8, 12 class names" in out.stdout
+    converted = torch.load(ckpt, map_location="cpu", weights_only=True)
+    sampling, views, crop = NEW_VIEWS[source]
+    assert {k: converted["data"]["sampling"][k] for k in sampling} == sampling
+    assert (converted["data"]["test"]["num_clips"], converted["data"]["test"]["num_crops"]) == views
+    assert converted["data"]["eval_transform"]["size"] == crop and converted["origin"]["source"] == source
+    if source == "tada2d":
+        assert converted["data"]["eval_transform"]["mean"] == [0.45] * 3
+
+    test_dir = tmp_path / "test"
+    cmd = ["tools/test.py", f"checkpoint={ckpt}", "data=ssv2", f"data.root={ssv2}", "split=val", f"out_dir={test_dir}"]
+    ok(run([*cmd, *SMALL, *ONE_VIEW], env=THREADS))
+    metrics = json.loads((test_dir / "metrics.json").read_text())
+    assert metrics["videos"] == 12 and (metrics["num_clips"], metrics["num_crops"]) == (1, 1)
+
+    onnx = tmp_path / f"{source}.onnx"
+    out = ok(
+        run(["tools/export.py", "--checkpoint", ckpt, "--out", onnx, "--size", "64", "--device", "cpu"], env=THREADS)
+    )
+    diff = float(re.search(r"onnxruntime vs PyTorch max abs diff (\S+) ", out.stdout).group(1))
+    assert diff <= 1e-3, out.stdout  # ONNX parity of the converted ResNet-50 at 64 px
+    video = sorted((ssv2 / "20bn-something-something-v2").glob("*.webm"))[0]
+    results = {}
+    for flag, model in (("--checkpoint", ckpt), ("--onnx", onnx)):
+        res = json.loads(
+            ok(run(["tools/infer.py", video, flag, model, "--json", "--device", "cpu"], env=THREADS)).stdout
+        )
+        assert len(res["frames"]) == 8 * sampling.get("frames_per_segment", 1)  # T snippets of F frames
+        results[flag] = res
+    pt, ort = results["--checkpoint"], results["--onnx"]  # the graph at 64 px, the checkpoint at its crop
+    assert ort["runtime"] == "onnxruntime" and ort["frames"] == pt["frames"] and len(ort["top"]) == 5
 
 
 VIEWS = {s: [] if s == "tsm" else ["data.test.num_clips=1", "data.test.num_crops=1", "data.test.twice_sample=false"]

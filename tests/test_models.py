@@ -30,9 +30,9 @@ def tiny(inserts=(), arch="resnet50", **kw):
     return build_model({"arch": arch, "num_classes": 5, "num_segments": T, "inserts": list(inserts), **TINY, **kw})
 
 
-def video(n=2, size=64, t=T, seed=0):
+def video(n=2, size=64, t=T, seed=0, frames=1):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, t, 3, size, size, generator=g)  # (N, T, 3, H, W)
+    return torch.randn(n, t, 3 * frames, size, size, generator=g)  # (N, T, F*3, H, W)
 
 
 def parameter_free(name):
@@ -42,7 +42,7 @@ def parameter_free(name):
 
 def supported_slots(name):
     scope = get_spec(name).scope
-    return {"head": ["head"], "stage": ["output"]}.get(scope, list(SLOTS))
+    return {"head": ["head"], "stage": ["output"], "conv": ["conv"], "stem": ["stem"]}.get(scope, list(SLOTS))
 
 
 CASES = [(n, s) for n in list_attention() for s in supported_slots(n)]
@@ -51,7 +51,7 @@ CASES = [(n, s) for n in list_attention() for s in supported_slots(n)]
 @pytest.mark.parametrize("name, slot", CASES)
 def test_every_module_in_every_slot_trains_in_a_tiny_resnet(name, slot):
     model = tiny([{"name": name, "slot": slot}]).train()
-    x = video()
+    x = video(frames=model.frames_per_segment)
     logits, aux = model.forward_with_aux(x)
     assert logits.shape == (2, 5) and torch.isfinite(logits).all()
     loss = logits.logsumexp(1).sum() + sum(v.sum() for v in aux.values())
@@ -61,11 +61,11 @@ def test_every_module_in_every_slot_trains_in_a_tiny_resnet(name, slot):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in inserted)
 
 
-@pytest.mark.parametrize("name", list_attention())
+@pytest.mark.parametrize("name", [n for n in list_attention() if get_spec(n).scope != "conv"])  # no 3x3 + BN pair
 def test_every_module_in_its_default_slot_of_a_basic_block_resnet(name):
     model = tiny([{"name": name}], arch="resnet18").eval()
     with torch.no_grad():
-        assert model(video()).shape == (2, 5)
+        assert model(video(frames=model.frames_per_segment)).shape == (2, 5)
 
 
 def test_slots_sit_where_the_design_says():
@@ -336,7 +336,7 @@ def test_model_configs_build(name):
     small = TINY if cfg["arch"].startswith("resnet") else {}
     model = build_model({**cfg, "num_classes": 5, "num_segments": T, "pretrained": None, **small})
     with torch.no_grad():
-        assert model.eval()(video()).shape == (2, 5)
+        assert model.eval()(video(frames=model.frames_per_segment)).shape == (2, 5)
 
 
 def test_there_is_a_config_for_every_module():
@@ -475,6 +475,8 @@ def test_conversion_rejects_wrong_source_wrong_t_and_other_architectures():
     with pytest.raises(ValueError, match="match no supported ResNet"):
         convert_state_dict(tsm, source="tsm", num_segments=8)
     with pytest.raises(ValueError, match="unknown source"):
+        convert_state_dict(tam, source="tsn", num_segments=8)
+    with pytest.raises(ValueError, match="--source tdn, but this checkpoint looks like a TAM checkpoint"):
         convert_state_dict(tam, source="tdn", num_segments=8)
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from reference import nearest as _nearest
+from reference import tdn_long
 from torch import nn
 
 from videoattn.attention.shift import temporal_shift
@@ -43,50 +45,7 @@ def _randomise_bn(module: nn.Module, seed: int = 0) -> None:
                 m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
 
 
-def _nearest(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Legacy nearest upsampling written out: output pixel i takes input pixel floor(i * in / out)."""
-    rows = [math.floor(i * x.shape[-2] / size[0]) for i in range(size[0])]
-    cols = [math.floor(j * x.shape[-1] / size[1]) for j in range(size[1])]
-    return x[..., rows, :][..., :, cols]
-
-
 # ----------------------------------------------------------------------------- TDN long-term
-
-
-def _long_term_reference(mod: TDNLongTerm, x: torch.Tensor, t: int) -> torch.Tensor:
-    """The long-term TDM and the shift, frame by frame (eval mode: BN is per sample)."""
-    m = mod.mse
-    n = x.shape[0] // t
-    xs = x.view(n, t, *x.shape[1:])
-    out = torch.empty_like(xs)
-    for v in range(n):
-        b = [m.bn1(m.conv1(xs[v, s : s + 1])) for s in range(t)]  # B_s, (1, C', H, W)
-        k = [m.conv2(b[s]) for s in range(t)]  # K_s
-        for s in range(t):
-            d_plus = k[s + 1] - b[s] if s < t - 1 else torch.zeros_like(b[s])
-            d_minus = k[s - 1] - b[s] if s > 0 else torch.zeros_like(b[s])
-            attn = []
-            for d in (d_plus, d_minus):
-                h, w = d.shape[-2:]
-                pooled = d[..., : h // 2 * 2, : w // 2 * 2]
-                pooled = (
-                    pooled[..., 0::2, 0::2]
-                    + pooled[..., 1::2, 0::2]
-                    + pooled[..., 0::2, 1::2]
-                    + pooled[..., 1::2, 1::2]
-                ) / 4
-                s2 = _nearest(m.bn3_smallscale2(m.conv3_smallscale2(pooled)), (h, w))
-                s1 = m.bn3_smallscale4(m.conv3_smallscale4(d))
-                attn.append(torch.sigmoid(m.bn3(m.conv3((d + s2 + s1) / 3))) - 0.5)
-            out[v, s] = (xs[v, s : s + 1] * (1 + attn[0] / 2 + attn[1] / 2))[0]
-    # the learnable shift: out_t = w0 x_{t-1} + w1 x_t + w2 x_{t+1}, per channel, zeros outside
-    w = mod.shift.conv.weight[:, 0]  # (C, 3)
-    shifted = torch.zeros_like(out)
-    for s in range(t):
-        for j, o in enumerate((-1, 0, 1)):
-            if 0 <= s + o < t:
-                shifted[:, s] += w[:, j, None, None] * out[:, s + o]
-    return shifted.reshape_as(x)
 
 
 @pytest.mark.parametrize("impl", ["paper", "fast"])
@@ -101,7 +60,7 @@ def test_long_term_tdm_is_the_formula(impl, size):
     x = torch.randn(2 * t, c, size, size, dtype=torch.float64)
     got = mod(x)
     assert got.shape == x.shape
-    torch.testing.assert_close(got, _long_term_reference(mod, x, t), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got, tdn_long(mod, x), rtol=1e-10, atol=1e-10)
 
 
 def test_long_term_fast_equals_paper_in_training():

@@ -1,12 +1,16 @@
-"""Convert an official TSM / TAM / ACTION-Net checkpoint into a videoattn checkpoint.
+"""Convert an official TSM / TAM / ACTION-Net / TDN / TAda2D checkpoint into a videoattn checkpoint.
 
     uv run python tools/convert_checkpoint.py \\
         --src TSM_somethingv2_RGB_resnet50_shift8_blockres_avg_segment8_e45/ckpt.best.pth.tar \\
         --dst tsm_ssv2.pth --classes /data/ssv2/labels.json
 
-The source (tsm / tam / action) is read from the weights (--source to insist), T from the file
-name or its folder ("segment8", ACTION-Net's "clip_len_8") or TAM's weights (--num-segments
-otherwise; a value that contradicts them is refused). --classes takes the dataset's label file
+The source (tsm / tam / action / tdn / tada2d) is read from the weights (--source to insist), T
+from the file name or its folder ("segment8", ACTION-Net's "clip_len_8"), TAM's weights or
+TAda2D's stored cfg (--num-segments otherwise, e.g. for TDN's best.pth.tar; a value that
+contradicts them is refused). TDN's FBResNet conv biases are folded into the BNs they feed;
+TAda2D's .pyth (model_state) has its 5-D kernels squeezed. The converted checkpoint records the
+official test views (TDN: 1 view of 5-frame snippets; TAda2D: 2 x 3 or 10 x 3 crops of 256 with
+its mean / std) for tools/test.py. --classes takes the dataset's label file
 (SSv2 labels.json, SSv1 / Jester labels.csv, a Kinetics CSV, a class-per-line text file): the
 names are stored in the project's order (sorted, as the official lists) after checking their
 number against the classifier. Given a videoattn checkpoint as --src, it writes a copy with

@@ -200,14 +200,17 @@ def export(args) -> int:
         "sampling": ckpt["data"].get("sampling", {}),
         "eval_transform": {"size": size, "resize": transform.resize, "mean": transform.mean, "std": transform.std},
         "model_config": cfg,
-        "input": "clips (N, T, 3, S, S) float32 RGB, (x / 255 - mean) / std",
+        "input": f"clips (N, T, {3 * model.frames_per_segment}, S, S) float32 RGB"
+        + (f" ({model.frames_per_segment} frames per segment on the channels)" if model.frames_per_segment > 1 else "")
+        + ", (x / 255 - mean) / std",
         "outputs": ["logits (N, K)"],
         "checkpoint": str(args.checkpoint),
     }
     if args.streaming:
         return export_step(args, model, metadata, size=size, t=t, generator=g, device=device, crop_note=crop_note)
-    example = torch.randn(2, t, 3, size, size, generator=g)  # (N, T, 3, S, S)
-    check = torch.randn(3, t, 3, size, size, generator=g)  # another N: the batch dimension is dynamic
+    c = 3 * model.frames_per_segment  # F frames per segment on the channels (TDN's 5)
+    example = torch.randn(2, t, c, size, size, generator=g)  # (N, T, F*3, S, S)
+    check = torch.randn(3, t, c, size, size, generator=g)  # another N: the batch dimension is dynamic
     with _checked_opset(args.out, args.opset) as tmp:
         diff = export_onnx(
             model, tmp, example=[example], check_inputs=[check], metadata=metadata, opset=args.opset,

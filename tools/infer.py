@@ -32,6 +32,8 @@ import torch
 
 from videoattn.checkpoint import add_classes_command, input_paths, same_path, trust_checkpoints
 from videoattn.cli import ArgumentParser, add_device_arguments, add_trust_argument, user_errors
+from videoattn.data.build import sampling_for_model
+from videoattn.data.dataset import stack_segments
 from videoattn.data.sampling import Sampling
 from videoattn.data.transforms import EvalTransform
 from videoattn.data.video import BACKENDS, read_clip
@@ -39,7 +41,7 @@ from videoattn.engine.device import configure_backends, select_device
 from videoattn.engine.evaluate import autocast, set_inference_layout
 from videoattn.engine.memory import cache_freed_memory
 from videoattn.errors import ConfigError, MissingFileError
-from videoattn.models import load_model
+from videoattn.models import frames_per_segment, load_model
 
 
 def main() -> int:
@@ -159,10 +161,11 @@ def infer(args) -> int:
         model.to(device)
     if device.type == "cpu" and not args.no_malloc_cache:
         cache_freed_memory()  # far fewer page faults per step (videoattn.engine.memory)
-    sampling = Sampling(num_segments=cfg["num_segments"], **sampling_kw)
+    fps = frames_per_segment(cfg)  # F frames per segment, stacked on the channels (TDN's 5)
+    sampling = Sampling(num_segments=cfg["num_segments"], **sampling_for_model(sampling_kw, fps))
     transform = EvalTransform(**{**transform_kw, "normalize": True})  # one clip: on the host
-    frames, indices = read_clip(args.video, sampling.val, backend=args.backend)  # (T, 3, H, W) uint8
-    clip = transform(frames, squeeze=True).unsqueeze(0)  # (T, 3, S, S) -> (1, T, 3, S, S)
+    frames, indices = read_clip(args.video, sampling.val, backend=args.backend)  # (T*F, 3, H, W) uint8
+    clip = stack_segments(transform(frames, squeeze=True), fps).unsqueeze(0)  # -> (1, T, F*3, S, S)
     load_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()

@@ -106,7 +106,12 @@ def test(cfg: DictConfig) -> float:
     out_dir = Path(cfg.out_dir or default_out_dir(cfg, data_cfg))
     check_out_dir(out_dir, cfg)
     dataset = build_dataset(
-        data_cfg, cfg.split, mode="test", num_segments=model_cfg["num_segments"], report=out_dir / "bad_files.jsonl"
+        data_cfg,
+        cfg.split,
+        mode="test",
+        num_segments=model_cfg["num_segments"],
+        frames_per_segment=model.frames_per_segment,  # F frames per segment on the channels (TDN's 5)
+        report=out_dir / "bad_files.jsonl",
     )
     named = check_classes(ckpt, dataset.classes, checkpoint=cfg.checkpoint, dataset=f"{data_cfg['name']}/{cfg.split}")
     classes = dataset.classes

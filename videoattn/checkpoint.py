@@ -90,6 +90,7 @@ __all__ = [
     "check_torch_file",
     "describe",
     "detect_source",
+    "official_state_dict_of",
     "input_paths",
     "load_checkpoint",
     "load_model_folder",
@@ -683,10 +684,19 @@ def add_classes_command(path: str | os.PathLike) -> str:
     return f"tools/convert_checkpoint.py --src {path} --dst {dst} --classes LABEL_FILE"
 
 
+def official_state_dict_of(obj: Any) -> Any:
+    """The weights in an official checkpoint object: its ``state_dict`` (TSN / TSM / TAM /
+    ACTION-Net / TDN), its ``model_state`` (TAdaConv's ``.pyth``), or the object itself (bare
+    weights); None for what is not a dict."""
+    if not isinstance(obj, dict):
+        return None
+    return obj.get("state_dict", obj.get("model_state", obj))
+
+
 def describe(obj: Any, path: str | os.PathLike) -> str:
     """What ``obj`` (a loaded file that is not a videoattn checkpoint) is, and what to do with it."""
     path = Path(path)
-    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    sd = official_state_dict_of(obj)
     if isinstance(sd, dict) and sd and all(isinstance(v, torch.Tensor) for v in sd.values()):
         source = detect_source({k.removeprefix("module."): v for k, v in sd.items()})
         if source != "unknown":
@@ -703,9 +713,14 @@ def describe(obj: Any, path: str | os.PathLike) -> str:
 
 def detect_source(sd: Mapping[str, torch.Tensor]) -> str:
     """Which official implementation's layout a (``module.``-stripped) state_dict has: ``tsm``,
-    ``tam``, ``action`` or ``unknown`` (recognising a file; :mod:`videoattn.models.convert`
-    converts it)."""
+    ``tam``, ``action``, ``tdn`` (MCG-NJU/TDN: ``base_model.conv1_5.*``, ``layerN_bak.B.mse.*``),
+    ``tada2d`` (TAdaConv: ``backbone.conv1.a.weight``, ``conv_branch.b_rf.*``) or ``unknown``
+    (recognising a file; :mod:`videoattn.models.convert` converts it)."""
     keys = list(sd)
+    if any(k.startswith("base_model.conv1_5.") for k in keys) or any("_bak." in k and ".mse." in k for k in keys):
+        return "tdn"
+    if "backbone.conv1.a.weight" in sd or any(".conv_branch.b_rf." in k for k in keys):
+        return "tada2d"
     if any(".tam." in k for k in keys):
         return "tam"
     if any(".action_shift." in k for k in keys):

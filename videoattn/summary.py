@@ -49,13 +49,19 @@ class AttentionRow:
 
 def attention_table(*, channels: int = 256, size: int = 56, num_segments: int = 8) -> list[AttentionRow]:
     """One row per registered module: parameters at ``channels`` and the multiply-adds it adds
-    per frame on a ``channels x size x size`` feature map (one clip of ``num_segments`` frames)."""
+    per frame on a ``channels x size x size`` feature map (one clip of ``num_segments`` frames);
+    a conv-site module as the ``channels -> channels`` 3x3 it replaces (its own multiply-adds,
+    the conv's included). Stem modules, which replace the stem and the first stage on the clip's
+    frames, have no feature-map row: the model summary counts them."""
     rows = []
     x = torch.randn(num_segments, channels, size, size)  # one clip, (T, C, H, W)
     for name in list_attention():
         spec = get_spec(name)
+        if spec.scope == "stem":
+            continue
         torch.manual_seed(0)
-        module = build_attention(name, channels, num_segments=num_segments)
+        site = {"out_channels": channels, "stride": 1} if spec.scope == "conv" else None
+        module = build_attention(name, channels, num_segments=num_segments, site=site)
         rows.append(
             AttentionRow(
                 name=name,
@@ -79,6 +85,7 @@ class ModelSummary:
 
 
 def model_summary(model: nn.Module, *, size: int = 224, name: str = "") -> ModelSummary:
-    """Parameters and multiply-adds per clip (``1 x T x 3 x size x size``) of a VideoClassifier."""
-    x = torch.zeros(1, model.num_segments, 3, size, size)  # (N, T, 3, H, W)
+    """Parameters and multiply-adds per clip (``1 x T x F*3 x size x size``, ``F`` the model's
+    frames per segment) of a VideoClassifier."""
+    x = torch.zeros(1, model.num_segments, 3 * model.frames_per_segment, size, size)  # (N, T, F*3, H, W)
     return ModelSummary(name, count_params(model), count_macs(model, x))

@@ -69,7 +69,9 @@ from .se import SqueezeExcitation
 from .shift import TemporalShift
 from .soca import SOCA
 from .srm import SRM
+from .tada import TAdaConv2d
 from .tam import TAM
+from .tdn import TDNLongTerm, TDNShortTerm, tdn_init_from_backbone
 
 Slot = Literal["input", "after_conv1", "before_last", "output", "conv", "stem", "head"]
 SLOTS: tuple[str, ...] = ("input", "after_conv1", "before_last", "output")  # the per-block slots
@@ -185,6 +187,8 @@ def _gsop_stride(stage: int) -> dict[str, Any]:
 _TSM = "TSM: Temporal Shift Module for Efficient Video Understanding"
 _ACTION = "ACTION-Net: Multipath Excitation for Action Recognition"
 _TAM = "TAM: Temporal Adaptive Module for Video Recognition"
+_TDN = "TDN: Temporal Difference Networks for Efficient Action Recognition"
+_TADA = "TAda! Temporally-Adaptive Convolutions for Video Understanding"
 _SCSE = "Concurrent Spatial and Channel Squeeze & Excitation in Fully Convolutional Networks"
 
 _REGISTRY: dict[str, AttentionSpec] = {
@@ -200,6 +204,34 @@ _REGISTRY: dict[str, AttentionSpec] = {
         _spec("tam", TAM, True, "after_conv1", _TAM, "2005.06803", "ICCV 2021"),
         _spec("tam_local", TAM, True, "after_conv1", _TAM, "2005.06803", "ICCV 2021", branches=("local",)),
         _spec("tam_global", TAM, True, "after_conv1", _TAM, "2005.06803", "ICCV 2021", branches=("global",)),
+        # TDN (Wang et al.): the short-term TDM in place of the stem and res2 (5 frames per
+        # segment), the long-term TDM + learnable shift after conv1 of the blocks of res3-res5
+        _spec(
+            "tdn_stem",
+            TDNShortTerm,
+            True,
+            "stem",
+            _TDN,
+            "2012.10071",
+            "CVPR 2021",
+            scope="stem",
+            frames_per_segment=5,
+            pretrained_init=tdn_init_from_backbone,
+        ),
+        _spec("tdn_long", TDNLongTerm, True, "after_conv1", _TDN, "2012.10071", "CVPR 2021"),
+        # TAda2D (Huang et al.): TAdaConv + temporal aggregation in place of every conv2 + bn2
+        _spec(
+            "tada",
+            TAdaConv2d,
+            True,
+            "conv",
+            _TADA,
+            "2110.06178",
+            "ICLR 2022",
+            scope="conv",
+            pretrained_map={"conv.": "", "bn.": "bn."},
+            no_weight_decay=("rf.g.bias", "rf.a.bias"),
+        ),
         # static
         _spec("se", SqueezeExcitation, False, "output", "Squeeze-and-Excitation Networks", "1709.01507", "CVPR 2018"),
         _spec("cse", ChannelSE, False, "output", _SCSE, "1803.02579", "MICCAI 2018"),

@@ -150,6 +150,10 @@ class TAdaConv2d(nn.Module):
         v = conv(u, self.weight, alpha, stride=self.stride)  # (N*T, Cout, H/s, W/s)
         return self.bn(v) + self.bn_pool(temporal_avg_pool(v, self.num_segments))
 
+    def stream_blocker(self) -> str | None:
+        """Why the module cannot run one frame at a time (:mod:`videoattn.attention.streaming`)."""
+        return "looks at future frames: its calibration's temporal convolutions and its pool are centred (kernel 3)"
+
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, stride={self.stride}, "

@@ -22,7 +22,7 @@ Each module has the paper's form and a fast form (``impl``), tested equal.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -101,7 +101,10 @@ class MultiScaleExcitation(nn.Module):
     def attention(self, d: Tensor) -> Tensor:
         """``A = sigmoid(bn3(conv3((D + S2 + S1) / 3))) - 1/2`` for one direction's ``D``,
         ``(N*T, C', H, W) -> (N*T, C, H, W)``."""
-        pooled = F.avg_pool2d(d, kernel_size=2, stride=2)  # (N*T, C', H//2, W//2), floor mode
+        # 2x2 / 2, floor mode (7 -> 3); a side of 1 pixel (tiny inputs, where the official pool has
+        # no output) is pooled over its one pixel
+        k = (min(2, d.shape[-2]), min(2, d.shape[-1]))
+        pooled = F.avg_pool2d(d, kernel_size=k, stride=k)  # (N*T, C', H//2, W//2)
         s2 = self.bn3_smallscale2(self.conv3_smallscale2(pooled))  # (N*T, C', H//2, W//2)
         s2 = F.interpolate(s2, size=d.shape[-2:], mode="nearest")  # (N*T, C', H, W)
         s1 = self.bn3_smallscale4(self.conv3_smallscale4(d))  # (N*T, C', H, W)
@@ -180,6 +183,10 @@ class TDNLongTerm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.shift(self.mse(x))
+
+    def stream_blocker(self) -> str | None:
+        """Why the module cannot run one frame at a time (:mod:`videoattn.attention.streaming`)."""
+        return "looks at future frames: its excitation takes differences with the next frame, its shift the next frame"
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, num_segments={self.num_segments}, impl={self.impl}"
@@ -289,8 +296,24 @@ class TDNShortTerm(nn.Module):
         m = self.resnext_layer1(m)  # (N*T, C_1, H/8, W/8)
         return self.alpha * r + self.beta * F.interpolate(m, size=r.shape[-2:], mode="nearest")
 
+    def stream_blocker(self) -> str | None:
+        """Why the module cannot run one frame at a time (:mod:`videoattn.attention.streaming`)."""
+        return f"looks at future frames: each segment's {self.frames} frames around its centre frame, on the channels"
+
     def extra_repr(self) -> str:
         return (
             f"channels={self.channels}, num_segments={self.num_segments}, frames={self.frames}, "
             f"alpha={self.alpha}, beta={self.beta}"
         )
+
+
+def tdn_init_from_backbone(module: TDNShortTerm, state_dict: Mapping[str, Tensor]) -> list[str]:
+    """The ``pretrained_init`` of TDN's stem row: ``conv1_5`` from the plain backbone's (ImageNet)
+    stem kernel ``conv1.weight`` averaged over RGB (:meth:`TDNShortTerm.init_from_rgb_stem`), and
+    the difference branch's ``resnext_layer1`` from its ``layer1.*`` (the official model takes it
+    from a second pretrained ResNet). Returns the local names set."""
+    module.init_from_rgb_stem(state_dict["conv1.weight"])
+    stage = {k.removeprefix("layer1."): v for k, v in state_dict.items() if k.startswith("layer1.")}
+    missing, unexpected = module.resnext_layer1.load_state_dict(stage, strict=False)
+    set_names = [f"resnext_layer1.{k}" for k in stage if k not in unexpected]
+    return ["conv1_5.0.weight", *set_names]

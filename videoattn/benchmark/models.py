@@ -55,7 +55,7 @@ from torch import Tensor, nn
 from ..config import model_configs
 from ..engine.memory import cache_freed_memory
 from ..errors import ConfigError
-from ..models import build_model, load_model, to_channels_last
+from ..models import build_model, get_backbone, load_model, to_channels_last
 from ..summary import count_macs, count_params
 from .timing import bench_device, environment, frozen_heap, interleaved, log, median_ci, median_ratio, peak_memory_mib
 
@@ -104,7 +104,9 @@ def model_config(
         raise ConfigError(f"--models: no model config {name!r}; available: {', '.join(configs)}")
     cfg = dict(configs[name])
     cfg.update(pretrained=None, num_classes=num_classes, num_segments=num_segments)
-    if arch:
+    # --arch replaces the backbone, but a topology variant of it (same ImageNet weights: TAda2D's
+    # resnet50_tada for resnet50) is the model's own and stays
+    if arch and get_backbone(cfg["arch"]).weights != get_backbone(arch).weights:
         cfg["arch"] = arch
     return cfg
 
@@ -162,14 +164,23 @@ class Mode:
         return "bf16" if self.bf16 else "fp32"
 
 
-def make_input(n: int, t: int, size: int, device: torch.device, channels_last: bool, seed: int = 0) -> Tensor:
-    """Random clips ``(N, T, 3, H, W)``; with ``channels_last`` the frames ``(N*T, 3, H, W)``
-    are NHWC in memory (the layout the backbone then keeps)."""
+def make_input(
+    n: int, t: int, size: int, device: torch.device, channels_last: bool, seed: int = 0, frames_per_segment: int = 1
+) -> Tensor:
+    """Random clips ``(N, T, F*3, H, W)`` (``F``: the model's frames per segment, TDN's 5); with
+    ``channels_last`` the frames ``(N*T, F*3, H, W)`` are NHWC in memory (the layout the backbone
+    then keeps)."""
     g = torch.Generator().manual_seed(seed)
-    frames = torch.randn(n * t, 3, size, size, generator=g)  # (N*T, 3, H, W)
+    frames = torch.randn(n * t, 3 * frames_per_segment, size, size, generator=g)  # (N*T, F*3, H, W)
     if channels_last:
         frames = frames.contiguous(memory_format=torch.channels_last)
-    return frames.to(device).unflatten(0, (n, t))  # (N*T, 3, H, W) -> (N, T, 3, H, W)
+    return frames.to(device).unflatten(0, (n, t))  # (N*T, F*3, H, W) -> (N, T, F*3, H, W)
+
+
+def frames_of(model: nn.Module) -> int:
+    """The frames per segment a model takes (``VideoClassifier.frames_per_segment``; 1 for the
+    torchvision baseline)."""
+    return getattr(model, "frames_per_segment", 1)
 
 
 @dataclass
@@ -180,6 +191,7 @@ class Variant:
     mode: Mode
     module: nn.Module
     optimizer: torch.optim.Optimizer | None = None
+    frames_per_segment: int = 1  # the model's F: its clips are (N, T, F*3, H, W)
 
 
 def make_variants(
@@ -201,7 +213,7 @@ def make_variants(
                 module = torch.compile(module)
             if mode.onnx:
                 module = OnnxRuntime(model, segments=segments, size=size)
-            variants.append(Variant(name, mode, module))
+            variants.append(Variant(name, mode, module, frames_per_segment=frames_of(model)))
     return variants
 
 
@@ -218,7 +230,8 @@ class OnnxRuntime(nn.Module):
 
         model.eval()
         device = next(model.parameters()).device
-        x = torch.randn(2, segments, 3, size, size, device=device)  # (N, T, 3, S, S): the batch dimension stays dynamic
+        c = 3 * frames_of(model)  # F frames per segment on the channels
+        x = torch.randn(2, segments, c, size, size, device=device)  # (N, T, F*3, S, S): a dynamic batch dimension
         with tempfile.TemporaryDirectory(prefix="videoattn-onnx-") as tmp:
             path = f"{tmp}/model.onnx"
             export_onnx(model, path, example=[x], metadata={}, tolerance=None)  # random weights: see the agreement
@@ -277,14 +290,18 @@ def measure_phase(
 ) -> list[dict[str, Any]]:
     """Time ``forward`` or ``train`` for every variant at one batch size; one row each."""
     key = f"{phase}@{batch_size}"
-    inputs = {cl: make_input(batch_size, args.segments, args.size, device, cl) for cl in (False, True)}
+    inputs = {
+        (cl, f): make_input(batch_size, args.segments, args.size, device, cl, frames_per_segment=f)
+        for cl in (False, True)
+        for f in sorted({v.frames_per_segment for v in variants})
+    }
     y = torch.arange(batch_size, device=device) % args.num_classes
     fns = []
     if phase == "train":
         variants = [v for v in variants if not v.mode.onnx]  # onnxruntime runs inference only
     for v in variants:
         v.module.train(phase == "train")
-        x = inputs[v.mode.channels_last]
+        x = inputs[v.mode.channels_last, v.frames_per_segment]
         fns.append(forward_fn(v, x, device) if phase == "forward" else train_fn(v, x, y, device))
     log(f"{key}: {len(variants)} variants, {args.warmup} warm-up + {args.repeats} rounds")
     timed = interleaved(
@@ -328,18 +345,22 @@ def agreement(variants: list[Variant], args: argparse.Namespace, device: torch.d
     """Eval logits of every non-fp32 mode against fp32 (same weights, same clips)."""
     if args.agree_clips < 1:
         return []
-    x = {cl: make_input(args.agree_clips, args.segments, args.size, device, cl, seed=1) for cl in (False, True)}
+    x = {
+        (cl, f): make_input(args.agree_clips, args.segments, args.size, device, cl, seed=1, frames_per_segment=f)
+        for cl in (False, True)
+        for f in sorted({v.frames_per_segment for v in variants})
+    }
     ref: dict[str, Tensor] = {}
     for v in variants:  # fp32 reference logits, by model (bench_models always has fp32)
         if v.mode.name == "fp32":
-            ref[v.model] = v.module.eval()(x[False]).float()
+            ref[v.model] = v.module.eval()(x[False, v.frames_per_segment]).float()
     rows = []
     for v in variants:
         if v.mode.name == "fp32":
             continue
         base = ref[v.model]
         with v.mode.autocast(device):
-            out = v.module.eval()(x[v.mode.channels_last]).float()
+            out = v.module.eval()(x[v.mode.channels_last, v.frames_per_segment]).float()
         rows.append({
             "model": v.model, "mode": v.mode.name, "clips": args.agree_clips,
             "top1_agreement": (out.argmax(1) == base.argmax(1)).float().mean().item(),
@@ -380,7 +401,8 @@ def bench_models(
             checkpoints=checkpoints,
         )
         models[name] = model = model.to(device)
-        clip = torch.zeros(1, args.segments, 3, args.size, args.size, device=device)  # (N, T, 3, H, W)
+        c = 3 * frames_of(model)  # F frames per segment on the channels
+        clip = torch.zeros(1, args.segments, c, args.size, args.size, device=device)  # (N, T, F*3, H, W)
         info[name] = {"params_m": count_params(model) / 1e6, "gmacs_per_clip": count_macs(model, clip) / 1e9}
     macs = {n: int(i["gmacs_per_clip"] * 1e9) for n, i in info.items()}
     variants = make_variants(models, modes, segments=args.segments, size=args.size)

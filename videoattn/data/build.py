@@ -158,18 +158,52 @@ def _make(cls: type, settings: Mapping[str, Any], **fixed: Any) -> Any:
     return cls(**settings, **fixed)
 
 
+def sampling_for_model(sampling: Mapping[str, Any], frames: int) -> dict[str, Any]:
+    """The ``data.sampling`` keywords ``sampling`` for a model taking ``frames`` frames per segment
+    (``VideoClassifier.frames_per_segment``): unchanged for 1, else TDN's snippet rules
+    (``rules: tdn``, ``frames`` consecutive frames per segment); one line naming the key when the
+    config asks for another sampling."""
+    sampling = dict(sampling)
+    if frames == 1:
+        return sampling
+    given = sampling.get("frames_per_segment", 1)
+    if given not in (1, frames):
+        raise ConfigError(
+            f"data.sampling.frames_per_segment={given}, but the model takes {frames} frames per segment; "
+            f"remove the key or set it to {frames}"
+        )
+    rules = sampling.get("rules", "tsm")
+    if rules not in ("tsm", "tdn"):
+        raise ConfigError(
+            f"data.sampling.rules={rules!r} samples one frame per segment, but the model takes {frames}; "
+            "use data.sampling.rules=tdn (consecutive frames per segment)"
+        )
+    return {**sampling, "rules": "tdn", "frames_per_segment": frames}
+
+
 def _first_mirrored(classes: list[str]) -> str:
     return next(c for c in classes if has_mirrored([c]))
 
 
 def build_dataset(
-    cfg: Mapping[str, Any], split: str, *, mode: str, num_segments: int, seed: int = 0, report: str | Path | None = None
+    cfg: Mapping[str, Any],
+    split: str,
+    *,
+    mode: str,
+    num_segments: int,
+    frames_per_segment: int = 1,
+    seed: int = 0,
+    report: str | Path | None = None,
 ) -> VideoDataset:
     """The dataset of ``split`` in ``mode`` (``train``: augmentation; ``val``: one centre view;
     ``test``: the ``test`` protocol's ``num_clips x num_crops`` views). ``cfg`` is the checked
-    ``data`` config (:func:`normalize_data_config`), taken as it is."""
+    ``data`` config (:func:`normalize_data_config`), taken as it is. ``frames_per_segment``: what
+    the model takes (``VideoClassifier.frames_per_segment``, from its modules' registry rows); with
+    ``F > 1`` the clips are sampled with the snippet rules (``rules: tdn``, ``F`` consecutive frames
+    per segment) and stacked on the channels, ``(T, F*3, S, S)``."""
     ann = load_split(cfg, split)
     sampling_kw = dict(cfg["sampling"])
+    sampling_kw = sampling_for_model(sampling_kw, frames_per_segment)
     if mode == "test":
         test = cfg["test"]
         if test["twice_sample"] and test["num_clips"] != 2:

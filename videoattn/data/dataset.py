@@ -6,6 +6,10 @@ One item is ``(clip, label, index, substituted)``:
 - ``mode="val"``: ``(T, 3, S, S)``, the deterministic centre clip and centre crop;
 - ``mode="test"``: ``(V, T, 3, S, S)`` with ``V = num_clips * num_crops`` views, clip-major;
 
+with ``F = sampling.frames_per_segment > 1`` (a stem module's need, TDN's 5) the ``F`` frames of
+each segment are stacked on the channels, frame-major then RGB: ``(T, F*3, S, S)`` (the same crop,
+flip and scale for every frame of the clip);
+
 ``index`` is the record actually returned and ``substituted`` whether it stands in for the one
 asked for. A video that cannot be read (missing, corrupt, undecodable: a decode or I/O error of
 its file) is logged with its path, appended to the bad-file report, and replaced by another
@@ -43,6 +47,15 @@ from .video import DecodeError, read_clip
 log = logging.getLogger(__name__)
 
 MODES = ("train", "val", "test")
+
+
+def stack_segments(clip: Tensor, frames_per_segment: int) -> Tensor:
+    """``(..., T*F, 3, S, S) -> (..., T, F*3, S, S)``: each segment's ``F`` frames on the channels,
+    frame-major then RGB, as a stem module reads them (unchanged for ``F = 1``)."""
+    if frames_per_segment == 1:
+        return clip
+    frames = clip.unflatten(-4, (-1, frames_per_segment))  # (..., T*F, 3, S, S) -> (..., T, F, 3, S, S)
+    return frames.flatten(-4, -3)  # (..., T, F*3, S, S)
 
 
 class VideoDataset(Dataset):
@@ -120,13 +133,19 @@ class VideoDataset(Dataset):
         record = self.records[index]
         if self.mode == "train":
             frames, _ = read_clip(record.path, lambda n: self.sampling.train(n, rng), **self._reader())
-            return self.transform(frames, record.label, rng)  # (T, 3, H, W) -> (T, 3, S, S)
+            clip, label = self.transform(frames, record.label, rng)  # (T*F, 3, H, W) -> (T*F, 3, S, S)
+            return self.stack_segments(clip), label
         if self.mode == "val":
             frames, _ = read_clip(record.path, self.sampling.val, **self._reader())
-            return self.transform(frames, squeeze=True), record.label  # (T, 3, H, W) -> (T, 3, S, S)
-        frames, _ = read_clip(record.path, self.sampling.test, **self._reader())  # (clips, T, 3, H, W)
-        views = self.transform(frames)  # (clips, T, 3, H, W) -> (clips, crops, T, 3, S, S)
-        return views.flatten(0, 1), record.label  # -> (V, T, 3, S, S), clip-major
+            clip = self.transform(frames, squeeze=True)  # (T*F, 3, H, W) -> (T*F, 3, S, S)
+            return self.stack_segments(clip), record.label
+        frames, _ = read_clip(record.path, self.sampling.test, **self._reader())  # (clips, T*F, 3, H, W)
+        views = self.transform(frames)  # (clips, T*F, 3, H, W) -> (clips, crops, T*F, 3, S, S)
+        return self.stack_segments(views.flatten(0, 1)), record.label  # -> (V, T, F*3, S, S), clip-major
+
+    def stack_segments(self, clip: Tensor) -> Tensor:
+        """:func:`stack_segments` with the sampling's ``frames_per_segment``."""
+        return stack_segments(clip, self.sampling.frames_per_segment)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int, int, bool]:
         tried = []

@@ -73,6 +73,34 @@ PROTOCOLS: dict[str, Protocol] = {
         _views(1, 1, 224),
         {"mode": "dense", "rules": "tam", "stride": None},
     ),
+    "tdn_1view": Protocol(
+        "TDN README (MCG-NJU/TDN@a7c7e9b test_models_center_crop.py, 1 view): 1 clip x centre crop 224 "
+        "of the short side 256",
+        _views(1, 1, 224),
+        {"mode": "segment", "rules": "tdn", "frames_per_segment": 5},
+    ),
+    "tdn_full_res": Protocol(
+        "TDN README (--full_res): 1 clip x 3 crops 256 (left, centre, right)",
+        _views(1, 3, 256),
+        {"mode": "segment", "rules": "tdn", "frames_per_segment": 5},
+    ),
+    "tdn_k400": Protocol(
+        "TDN README, Kinetics-400: 10 clips x 3 crops 256 (the official clips are random training-style "
+        "draws; these are the evenly spaced snippet clips)",
+        _views(10, 3, 256),
+        {"mode": "segment", "rules": "tdn", "frames_per_segment": 5},
+    ),
+    "tada2d_ssv2": Protocol(
+        "TAda2D configs/projects/tada/ssv2/tada2d_8f.yaml (TAdaConv@f08df6a): 2 clips (segment midpoints, "
+        "segment ends) x 3 crops 256 of the short side 256",
+        _views(2, 3, 256),
+        {"mode": "segment", "rules": "tada"},
+    ),
+    "tada2d_k400": Protocol(
+        "TAda2D configs/projects/tada/k400/tada2d_8x8.yaml (TAdaConv@f08df6a): 10 interval clips x 3 crops 256",
+        _views(10, 3, 256),
+        {"mode": "dense", "rules": "tada", "stride": None},
+    ),
 }
 
 

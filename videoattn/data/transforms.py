@@ -47,11 +47,14 @@ def resize_short(clip: Tensor, size: int) -> Tensor:
 
 
 def normalize(clip: Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Tensor:
-    """uint8 ``(..., 3, H, W)`` -> float32 ``(x / 255 - mean) / std``, on ``clip``'s device."""
+    """uint8 ``(..., F*3, H, W)`` -> float32 ``(x / 255 - mean) / std``, on ``clip``'s device (``F``
+    frames stacked on the channels, frame-major then RGB: each frame's RGB normalised)."""
     x = clip.to(torch.float32).div_(255.0)
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    return x.sub_(m).div_(s)
+    rgb = x.unflatten(-3, (-1, 3))  # (..., F*3, H, W) -> (..., F, 3, H, W), a view of x
+    rgb.sub_(m).div_(s)
+    return x
 
 
 class ToDevice:
@@ -71,7 +74,9 @@ class ToDevice:
         clips = clips.to(self.device, non_blocking=True)
         if clips.dtype != torch.uint8:
             return clips
-        return clips.to(torch.float32).div_(255.0).sub_(self.mean).div_(self.std)
+        x = clips.to(torch.float32).div_(255.0)
+        x.unflatten(-3, (-1, 3)).sub_(self.mean).div_(self.std)  # (..., F*3, H, W) as (..., F, 3, H, W), in place
+        return x
 
 
 def fixed_offsets(image_w: int, image_h: int, crop_w: int, crop_h: int, *, more: bool = True) -> list[tuple[int, int]]:

@@ -64,7 +64,7 @@ from ..data.formats import format_of
 from ..data.transforms import ToDevice
 from ..errors import CheckpointError, ConfigError, DataError
 from ..files import write_atomic
-from ..models import build_model, load_model_state, to_channels_last
+from ..models import build_model, frames_per_segment, load_model_state, to_channels_last
 from ..summary import count_macs, count_params
 from .checkpoint import restore_rng, restore_scaler, rng_state
 from .device import configure_backends, explain_nondeterministic
@@ -276,8 +276,10 @@ def _datasets(cfg: DictConfig, data_cfg: dict, world: World, folder: RunFolder, 
             load_split(data_cfg, "train")
     barrier(world)
     t, seed = cfg.num_segments, cfg.seed
-    train_set = build_dataset(data_cfg, "train", mode="train", num_segments=t, seed=seed, report=folder.report)
-    val_set = build_dataset(data_cfg, "val", mode="val", num_segments=t, seed=seed, report=folder.report)
+    # F frames per segment: what the model's inserts' registry rows need (TDN's stem: 5)
+    kw = {"num_segments": t, "frames_per_segment": frames_per_segment(cfg.model), "seed": seed, "report": folder.report}
+    train_set = build_dataset(data_cfg, "train", mode="train", **kw)
+    val_set = build_dataset(data_cfg, "val", mode="val", **kw)
     # one clip each: a transform that cannot apply to these videos fails before the run starts
     items = [dataset.probe() for dataset in (train_set, val_set)]
     classes = train_set.classes
@@ -647,7 +649,7 @@ def _macs(model: nn.Module, t: int, data_cfg: dict) -> float:
     """Multiply-adds of one clip of ``t`` frames at the training crop size."""
     size = data_cfg["train_transform"].get("size", 224)
     with torch.no_grad():
-        return count_macs(model, torch.zeros(1, t, 3, size, size))
+        return count_macs(model, torch.zeros(1, t, 3 * model.frames_per_segment, size, size))  # (1, T, F*3, S, S)
 
 
 def _hms(seconds: float) -> str:

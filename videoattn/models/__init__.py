@@ -5,6 +5,7 @@ from .backbones import BACKBONES, Backbone, BackboneSpec, get_backbone, list_bac
 from .build import (
     LoadReport,
     build_model,
+    frames_per_segment,
     load_model,
     load_model_state,
     load_pretrained,
@@ -27,6 +28,7 @@ __all__ = [
     "StreamingModel",
     "VideoClassifier",
     "build_model",
+    "frames_per_segment",
     "get_backbone",
     "list_backbones",
     "load_model",

@@ -41,6 +41,14 @@ def normalize_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def frames_per_segment(cfg: Mapping[str, Any]) -> int:
+    """The frames of each segment the model of ``cfg`` takes (``F``): the largest
+    ``frames_per_segment`` of its inserts' registry rows (TDN's stem: 5), 1 without such a module.
+    The data side samples ``F`` frames per segment and stacks them on the channels."""
+    inserts = parse_inserts(list(cfg.get("inserts") or []))
+    return max((get_spec(ins.name).frames_per_segment for ins in inserts), default=1)
+
+
 def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None) -> VideoClassifier:
     """Build the classifier described by ``cfg`` (see :class:`~videoattn.models.config.ModelConfig`), and load
     ``cfg["pretrained"]`` into it (:func:`load_pretrained`; ``classes``, the dataset's class
@@ -71,7 +79,7 @@ def build_model(cfg: Mapping[str, Any], *, classes: Sequence[str] | None = None)
         ],
         aux_heads=[n for n, ins in zip(head_names, head_inserts, strict=True) if get_spec(ins.name).aux_loss],
         # frames of each segment the data must give (a stem module's need: TDN's 5), on the channels
-        frames_per_segment=max((get_spec(ins.name).frames_per_segment for ins in inserts), default=1),
+        frames_per_segment=frames_per_segment(cfg),
     )
     model.config = cfg
     # what the weights load left new (the optimiser's official groups give a new classifier lr x5 / x10)

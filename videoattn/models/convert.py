@@ -24,6 +24,7 @@ rebuilds the official model.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,7 @@ from ..checkpoint import (
     detect_source,
     make_checkpoint,
     model_folder_of,
+    official_state_dict_of,
     read_torch_file,
     refuse_overwrite,
     save_checkpoint,
@@ -49,7 +51,7 @@ from .build import build_model
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("tsm", "tam", "action")
+SOURCES = ("tsm", "tam", "action", "tdn", "tada2d")
 FORMATS = ("pth", "safetensors")  # a torch.save file; a model folder (model.safetensors + config.json)
 _DEPTHS = {(3, 4, 6, 3): "resnet50", (3, 4, 23, 3): "resnet101"}
 _BLOCK = re.compile(r"^layer(\d)\.(\d+)\.")
@@ -109,9 +111,15 @@ def convert_state_dict(
     found = detect_source(sd)
     if found != source:
         what = (
-            "not a TSM / TAM / ACTION-Net ResNet checkpoint" if found == "unknown" else f"a {found.upper()} checkpoint"
+            "not a TSM / TAM / ACTION-Net / TDN / TAda2D ResNet checkpoint"
+            if found == "unknown"
+            else f"a {found.upper()} checkpoint"
         )
         raise CheckpointError(f"--source {source}, but this checkpoint looks like {what}")
+    if source == "tdn":
+        return _convert_tdn(sd, num_segments=num_segments)
+    if source == "tada2d":
+        return _convert_tada2d(sd, num_segments=num_segments)
     if "new_fc.weight" not in sd:
         raise CheckpointError("no new_fc.weight in the checkpoint: not a TSN-style model of the official code")
     keys = list(sd)
@@ -193,23 +201,39 @@ OFFICIAL_TEST_VIEWS = {
     ("tam", "kinetics"): (10, 3, False),  # dense-10
     ("action", "ssv2"): (10, 3, False),  # test_sthv2_8f.sh: 10 clips (random there, evenly spaced here)
     ("action", "jester"): (10, 3, False),
+    ("tdn", "ssv2"): (1, 1, False),  # README: 1 view (protocol tdn_1view)
+    ("tdn", "ssv1"): (1, 1, False),
+    ("tdn", "kinetics"): (10, 3, False),  # 10 clips x 3 crops 256 (protocol tdn_k400)
+    ("tada2d", "ssv2"): (2, 3, False),  # 2 clips x 3 crops 256 (protocol tada2d_ssv2)
+    ("tada2d", "kinetics"): (10, 3, False),  # protocol tada2d_k400
 }
+_TADA_NORM = {"mean": [0.45, 0.45, 0.45], "std": [0.225, 0.225, 0.225]}  # TAda2D's input normalisation
 
 
 def official_data_settings(
-    path: str | Path, num_segments: int, sampling: str | None = None, *, source: str = "tsm"
+    path: str | Path,
+    num_segments: int,
+    sampling: str | None = None,
+    *,
+    source: str = "tsm",
+    dataset_hint: str | None = None,
 ) -> dict[str, Any]:
     """The clip settings of the official test scripts for a checkpoint of ``source``: TSN segment
     sampling, or dense sampling (8 frames 64/T apart: TSM's ``--dense_sample``, named ``..._dense`` in
     its model zoo) when the name says ``dense`` or ``sampling="dense"``, with the source's official
     rules (:mod:`videoattn.data.sampling`); validation resizes to 256 and centre-crops 224; the test
     views of the source's script for the dataset the file name shows (:data:`OFFICIAL_TEST_VIEWS`),
-    which then travel with the converted checkpoint to ``tools/test.py``."""
-    names = f"{Path(path).parent.name}/{Path(path).name}".lower()
+    which then travel with the converted checkpoint to ``tools/test.py``. TDN: snippets of 5 frames
+    per segment (segment mode only); TAda2D: its rules (segment for Something-Something, interval
+    for Kinetics), 256 px crops and its mean / std. ``dataset_hint``: what the file's training
+    config says of the dataset (TAdaConv's ``cfg``), read like the name."""
+    names = f"{Path(path).parent.name}/{Path(path).name}{'/' + dataset_hint if dataset_hint else ''}".lower()
     dense = "dense" in names
-    mode = sampling or ("dense" if dense else "segment")
+    mode = sampling or ("dense" if dense and source != "tdn" else "segment")
     if mode not in ("segment", "dense"):
         raise ConfigError(f"sampling must be segment or dense, got {mode!r}")
+    if source == "tdn" and mode == "dense":
+        raise ConfigError("--sampling dense: TDN samples snippets of 5 frames per segment only; leave --sampling out")
     dataset = next(
         (
             name
@@ -217,19 +241,30 @@ def official_data_settings(
                 ("somethingv2", "ssv2"),
                 ("something", "ssv1"),
                 ("kinetics", "kinetics"),
+                ("k400", "kinetics"),
+                ("ssv2", "ssv2"),
                 ("jester", "jester"),
             )
             if key in names
         ),
         None,
     )
-    rules = source if source in ("tsm", "tam", "action") else "tsm"
+    rules = source if source in ("tsm", "tam", "action", "tdn", "tada2d") else "tsm"
+    if source == "tada2d":
+        rules = "tada"
+        mode = sampling or ("dense" if dense or dataset == "kinetics" else "segment")
     entry: dict[str, Any] = {
         "name": dataset,
         "sampling": {"mode": mode, "rules": rules, **({"stride": None} if mode == "dense" else {})},
         "eval_transform": {"size": 224, "resize": 256},
     }
-    views = (10, 3, False) if mode == "dense" else OFFICIAL_TEST_VIEWS.get((rules, dataset))
+    if source == "tdn":
+        entry["sampling"]["frames_per_segment"] = 5
+    if source == "tada2d":
+        entry["eval_transform"] = {"size": 256, "resize": 256, **_TADA_NORM}
+    views = OFFICIAL_TEST_VIEWS.get((source, dataset))
+    if mode == "dense" and (source != "tada2d" or views is None):  # TSM / TAM dense: 10 clips x 3 crops
+        views = (10, 3, False)
     if views is not None:
         entry["test"] = dict(zip(("num_clips", "num_crops", "twice_sample"), views, strict=True))
     return entry
@@ -240,7 +275,7 @@ def read_official(path: str | Path, *, obj: Any = None) -> tuple[dict[str, torch
     already loaded) and the loaded object."""
     path = Path(path)
     obj = read_torch_file(path) if obj is None else obj  # weights_only, with the official files' numpy scalars allowed
-    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    sd = official_state_dict_of(obj)
     if as_checkpoint(obj, path) is not None:
         raise CheckpointError(
             f"{path} is already a videoattn checkpoint; give it to the tools as it is (to add class "
@@ -248,8 +283,8 @@ def read_official(path: str | Path, *, obj: Any = None) -> tuple[dict[str, torch
         )
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(
-            f"{path}: not an official TSM / TAM / ACTION-Net checkpoint (expected a dict whose "
-            "'state_dict' maps names to tensors)"
+            f"{path}: not an official TSM / TAM / ACTION-Net / TDN / TAda2D checkpoint (expected a dict whose "
+            "'state_dict' or 'model_state' maps names to tensors)"
         )
     return _strip(sd), obj
 
@@ -289,15 +324,17 @@ def convert_checkpoint(
     source = source or found
     if source == "unknown":
         raise CheckpointError(f"{src}: {describe(obj, src)}")
-    t = _num_segments(src, sd, num_segments)
+    trained = _training_config(obj)  # TAdaConv's cfg (a JSON string): its T and dataset
+    t = _num_segments(src, sd, num_segments, stored=_dig(trained, "DATA", "NUM_INPUT_FRAMES"))
     state_dict, cfg = convert_state_dict(sd, source=source, num_segments=t, shift_div=shift_div)
     model = build_model(cfg)
     model.load_state_dict(state_dict, strict=True)
     names = _check_names(classes, cfg["num_classes"], src)
+    hint = " ".join(str(_dig(trained, part, "DATASET") or "") for part in ("TRAIN", "TEST")).strip() or None
     ckpt = make_checkpoint(
         model,
         classes=names,
-        data=official_data_settings(src, t, sampling, source=source),
+        data=official_data_settings(src, t, sampling, source=source, dataset_hint=hint),
         origin={
             "kind": "converted",
             "source": source,
@@ -339,7 +376,25 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def _num_segments(src: Path, sd: Mapping[str, torch.Tensor], given: int | None) -> int:
+def _training_config(obj: Any) -> dict[str, Any]:
+    """The training config an official file keeps as a JSON string (TAdaConv's ``cfg``), or {}."""
+    text = obj.get("cfg") if isinstance(obj, dict) else None
+    if not isinstance(text, str):
+        return {}
+    try:
+        cfg = json.loads(text)
+    except ValueError:
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _dig(cfg: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        cfg = cfg.get(key) if isinstance(cfg, Mapping) else None
+    return cfg
+
+
+def _num_segments(src: Path, sd: Mapping[str, torch.Tensor], given: int | None, *, stored: int | None = None) -> int:
     named = num_segments_from_path(src)
     weights = (
         int(sd["base_model.layer1.0.tam.G.0.weight"].shape[1]) if "base_model.layer1.0.tam.G.0.weight" in sd else None
@@ -352,6 +407,11 @@ def _num_segments(src: Path, sd: Mapping[str, torch.Tensor], given: int | None) 
             "the model was trained with that T, give that or leave --num-segments out"
         )
     t = given or (named[0] if named else None)
+    if isinstance(stored, int) and stored >= 1:  # the file's own training config (TAdaConv's cfg)
+        if t is not None and t != stored:
+            what = f"--num-segments {given}" if given else f"its name ({named[1]})"
+            raise CheckpointError(f"{src}: {what} says T={t}, but its training config says T={stored}")
+        t = stored
     if weights is not None:  # TAM: the global branch's Linear(T, 2T) fixes T
         if t is not None and t != weights:
             what = f"--num-segments {given}" if given else f"its name ({named[1]})"
@@ -592,3 +652,75 @@ def apply_plan(
             raise CheckpointError(f"{key}: the BN it feeds ({target}) is missing")
         out[target] = out[target] - bias  # BN(conv(x) + b) == BN'(conv(x)), running_mean' = running_mean - b
     return out
+
+
+# ----------------------------------------------------------------------------- TDN and TAda2D converters
+# the registry rows and the model configs/model/{tdn,tada2d}.yaml they convert to; the plans' site
+# keywords are the prefixes of the built model's modules (the placement's names)
+_TDN_INSERTS = [{"name": "tdn_stem"}, {"name": "tdn_long", "stages": [2, 3, 4]}]
+_TDN_SITES = {"long_term": "att_after_conv1.tdn_long", "stem": "att_stem.tdn_stem"}
+_TADA_INSERTS = [{"name": "tada"}]
+_TADA_SITE = "att_conv.tada"
+_TDN_DEPTH = re.compile(r"^base_model\.layer([1-4])_bak\.(\d+)\.")
+_TADA_DEPTH = re.compile(r"^backbone\.conv([2-5])\.res_(\d+)\.")
+_TADA_ARCHS = {(3, 4, 6, 3): "resnet50_tada"}
+
+
+def official_plan(source: str, keys: Sequence[str]) -> Plan:
+    """The key map of an official TDN / TAda2D state_dict onto the model ``model=tdn`` /
+    ``model=tada2d`` builds (:func:`tdn_plan` / :func:`tada2d_plan` with its module prefixes)."""
+    if source == "tdn":
+        return tdn_plan(keys, **_TDN_SITES)
+    if source == "tada2d":
+        return tada2d_plan(keys, conv_site=_TADA_SITE)
+    raise ConfigError(f"official_plan: {source!r} is not tdn or tada2d (the others: convert_state_dict)")
+
+
+def _depth(keys: Sequence[str], pattern: re.Pattern[str], *, first_block: int) -> tuple[int, ...]:
+    depth = [0, 0, 0, 0]
+    for k in keys:
+        if m := pattern.match(k):
+            stage, block = int(m.group(1)), int(m.group(2)) - first_block
+            index = stage - 1 if pattern is _TDN_DEPTH else stage - 2
+            depth[index] = max(depth[index], block + 1)
+    return tuple(depth)
+
+
+def _convert_tdn(sd: Mapping[str, torch.Tensor], *, num_segments: int) -> tuple[dict[str, torch.Tensor], dict]:
+    """TDN (MCG-NJU/TDN@a7c7e9b, ``module.`` stripped) -> ``model=tdn``: :func:`tdn_plan` with the
+    built model's module prefixes; the FBResNet's conv biases folded into the BNs they feed."""
+    if "new_fc.weight" not in sd:
+        raise CheckpointError("no new_fc.weight in the checkpoint: not a TDN model of the official code")
+    depth = _depth(list(sd), _TDN_DEPTH, first_block=0)
+    arch = _DEPTHS.get(depth)
+    if arch is None:
+        raise CheckpointError(f"blocks per stage {depth} match no supported ResNet (50: 3-4-6-3, 101: 3-4-23-3)")
+    out = apply_plan(sd, official_plan("tdn", list(sd)))
+    cfg = {
+        "name": "tdn",
+        "arch": arch,
+        "num_classes": int(sd["new_fc.weight"].shape[0]),
+        "num_segments": num_segments,
+        "inserts": [dict(i) for i in _TDN_INSERTS],
+    }
+    return out, cfg
+
+
+def _convert_tada2d(sd: Mapping[str, torch.Tensor], *, num_segments: int) -> tuple[dict[str, torch.Tensor], dict]:
+    """TAda2D (TAdaConv@75b7839 ``model_state``) -> ``model=tada2d``: :func:`tada2d_plan` with the
+    built model's conv-site prefix, the size-1 temporal kernel dimensions squeezed."""
+    if "head.out.weight" not in sd:
+        raise CheckpointError("no head.out.weight in the checkpoint: not a TAda2D classifier of the official code")
+    depth = _depth(list(sd), _TADA_DEPTH, first_block=1)
+    arch = _TADA_ARCHS.get(depth)
+    if arch is None:
+        raise CheckpointError(f"blocks per stage {depth}: only the TAda2D ResNet-50 (3-4-6-3) is supported")
+    out = apply_plan(sd, official_plan("tada2d", list(sd)), squeeze_time=True)
+    cfg = {
+        "name": "tada2d",
+        "arch": arch,
+        "num_classes": int(sd["head.out.weight"].shape[0]),
+        "num_segments": num_segments,
+        "inserts": [dict(i) for i in _TADA_INSERTS],
+    }
+    return out, cfg
