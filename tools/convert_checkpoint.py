@@ -10,7 +10,7 @@ TAda2D's stored cfg (--num-segments otherwise, e.g. for TDN's best.pth.tar; a va
 contradicts them is refused). TDN's FBResNet conv biases are folded into the BNs they feed;
 TAda2D's .pyth (model_state) has its 5-D kernels squeezed. The converted checkpoint records the
 official test views (TDN: 1 view of 5-frame snippets; TAda2D: 2 x 3 or 10 x 3 crops of 256 with
-its mean / std) for tools/test.py. --classes takes the dataset's label file
+its mean / std), which test.py uses. --classes takes the dataset's label file
 (SSv2 labels.json, SSv1 / Jester labels.csv, a Kinetics CSV, a class-per-line text file): the
 names are stored in the project's order (sorted, as the official lists) after checking their
 number against the classifier. Given a videoattn checkpoint as --src, it writes a copy with

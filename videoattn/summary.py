@@ -43,8 +43,8 @@ class AttentionRow:
     paper: str
     arxiv: str | None
     venue: str
-    params: int
-    macs_per_frame: int
+    params: int | None  # None: a stem module (no feature-map row; the models table counts it)
+    macs_per_frame: int | None
 
 
 def attention_table(*, channels: int = 256, size: int = 56, num_segments: int = 8) -> list[AttentionRow]:
@@ -52,12 +52,13 @@ def attention_table(*, channels: int = 256, size: int = 56, num_segments: int = 
     per frame on a ``channels x size x size`` feature map (one clip of ``num_segments`` frames);
     a conv-site module as the ``channels -> channels`` 3x3 it replaces (its own multiply-adds,
     the conv's included). Stem modules, which replace the stem and the first stage on the clip's
-    frames, have no feature-map row: the model summary counts them."""
+    frames, have no feature-map figures (``None``): the model summary counts them."""
     rows = []
     x = torch.randn(num_segments, channels, size, size)  # one clip, (T, C, H, W)
     for name in list_attention():
         spec = get_spec(name)
         if spec.scope == "stem":
+            rows.append(AttentionRow(name, spec.kind, spec.slot, spec.paper, spec.arxiv, spec.venue, None, None))
             continue
         torch.manual_seed(0)
         site = {"out_channels": channels, "stride": 1} if spec.scope == "conv" else None
