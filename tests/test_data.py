@@ -26,6 +26,7 @@ from videoattn.data.transforms import (
     multiscale_crop_params,
     normalize,
     random_resized_crop_params,
+    resize_short,
 )
 from videoattn.data.video import DecodeError, open_video, read_clip
 from videoattn.errors import ConfigError, DataError
@@ -240,15 +241,35 @@ def _clip(t=4, h=120, w=160, seed=0):
     return torch.randint(0, 256, (t, 3, h, w), generator=g, dtype=torch.uint8)
 
 
-@pytest.mark.parametrize("crop", ["multiscale", "random_resized"])
+@pytest.mark.parametrize("crop", ["multiscale", "random_resized", "short_side_jitter"])
 def test_train_transform_applies_one_draw_to_every_frame(crop):
     frame = _clip(t=1)
     clip = frame.expand(6, -1, -1, -1)  # six identical frames
-    tf = TrainTransform(size=64, crop=crop, flip="on")
+    tf = TrainTransform(size=64, crop=crop, flip="on", jitter=(64, 80))
     for seed in range(10):
         out, label = tf(clip, 3, np.random.default_rng(seed))
         assert out.shape == (6, 3, 64, 64) and out.dtype == torch.float32 and label == 3
         assert all(torch.equal(out[0], o) for o in out[1:])
+
+
+def test_short_side_jitter_is_a_window_of_the_clip_resized_to_a_short_side_in_the_range():
+    """TAda2D's train crop: short side ~ U{min..max}, then a size x size window, no second resize."""
+    clip = _clip(t=2)  # (2, 3, H, W)
+    tf = TrainTransform(size=32, crop="short_side_jitter", jitter=(40, 44), normalize=False)
+    sides = set()
+    for seed in range(40):
+        out, _ = tf(clip, 0, np.random.default_rng(seed))
+        assert out.shape == (2, 3, 32, 32) and out.dtype == torch.uint8
+        rng = np.random.default_rng(seed)
+        side = int(rng.integers(40, 45))
+        resized = resize_short(clip, side)
+        windows = resized.unfold(-2, 32, 1).unfold(-2, 32, 1)  # (2, 3, H', W', 32, 32): every position
+        positions = [(i, j) for i in range(windows.shape[2]) for j in range(windows.shape[3])]
+        assert any(torch.equal(out, windows[:, :, i, j]) for i, j in positions)
+        sides.add(side)
+    assert sides == set(range(40, 45))  # every short side of the range is drawn
+    with pytest.raises(ConfigError, match=r"jitter \[16, 44\]"):
+        TrainTransform(size=32, crop="short_side_jitter", jitter=(16, 44))
 
 
 def test_train_transform_is_a_function_of_the_rng():

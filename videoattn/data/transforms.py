@@ -29,7 +29,7 @@ from ..errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TRAIN_CROPS = ("multiscale", "random_resized")
+TRAIN_CROPS = ("multiscale", "random_resized", "short_side_jitter")
 EVAL_CROPS = ("center", "three", "ten")
 FLIP_MODES = ("off", "on", "swap")
 
@@ -171,6 +171,7 @@ class TrainTransform:
         more_fix_crop: bool = True,
         area: Sequence[float] = (0.08, 1.0),
         ratio: Sequence[float] = (3 / 4, 4 / 3),
+        jitter: Sequence[int] = (224, 340),
         flip: str = "off",
         flip_map: Sequence[int] | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
@@ -181,18 +182,26 @@ class TrainTransform:
             raise ConfigError(f"train crop {crop!r} is not one of {TRAIN_CROPS}")
         if flip not in FLIP_MODES:
             raise ConfigError(f"flip {flip!r} is not one of {FLIP_MODES}")
+        if crop == "short_side_jitter" and not (len(jitter) == 2 and size <= jitter[0] <= jitter[1]):
+            raise ConfigError(f"train jitter {list(jitter)}: expected [min, max] with size ({size}) <= min <= max")
         if flip == "swap" and flip_map is None:
             raise ConfigError("flip='swap' needs the flip label map of the dataset's classes")
         self.size, self.crop, self.resize = size, crop, resize
         self.scales, self.max_distort = tuple(scales), max_distort
         self.fix_crop, self.more_fix_crop = fix_crop, more_fix_crop
-        self.area, self.ratio = tuple(area), tuple(ratio)
+        self.area, self.ratio, self.jitter = tuple(area), tuple(ratio), tuple(jitter)
         self.flip, self.flip_map = flip, (list(flip_map) if flip_map is not None else None)
         self.mean, self.std, self.normalize = tuple(mean), tuple(std), normalize
 
     def __call__(self, clip: Tensor, label: int, rng: np.random.Generator) -> tuple[Tensor, int]:
         if self.resize:
             clip = resize_short(clip, self.resize)
+        if self.crop == "short_side_jitter":  # one short side and one position for every frame of the clip
+            clip = resize_short(clip, int(rng.integers(self.jitter[0], self.jitter[1] + 1)))
+            h, w = clip.shape[-2:]
+            y, x = int(rng.integers(0, h - self.size + 1)), int(rng.integers(0, w - self.size + 1))
+            clip = clip[..., y : y + self.size, x : x + self.size]  # (T, 3, S, S)
+            return self._flip_and_normalize(clip, label, rng)
         h, w = clip.shape[-2:]
         if self.crop == "multiscale":
             x, y, cw, ch = multiscale_crop_params(
@@ -208,6 +217,9 @@ class TrainTransform:
         else:
             x, y, cw, ch = random_resized_crop_params(w, h, rng, scale=self.area, ratio=self.ratio)
         clip = F.resized_crop(clip, y, x, ch, cw, [self.size, self.size], antialias=True)  # (T, 3, S, S)
+        return self._flip_and_normalize(clip, label, rng)
+
+    def _flip_and_normalize(self, clip: Tensor, label: int, rng: np.random.Generator) -> tuple[Tensor, int]:
         if self.flip != "off" and rng.random() < 0.5:
             clip = F.horizontal_flip(clip)
             if self.flip == "swap" and label >= 0:
