@@ -397,6 +397,7 @@ MISTAKES = {
         ("random resume", ["resume={random}"]),
         ("unknown key", ["model.dropuot=0.1"]),
         ("unknown config", ["model=tsmm"]),
+        ("a site the backbone lacks", ["model=tada2d", "data.root={ssv2}", "data.demo=false"]),
         ("missing dataset", ["data.root={missing_dir}", "data.demo=false"]),
         ("own videos: no root", ["--config-name", "custom"]),
         ("own videos: missing root", ["--config-name", "custom", "data.root={missing_dir}"]),

@@ -16,7 +16,7 @@ from ..attention import get_spec
 from ..checkpoint import as_checkpoint, describe, load_checkpoint, read_torch_file
 from ..errors import CheckpointError, ConfigError, MissingFileError
 from ..schema import validate
-from .backbones import build_backbone, get_backbone
+from .backbones import BACKBONES, build_backbone, get_backbone
 from .classifier import VideoClassifier
 from .config import ModelConfig
 from .inserts import parse_inserts
@@ -25,6 +25,15 @@ from .placement import check_inserts, inserted_prefixes, pretrained_inits, pretr
 log = logging.getLogger(__name__)
 
 REQUIRED = ("arch", "num_classes", "num_segments")
+
+
+def _takes(backbone: Any, inserts: Sequence[Any]) -> bool:
+    """Whether the backbone row offers every site the inserts ask for."""
+    try:
+        check_inserts(inserts, backbone=backbone.name, slots=backbone.slots, shared_stages=backbone.shared_stages)
+    except ConfigError:
+        return False
+    return True
 
 
 def normalize_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -36,7 +45,12 @@ def normalize_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"model config: missing required key(s) {missing}")
     spec = get_backbone(out["arch"])
     inserts = parse_inserts(out["inserts"])
-    check_inserts(inserts, backbone=spec.name, slots=spec.slots, shared_stages=spec.shared_stages)
+    try:
+        check_inserts(inserts, backbone=spec.name, slots=spec.slots, shared_stages=spec.shared_stages)
+    except ConfigError as err:  # say which backbones would take the inserts
+        fits = [b.name for b in BACKBONES.values() if _takes(b, inserts)]
+        hint = f"; set model.arch to one that offers them: {', '.join(fits)}" if fits else ""
+        raise ConfigError(f"model.arch={spec.name}: {err}{hint}") from None
     out["inserts"] = [i.as_dict() for i in inserts]
     return out
 
