@@ -236,18 +236,6 @@ def validated(config: str, argv: list[str]):
     return cfg, data
 
 
-def test_every_command_line_in_the_readmes_composes_and_validates():
-    commands, _ = documented_overrides()
-    assert sum(tool == "train" for tool, _ in commands) >= 10 and sum(tool == "test" for tool, _ in commands) >= 6
-    for tool, argv in commands:
-        validated(
-            tool,
-            ["checkpoint=x.pth", *argv]
-            if tool == "test" and not any(a.startswith("checkpoint=") for a in argv)
-            else argv,
-        )
-
-
 def test_every_override_quoted_in_the_readmes_works_as_written(tiny_demo):
     """Each documented override once: composed with train.py's or test.py's config, every
     section checked, and a data override applied to a dataset that reads a clip."""

@@ -1,21 +1,19 @@
 """Every command of the README and of the tools' docstrings, as written: each is parsed by its
-tool (argparse flags and values; Hydra overrides composed and checked as the tool does), and the
-Quick start's follow-up commands run on the tiny demo (tiny overrides where the README says the
-full run is long). A command that names no tool must be one of the known others (uv, pytest)."""
+tool (argparse flags and values; Hydra overrides composed and checked as the tool does). A command
+that names no tool must be one of the known others (uv, pytest). The README's commands also run,
+block by block: test_readme_run.py."""
 
 from __future__ import annotations
 
 import argparse
 import ast
 import importlib.util
-import json
 import re
 import shlex
 import sys
 from pathlib import Path
 
 import pytest
-from cli import TINY_RUN
 
 from videoattn.compose import check_overrides
 
@@ -28,7 +26,7 @@ OTHERS = (
     "uv run pytest",
     "uv venv",
     "uv run --no-sync python tools/",
-    "uv run mlflow ui",
+    "uv run --with mlflow",
     "uv run tensorboard",
 )
 
@@ -135,22 +133,3 @@ def test_readme_commands_without_a_tool_are_install_or_test_commands():
             if not line or line.startswith("#") or "tools/" in line:
                 continue
             assert line.startswith(OTHERS), line
-
-
-def test_the_short_ablation_of_the_quick_start_runs_as_written(tiny_demo, tmp_path, monkeypatch, capsys):
-    """`tools/ablate.py --short` (about 10 minutes in full): the same command, with the tiny data
-    and one epoch of two steps appended as overrides."""
-    ablate = _load("ablate")
-    monkeypatch.chdir(tmp_path)  # runs/<data>_short under the working directory, as from the repository root
-    tiny = [
-        *TINY_RUN,
-        "model.widths=[16,16,32,64]",
-        f"data.root={tiny_demo / 'ssv2'}",
-        "data.demo=false",
-        "device=cpu",
-        "malloc_cache=false",
-    ]
-    assert ablate.main(["--short", "--", *tiny, "optim.epochs=1", "max_steps_per_epoch=1"]) == 0
-    rows = json.loads((tmp_path / "runs" / "demo_short" / "ablation.json").read_text())
-    assert [r["model"] for r in rows] == ["tsn", "se", "tsm", "action"] and {r["epochs"] for r in rows} == {1}
-    assert "4 runs in " in capsys.readouterr().err

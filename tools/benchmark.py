@@ -203,6 +203,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     unknown = set(args.sections) - set(SECTIONS)
     if unknown or not args.sections:
         raise ConfigError(f"--sections: unknown {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    if "index" in args.sections and args.index_workers < 1:
+        raise ConfigError(
+            f"--index-workers {args.index_workers}: the index section measures the DataLoader workers' memory; "
+            "give 1 or more"
+        )
     for m in (args.stream_modes or []) if "streaming" in args.sections else []:
         Mode.parse(m)
     arch = args.arch  # the streaming models keep their configs' backbones unless it is given

@@ -219,6 +219,9 @@ def _read_cache(file: Path) -> dict[str, dict]:
     return data["videos"]
 
 
+_SAID_CACHED: set[Path] = set()
+
+
 def _check_all(
     videos: Sequence[_Video], *, cache: Path, backend: str, workers: int | None
 ) -> tuple[dict[str, int], dict[str, str], set[str]]:
@@ -260,7 +263,8 @@ def _check_all(
             len(videos) - len(todo),
             where,
         )
-    else:
+    elif cache not in _SAID_CACHED:  # once per process (each split reads the same cache)
+        _SAID_CACHED.add(cache)
         log.info("all %d videos' checks read from %s (none re-opened)", len(videos), cache)
     frames = {v.key: known[v.key]["frames"] for v in videos if not known[v.key]["error"]}
     bad = {v.key: known[v.key]["error"] for v in videos if known[v.key]["error"]}
