@@ -2,8 +2,8 @@
 
 ``run(["tools/test.py", "checkpoint=x.pth", ...])`` runs ``python tools/test.py checkpoint=x.pth
 ...`` in the repository root and returns a :class:`subprocess.CompletedProcess` (return code,
-stdout, stderr); ``start(...)`` returns a handle to kill a running command. ``-m module`` works
-as with ``python -m`` (``torch.distributed.run``).
+stdout, stderr); ``start(...)`` returns a handle to kill a running command. ``-m module`` and
+``-c CODE`` work as with ``python -m`` (``torch.distributed.run``) and ``python -c``.
 
 Starting a Python that imports torch, torchvision and Hydra takes 12-15 s on the 2-core
 development VM, more than most of the commands the tests run. So each command runs in a process
@@ -97,6 +97,10 @@ def _child(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -
             sys.argv = [argv[1], *argv[2:]]
             sys.path.insert(0, cwd)
             runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        elif argv[0] == "-c":  # python -c CODE
+            sys.argv = ["-c", *argv[2:]]
+            sys.path.insert(0, "")
+            exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})
         else:
             script = os.path.abspath(argv[0])
             sys.argv = argv

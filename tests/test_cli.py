@@ -265,3 +265,27 @@ def test_the_generic_config_machinery_imports_no_section():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("error", [ConnectionResetError(104, "Connection reset by peer"), EOFError()])
+def test_a_worker_killed_while_handing_over_a_batch_is_one_line(error, capsys):
+    """A worker killed while the main process receives its batch's shared memory breaks the
+    resource sharer's connection: the same one line as a worker killed between batches, exit 1."""
+    from videoattn.cli import user_errors
+
+    code = compile("def receive(err):\n    raise err\n", "/usr/lib/python3/multiprocessing/resource_sharer.py", "exec")
+    scope: dict = {}
+    exec(code, scope)
+    with pytest.raises(SystemExit) as exit_info, user_errors():
+        scope["receive"](error)
+    assert exit_info.value.code == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: a DataLoader worker's batch was lost in the handover") and "\n" not in line
+    assert "killed from outside this program" in line
+
+
+def test_a_connection_error_elsewhere_is_not_taken_for_a_killed_worker():
+    from videoattn.cli import user_errors
+
+    with pytest.raises(ConnectionResetError), user_errors():
+        raise ConnectionResetError(104, "Connection reset by peer")

@@ -3,7 +3,7 @@
     uv sync --extra deploy                                   # onnx, onnxscript, onnxruntime
     uv run python tools/export.py --checkpoint runs/demo/tsm/best.pth --out tsm.onnx
     uv run python tools/infer.py VIDEO --onnx tsm.onnx       # the exported model on one clip
-    uv run python tools/export.py --checkpoint CKPT --out step.onnx --streaming   # a tsm_online model's
+    uv run python tools/export.py --checkpoint runs/demo/tsm_online/best.pth --out step.onnx --streaming  # online
     uv run python tools/stream.py VIDEO --onnx step.onnx     # ... per-frame step on a stream
 
 The graph takes ``clips`` ``(N, T, 3, S, S)`` float32 (RGB, normalised with the file's mean/std;

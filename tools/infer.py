@@ -4,7 +4,7 @@
     uv run python tools/infer.py VIDEO --checkpoint CKPT --json              # machine-readable
     uv run python tools/infer.py VIDEO --checkpoint CKPT --explain out.png   # frames, prediction, module gains
     uv run python tools/infer.py VIDEO --checkpoint CKPT --precision bf16 --compile
-    uv run python tools/infer.py VIDEO --onnx model.onnx                      # onnxruntime (tools/export.py)
+    uv run python tools/infer.py VIDEO --onnx tsm.onnx                        # onnxruntime (tools/export.py)
     uv run python tools/infer.py VIDEO --checkpoint CKPT --device cuda --precision bf16
 
 The clip is sampled and cropped as in validation (T segment centres, centre crop), with the

@@ -1,6 +1,6 @@
 """Write the built-in demo dataset: small real videos in the SSv2 and Kinetics-400 formats.
 
-    uv run python tools/make_demo_data.py                     # -> data/demo (888 clips, about 6 MB)
+    uv run python tools/make_demo_data.py                     # -> data/demo (888 clips, about 6 MB; once)
     uv run python tools/make_demo_data.py --root /tmp/demo --train-per-class 8 --overwrite
 
 Twelve classes: four time-reversed pairs (a frame-averaging TSN model cannot tell the two
@@ -24,6 +24,8 @@ from videoattn.data.synthetic import (  # noqa: E402
     APPEARANCE_CLASSES,
     REVERSED_PAIRS,
     DemoParams,
+    default_demo_root,
+    holds_demo_dataset,
     read_manifest,
     write_demo_dataset,
 )
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     params = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoParams)}
     t0 = time.perf_counter()
+    if not args.overwrite and holds_demo_dataset(args.root, **params):  # e.g. written by train.py's first run
+        print(f"{args.root or default_demo_root()} already holds the demo dataset with these settings: nothing written")
+        return
     try:
         root = write_demo_dataset(args.root, workers=args.workers, overwrite=args.overwrite, **params)
     except FileExistsError as e:

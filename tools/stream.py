@@ -2,10 +2,10 @@
 model (TSM's online shift, ``model=tsm_online``), as TSM's online demo does.
 
     uv run python tools/stream.py VIDEO --checkpoint runs/demo/tsm_online/best.pth
-    uv run python tools/stream.py /dev/video0 --format v4l2 --checkpoint CKPT    # a camera (Linux)
-    uv run python tools/export.py --checkpoint CKPT --out step.onnx --streaming  # the per-frame step
-    uv run python tools/stream.py VIDEO --onnx step.onnx                         # ... in onnxruntime
-    uv run python tools/stream.py VIDEO --onnx step.onnx --checkpoint CKPT       # ... checked per frame
+    uv run python tools/stream.py /dev/video0 --format v4l2 --checkpoint runs/demo/tsm_online/best.pth  # a camera
+    uv run python tools/export.py --checkpoint runs/demo/tsm_online/best.pth --out step.onnx --streaming  # one step
+    uv run python tools/stream.py VIDEO --onnx step.onnx                                   # ... in onnxruntime
+    uv run python tools/stream.py VIDEO --onnx step.onnx --checkpoint runs/demo/tsm_online/best.pth  # checked
 
 Frames are read with PyAV as they come (any file or URL FFmpeg opens; a capture device with
 ``--format``: ``v4l2`` on Linux, ``avfoundation`` on macOS, ``dshow`` on Windows; FFmpeg options

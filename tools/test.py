@@ -6,7 +6,8 @@
     uv run python tools/test.py checkpoint=CKPT data=ssv2 data.root=/data/ssv2 split=test      # + submission file
     uv run python tools/test.py checkpoint=CKPT data=kinetics data.root=/data/k400 split=val protocol=tsm_dense
     torchrun --nproc_per_node 8 tools/test.py checkpoint=CKPT ...                              # sharded, no padding
-    uv run python tools/test.py checkpoint=CKPT precision=bf16 reference=OUT_FP32/predictions.csv  # agreement
+    uv run python tools/test.py checkpoint=CKPT out_dir=fp32_test                               # then bf16 vs fp32:
+    uv run python tools/test.py checkpoint=CKPT precision=bf16 reference=fp32_test/predictions.csv
 
 CKPT is a ``.pth`` file or a model folder (model.safetensors + config.json); a ``.pth`` that
 pickles objects beyond tensors and the allowlist is refused unless ``trust_checkpoint=true``.

@@ -3,7 +3,7 @@
     uv run python tools/train.py                                  # TSM on the built-in demo data
     uv run python tools/train.py model=tsn                        # ... the same without temporal modelling
     uv run python tools/train.py --config-name ssv2 data.root=/data/ssv2 model=tam
-    torchrun --nproc_per_node 8 tools/train.py --config-name kinetics data.root=/data/k400
+    torchrun --nproc_per_node 8 tools/train.py --config-name ssv2 data.root=/data/ssv2 model=tam
 
 The run itself is the engine's, read top to bottom in videoattn/engine/fit.py (config ->
 processes -> run folder -> data -> model -> resume -> optimiser -> epochs -> summary). One

@@ -62,16 +62,36 @@ def stop(message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
-def _killed_worker(err: RuntimeError) -> str | None:
-    """The line for PyTorch's error when a DataLoader worker died of a signal, or None."""
+_KILLED_WORKER = (
+    "a DataLoader worker was killed from outside this program (often the out-of-memory killer: see `dmesg`; "
+    "fewer workers / a smaller batch_size / prefetch_factor use less memory); rerun the same command (a training "
+    "resumes from its last checkpoint)"
+)
+
+
+def _killed_worker(err: BaseException) -> str | None:
+    """The line for PyTorch's error when a DataLoader worker died of a signal, or None. A worker
+    killed while it hands a batch's shared memory over ends the receiving side with a broken
+    connection (``ConnectionResetError`` / ``EOFError`` in multiprocessing's resource sharer)."""
     text = " ".join(str(err).split())
-    if "DataLoader worker" not in text or not ("killed by signal" in text or "exited unexpectedly" in text):
-        return None
-    return (
-        f"{text.split('. ')[0].rstrip('.')}: a DataLoader worker was killed from outside this program (often the "
-        "out-of-memory killer: see `dmesg`; fewer workers / a smaller batch_size / prefetch_factor use less memory); "
-        "rerun the same command (a training resumes from its last checkpoint)"
-    )
+    if (
+        isinstance(err, RuntimeError)
+        and "DataLoader worker" in text
+        and ("killed by signal" in text or "exited unexpectedly" in text)
+    ):
+        return f"{text.split('. ')[0].rstrip('.')}: {_KILLED_WORKER}"
+    if isinstance(err, (ConnectionError, EOFError)) and _raised_in(err, "multiprocessing/resource_sharer.py"):
+        return f"a DataLoader worker's batch was lost in the handover ({type(err).__name__}: {text}): {_KILLED_WORKER}"
+    return None
+
+
+def _raised_in(err: BaseException, path_end: str) -> bool:
+    tb = err.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith(path_end):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def fail(message: str) -> NoReturn:
@@ -106,8 +126,11 @@ def user_errors() -> Iterator[None]:
         if debug_enabled():
             raise
         fail(_message(err))
-    except OSError as err:
-        if debug_enabled() or err.errno not in _USER_ERRNOS:
+    except (OSError, EOFError) as err:
+        worker = _killed_worker(err)
+        if worker and not debug_enabled():
+            stop(f"error: {worker}", 1)
+        if debug_enabled() or not isinstance(err, OSError) or err.errno not in _USER_ERRNOS:
             raise
         fail(_os_message(err))
     except RuntimeError as err:  # torch.save reports a full disk as "[enforce fail ...] unexpected pos"

@@ -808,6 +808,12 @@ def _matches(root: Path, params: DemoParams) -> bool:
     return manifest is not None and manifest.get("generator") == _GENERATOR and manifest.get("params") == params.key()
 
 
+def holds_demo_dataset(root: str | Path | None, **kw) -> bool:
+    """Whether ``root`` (None: :func:`default_demo_root`) holds a complete demo dataset written
+    with these parameters (``kw``: those of :func:`write_demo_dataset`)."""
+    return _matches(_resolve_root(root), DemoParams.make(**kw))
+
+
 def default_demo_root() -> Path:
     """Where the demo dataset goes when no root is given: ``$VIDEOATTN_DEMO_ROOT``, else
     ``data/demo`` in the working directory (the repository root, where the README's commands
