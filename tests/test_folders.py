@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 import torch
 from cli import REPO, run
-from official import save_official
 from PIL import Image
 
+from videoattn.checkpoint import make_checkpoint, save_checkpoint
 from videoattn.data.formats import folders as fmt
 from videoattn.data.formats import load_annotations
 from videoattn.data.formats.common import AnnotationError
 from videoattn.errors import DataError
+from videoattn.models import build_model
 
 CLASSES = ["jump", "swipe left", "swipe right", "wave"]
 
@@ -149,6 +150,7 @@ def test_a_csv_or_tsv_of_paths_labels_and_splits(tmp_path):
 SMALL = ["workers=0", "device=cpu", "progress=false", "loggers=[csv]", "data.train_transform.size=48",
          "data.eval_transform.size=48", "data.eval_transform.resize=56"]  # fmt: skip
 THREADS = {"OMP_NUM_THREADS": "2"}
+SMALL_TSM = {"arch": "resnet18", "layers": [1, 1, 1, 1], "widths": [8, 16, 32, 64], "inserts": [{"name": "tsm"}]}
 
 
 def ok(out):
@@ -159,8 +161,9 @@ def ok(out):
 @pytest.fixture(scope="module")
 def tuned(tiny_demo, tmp_path_factory):
     """The demo's Kinetics clips as a user's class folders (3 per class, one corrupt video more), a
-    random official-layout TSM Kinetics checkpoint (ResNet-50, 400 classes) converted, and
-    ``train.py --config-name custom`` fine-tuning from it for 2 steps: the paths and outputs."""
+    Kinetics checkpoint (a small TSM ResNet of 400 classes; the converted official ResNet-50: the
+    README's "Your own videos" block, run by test_readme_run.py), and ``train.py --config-name
+    custom`` fine-tuning from it for 2 steps: the paths and outputs."""
     base = tmp_path_factory.mktemp("folders")
     videos = base / "my videos"
     for split in ("train", "val"):
@@ -169,13 +172,21 @@ def tuned(tiny_demo, tmp_path_factory):
             for f in folder.iterdir():
                 shutil.copy(f, videos / folder.name / f.name)
     (videos / "Something growing" / "corrupt.mp4").write_bytes(os.urandom(4096))
-    official = save_official(base / "TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50" / "ckpt.pth.tar",
-                             "tsm", num_classes=400)  # fmt: skip
-    k400 = base / "tsm_k400.pth"
-    ok(run(["tools/convert_checkpoint.py", "--src", official, "--dst", k400]))
+    k400 = save_checkpoint(
+        make_checkpoint(
+            build_model({**SMALL_TSM, "num_classes": 400, "num_segments": 8}),
+            classes=None,
+            data={"name": "kinetics"},
+            origin={"kind": "training"},
+        ),
+        base / "tsm_k400.pth",
+    )
     run_dir = base / "run"
+    model = [
+        f"model.{key}={json.dumps(value).replace(' ', '')}" for key, value in SMALL_TSM.items() if key != "inserts"
+    ]
     train = ["tools/train.py", "--config-name", "custom", f"data.root={videos}", f"model.pretrained={k400}",
-             "optim.epochs=1", "max_steps_per_epoch=2", "batch_size=2", *SMALL]  # fmt: skip
+             "optim.epochs=1", "max_steps_per_epoch=2", "batch_size=2", *model, *SMALL]  # fmt: skip
     first = ok(run([*train, f"run_dir={run_dir}"], env=THREADS))
     return {"videos": videos, "run_dir": run_dir, "train": train, "first": first, "base": base}
 
@@ -221,7 +232,7 @@ def test_class_folders_to_a_fine_tuned_model_tested_inferred_and_loaded_from_the
 
 def test_a_rerun_reads_the_checks_and_keeps_the_split(tuned):
     run_dir = tuned["base"] / "again"  # a second run on the same folder (a tiny model: only the data matters)
-    tiny = ["model.pretrained=null", "model.layers=[1,1,1,1]", "model.widths=[8,16,32,64]", "max_steps_per_epoch=1"]
+    tiny = ["model.pretrained=null", "max_steps_per_epoch=1"]
     out = ok(run([*tuned["train"], f"run_dir={run_dir}", *tiny], env=THREADS))
     text = out.stdout + out.stderr
     assert "all 37 videos' checks read from" in text and not re.search(r"checked \d+ videos", text)
