@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -268,11 +270,13 @@ def test_the_generic_config_machinery_imports_no_section():
 
 
 @pytest.mark.parametrize("error", [ConnectionResetError(104, "Connection reset by peer"), EOFError()])
-def test_a_worker_killed_while_handing_over_a_batch_is_one_line(error, capsys):
+def test_a_worker_killed_while_handing_over_a_batch_is_one_line(error, capsys, monkeypatch):
     """A worker killed while the main process receives its batch's shared memory breaks the
-    resource sharer's connection: the same one line as a worker killed between batches, exit 1."""
-    from videoattn.cli import user_errors
-
+    resource sharer's connection: the same one line as a worker killed between batches, exit 1;
+    and the DataLoader's cleanup on the way out, where PyTorch raises the worker's death again in
+    ``__del__``, prints nothing more (any other unraisable error still is)."""
+    printed = []
+    monkeypatch.setattr(sys, "unraisablehook", printed.append)  # the default hook, as user_errors finds it
     code = compile("def receive(err):\n    raise err\n", "/usr/lib/python3/multiprocessing/resource_sharer.py", "exec")
     scope: dict = {}
     exec(code, scope)
@@ -283,9 +287,14 @@ def test_a_worker_killed_while_handing_over_a_batch_is_one_line(error, capsys):
     assert line.startswith("error: a DataLoader worker's batch was lost in the handover") and "\n" not in line
     assert "killed from outside this program" in line
 
+    killed = RuntimeError("DataLoader worker (pid 13008) is killed by signal: Killed. ")
+    sys.unraisablehook(types.SimpleNamespace(exc_value=killed))  # what the iterator's __del__ raises
+    assert printed == []
+    other = types.SimpleNamespace(exc_value=ValueError("a bug"))
+    sys.unraisablehook(other)
+    assert printed == [other]
+
 
 def test_a_connection_error_elsewhere_is_not_taken_for_a_killed_worker():
-    from videoattn.cli import user_errors
-
     with pytest.raises(ConnectionResetError), user_errors():
         raise ConnectionResetError(104, "Connection reset by peer")

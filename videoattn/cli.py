@@ -21,7 +21,7 @@ import errno
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .errors import UserError
 
@@ -85,6 +85,19 @@ def _killed_worker(err: BaseException) -> str | None:
     return None
 
 
+def _quiet_killed_worker_cleanup() -> None:
+    """After the killed-worker line: the DataLoader iterator, collected on the way out, joins its
+    workers and PyTorch's SIGCHLD handler raises the killed worker's error again inside ``__del__``
+    ("Exception ignored in ... Traceback"). Drop that one; any other unraisable error is printed."""
+    default = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not (isinstance(unraisable.exc_value, RuntimeError) and _killed_worker(unraisable.exc_value)):
+            default(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def _raised_in(err: BaseException, path_end: str) -> bool:
     tb = err.__traceback__
     while tb is not None:
@@ -129,6 +142,7 @@ def user_errors() -> Iterator[None]:
     except (OSError, EOFError) as err:
         worker = _killed_worker(err)
         if worker and not debug_enabled():
+            _quiet_killed_worker_cleanup()
             stop(f"error: {worker}", 1)
         if debug_enabled() or not isinstance(err, OSError) or err.errno not in _USER_ERRNOS:
             raise
@@ -136,6 +150,7 @@ def user_errors() -> Iterator[None]:
     except RuntimeError as err:  # torch.save reports a full disk as "[enforce fail ...] unexpected pos"
         worker = _killed_worker(err)
         if worker and not debug_enabled():
+            _quiet_killed_worker_cleanup()
             stop(f"error: {worker}", 1)
         if debug_enabled() or not _is_disk_full(err):
             raise
