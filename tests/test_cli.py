@@ -199,29 +199,18 @@ NOT_OVERRIDES = {
 }
 
 
-def documented_overrides() -> tuple[list[tuple[str, list[str]]], list[str]]:
-    """The command lines of train.py / test.py in the READMEs' code blocks (tool, arguments),
-    and the overrides quoted in their text (`data.on_error=skip`)."""
+def quoted_overrides() -> list[str]:
+    """The overrides quoted in the READMEs' text (`data.on_error=skip`; their commands run in
+    test_readme_run.py)."""
     import re
-    import shlex
 
-    commands, inline = [], []
+    inline = []
     for name in README_FILES:
-        text = (CONFIGS.parent / name).read_text()
-        for span in re.findall(r"`([^`\n]+)`", text):
+        for span in re.findall(r"`([^`\n]+)`", (CONFIGS.parent / name).read_text()):
             tokens = span.split()
             if tokens and all(re.fullmatch(r"\+{0,2}[A-Za-z_][\w.]*=\S+", t) for t in tokens):
                 inline += [t for t in tokens if t not in NOT_OVERRIDES]
-        for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", text, re.S):
-            for line in block.replace("\\\n", " ").splitlines():
-                for part in line.split("#")[0].split("&&"):
-                    if "tools/train.py" not in part and "tools/test.py" not in part:
-                        continue
-                    words = shlex.split(part)
-                    for tool in ("train", "test"):
-                        if f"tools/{tool}.py" in words:
-                            commands.append((tool, words[words.index(f"tools/{tool}.py") + 1 :]))
-    return commands, inline
+    return inline
 
 
 def validated(config: str, argv: list[str]):
@@ -243,7 +232,7 @@ def test_every_override_quoted_in_the_readmes_works_as_written(tiny_demo):
     section checked, and a data override applied to a dataset that reads a clip."""
     from videoattn.data.build import build_dataset
 
-    _, inline = documented_overrides()
+    inline = quoted_overrides()
     assert {"data.on_error=skip", "resume=none", "overwrite=true", "keep_last=2", "data.backend=pyav"} <= set(inline)
     for override in dict.fromkeys(inline):
         try:

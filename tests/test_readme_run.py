@@ -16,13 +16,14 @@ Tiny: the documented runs take minutes to days, so each tool's command gets the 
 override what the command sets, never what it names (checkpoints, data, models, modes, protocols).
 ``torchrun --nproc_per_node 8`` runs one CPU process per node (test.py: 2, its metrics checked
 against one process's); ``--nnodes 2`` runs both nodes here. Not run, each for the reason
-``NOT_RUN`` gives (test_commands.py parses them): the install commands (test_lock.py reads what
+``NOT_RUN`` gives (those of a tool are parsed as the tool parses them): the install commands (test_lock.py reads what
 they install), this suite itself, the MLflow UI, a camera, ``--compile``, and ``--device cuda``
 without a GPU. The W&B / MLflow commands run where their extra is installed.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib.util
 import json
@@ -30,6 +31,7 @@ import re
 import shlex
 import shutil
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,7 @@ import torch
 from cli import TINY_RUN, Running, run, start
 from official import save_official
 
+from videoattn.compose import check_overrides
 from videoattn.data.synthetic import DEMO_CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,6 +166,7 @@ BLOCKS = readme_blocks()
 def test_the_readme_blocks_are_found():
     commands = [c for _, block in BLOCKS for c in block if c.where == "README.md"]
     assert sum(name.startswith("README") for name, _ in BLOCKS) >= 15 and len(commands) >= 70
+    assert any(c.text == "uv run python tools/ablate.py --short" for c in commands)
     documented = {name for name, _ in BLOCKS if name.startswith("tools-")}
     assert documented == {f"tools-{p.stem}" for p in (REPO / "tools").glob("*.py")}  # every tool shows a command
     tools = {c.tool for c in commands if c.launcher == "python"}
@@ -174,6 +178,35 @@ def test_the_readme_blocks_are_found():
 
 def _not_run(cmd: Command) -> str | None:
     return next((why for key, why in NOT_RUN.items() if key in cmd.text), None)
+
+
+class _Parsed(Exception):
+    pass
+
+
+def test_the_commands_not_run_here_parse_as_their_tools_parse_them(monkeypatch):
+    """Flags and their values, or the Hydra overrides, as the tool reads them, of the tool commands
+    NOT_RUN keeps from running here (a GPU's, torch.compile's, a camera's)."""
+    original = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        raise _Parsed(original(self, args, namespace))
+
+    commands = [c for _, block in BLOCKS for c in block if c.tool and _not_run(c)]
+    assert len(commands) >= 3  # --compile and /dev/video0 (and --device cuda without a GPU)
+    for cmd in commands:
+        args = cmd.argv[cmd.argv.index(f"tools/{cmd.tool}.py") + 1 :]
+        if cmd.tool in ("train", "test"):
+            assert check_overrides(REPO / "configs", cmd.tool, args) is not None, cmd.text
+            continue
+        spec = importlib.util.spec_from_file_location(f"documented_{cmd.tool}", REPO / "tools" / f"{cmd.tool}.py")
+        tool = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tool)
+        monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+        monkeypatch.setattr(sys, "argv", [f"tools/{cmd.tool}.py", *args])
+        with pytest.raises(_Parsed):  # not SystemExit: a usage error's exit 2
+            tool.main()
+        monkeypatch.setattr(argparse.ArgumentParser, "parse_args", original)
 
 
 # ----------------------------------------------------------------------------- the user's clone
